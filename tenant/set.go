@@ -1,0 +1,125 @@
+package tenant
+
+import (
+	"crypto/x509"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/parzelle/parzelle/pki"
+)
+
+// Set is an immutable snapshot of every active tenant.
+type Set struct {
+	tenants    map[string]*Config
+	byIdentity map[string]*Config
+	clientCAs  *x509.CertPool
+	versions   map[string]int
+}
+
+// Tenant returns the tenant with the id, or nil.
+func (s *Set) Tenant(id string) *Config { return s.tenants[id] }
+
+// Owner returns the tenant that owns a transport identity, or nil.
+func (s *Set) Owner(identity string) *Config { return s.byIdentity[identity] }
+
+// Version is the tenant's applied configuration version (0 before it was
+// recorded).
+func (s *Set) Version(id string) int { return s.versions[id] }
+
+// Tenants returns every tenant, ordered by id.
+func (s *Set) Tenants() []*Config {
+	out := make([]*Config, 0, len(s.tenants))
+	for _, c := range s.tenants {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ClientCAs is the union of every tenant's client CAs: what the TLS listener
+// asks client certificates to chain to.
+func (s *Set) ClientCAs() *x509.CertPool { return s.clientCAs }
+
+func newSet(configs map[string]*Config, versions map[string]int) *Set {
+	s := &Set{tenants: map[string]*Config{}, byIdentity: map[string]*Config{}, clientCAs: x509.NewCertPool(), versions: versions}
+	for _, c := range configs {
+		s.tenants[c.ID] = c
+		for _, id := range c.Identities {
+			s.byIdentity[id.ID] = c
+		}
+		for _, ca := range c.caCerts {
+			s.clientCAs.AddCert(ca)
+		}
+	}
+	return s
+}
+
+// Grant is what one client entry of one tenant allows a certificate.
+type Grant struct {
+	Tenant     string   `json:"tenant"`
+	Client     string   `json:"client"`
+	Identities []string `json:"identities"`
+}
+
+// Principal is an authenticated client certificate and what it may do.
+type Principal struct {
+	Subject     string  `json:"subject"`
+	Fingerprint string  `json:"sha256"`
+	Grants      []Grant `json:"grants"`
+}
+
+// MayActFor reports whether the principal may act for the identity.
+func (p *Principal) MayActFor(identity string) bool {
+	for _, g := range p.Grants {
+		if slices.Contains(g.Identities, identity) {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrUnknownClient is returned for a certificate no tenant lists.
+var ErrUnknownClient = errors.New("tenant: the client certificate is not assigned to any tenant")
+
+// Authenticate maps a client certificate chain (leaf first) to the grants
+// of every tenant that lists it: its subject or fingerprint matches a client
+// entry and it chains to one of that tenant's own client CAs, valid at now
+// and for client authentication.
+func (s *Set) Authenticate(chain []*x509.Certificate, now time.Time) (*Principal, error) {
+	if len(chain) == 0 {
+		return nil, ErrUnknownClient
+	}
+	leaf := chain[0]
+	p := &Principal{Subject: leaf.Subject.String(), Fingerprint: pki.Fingerprint(leaf)}
+	subject := strings.Join(parseDN(p.Subject), ",")
+	intermediates := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		intermediates.AddCert(c)
+	}
+	for _, t := range s.Tenants() {
+		verified := false
+		for _, cl := range t.Clients {
+			if cl.SHA256 != "" && cl.SHA256 != p.Fingerprint {
+				continue
+			}
+			if cl.Subject != "" && strings.Join(parseDN(cl.Subject), ",") != subject {
+				continue
+			}
+			if !verified {
+				_, err := leaf.Verify(x509.VerifyOptions{Roots: t.clientCAs, Intermediates: intermediates, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+				if err != nil {
+					break
+				}
+				verified = true
+			}
+			p.Grants = append(p.Grants, Grant{Tenant: t.ID, Client: cl.Name, Identities: cl.Identities})
+		}
+	}
+	if len(p.Grants) == 0 {
+		return nil, ErrUnknownClient
+	}
+	return p, nil
+}
