@@ -1,0 +1,145 @@
+// Package config reads the node's configuration file: listeners, database,
+// key provider and paths. Relative paths in it are relative to the file's
+// own directory, so a config works from wherever the node is started.
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/parzelle/parzelle/strictyaml"
+)
+
+// Node is the node configuration.
+type Node struct {
+	Listen   Listen   `yaml:"listen" conf:"required"`
+	TLS      TLS      `yaml:"tls" conf:"required"`
+	Database Database `yaml:"database"`
+	Keys     Keys     `yaml:"keys" conf:"required"`
+	Paths    Paths    `yaml:"paths" conf:"required"`
+	Log      Log      `yaml:"log"`
+	// TenantReload is how often the tenant directory is checked for changes
+	// (SIGHUP checks at once). Default 2s.
+	TenantReload time.Duration `yaml:"tenantReload"`
+
+	// File is the path the configuration was read from.
+	File string `yaml:"-"`
+}
+
+// Listen holds the listener addresses.
+type Listen struct {
+	// Transport is the HTTPS listener with client-certificate
+	// authentication: XTA, OSCI, XNachweis and the register API.
+	Transport string `yaml:"transport" conf:"required"`
+	// Ops serves the console, /metrics, /healthz and /readyz.
+	Ops string `yaml:"ops" conf:"required"`
+}
+
+// TLS is the transport listener's server certificate.
+type TLS struct {
+	Cert string `yaml:"cert" conf:"required"`
+	Key  string `yaml:"key" conf:"required"`
+}
+
+// Database says where the data lives. The DATABASE_URL environment variable
+// overrides URL; with neither set, the node runs an embedded PostgreSQL
+// cluster in Embedded.
+type Database struct {
+	URL      string `yaml:"url"`
+	Embedded string `yaml:"embedded"`
+	MaxConns int    `yaml:"maxConns"`
+}
+
+// Keys configures the key provider for tenant signing, decryption and
+// data keys.
+type Keys struct {
+	Provider string `yaml:"provider" conf:"required"` // "file"
+	Dir      string `yaml:"dir" conf:"required"`
+}
+
+// Paths are the directories the node reads.
+type Paths struct {
+	Tenants string `yaml:"tenants" conf:"required"`
+	// Schemas are directories of installed official XML schemas.
+	Schemas []string `yaml:"schemas"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Format string `yaml:"format"` // "text" (default) or "json"
+	Level  string `yaml:"level"`  // "debug", "info" (default), "warn", "error"
+}
+
+// Load reads and checks the configuration file at path.
+func Load(path string) (*Node, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	n := &Node{File: path}
+	pos, err := strictyaml.Decode(path, data, n)
+	if !pos.Parsed() {
+		return nil, err
+	}
+	n.check(pos)
+	if err := pos.Err(); err != nil {
+		return nil, err
+	}
+	if n.TenantReload == 0 {
+		n.TenantReload = 2 * time.Second
+	}
+	if v := os.Getenv("DATABASE_URL"); v != "" {
+		n.Database.URL = v
+	}
+	base := filepath.Dir(path)
+	for _, p := range []*string{&n.TLS.Cert, &n.TLS.Key, &n.Database.Embedded, &n.Keys.Dir, &n.Paths.Tenants} {
+		*p = resolve(base, *p)
+	}
+	for i := range n.Paths.Schemas {
+		n.Paths.Schemas[i] = resolve(base, n.Paths.Schemas[i])
+	}
+	return n, nil
+}
+
+func (n *Node) check(pos *strictyaml.Positions) {
+	for field, addr := range map[string]string{"listen.transport": n.Listen.Transport, "listen.ops": n.Listen.Ops} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			pos.Errorf(field, "want host:port, got %q", addr)
+		}
+	}
+	if n.Database.URL == "" && n.Database.Embedded == "" && os.Getenv("DATABASE_URL") == "" {
+		pos.Errorf("database", "give url or embedded (or set DATABASE_URL)")
+	}
+	if n.Database.MaxConns < 0 {
+		pos.Errorf("database.maxConns", "must not be negative")
+	}
+	if n.Keys.Provider != "" && n.Keys.Provider != "file" {
+		pos.Errorf("keys.provider", "unknown key provider %q (known: file)", n.Keys.Provider)
+	}
+	switch n.Log.Format {
+	case "", "text", "json":
+	default:
+		pos.Errorf("log.format", "want text or json, got %q", n.Log.Format)
+	}
+	switch n.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		pos.Errorf("log.level", "want debug, info, warn or error, got %q", n.Log.Level)
+	}
+	if n.TenantReload < 0 {
+		pos.Errorf("tenantReload", "must not be negative")
+	}
+}
+
+func resolve(base, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(base, p)
+}

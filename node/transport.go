@@ -1,0 +1,71 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+
+	"github.com/parzelle/parzelle/problem"
+	"github.com/parzelle/parzelle/tenant"
+)
+
+// tlsConfig requires a client certificate that chains to a client CA of
+// some tenant; the pool is taken from the live tenant set at each handshake,
+// so a new tenant's CA works without a restart.
+func (n *Node) tlsConfig(cert tls.Certificate) *tls.Config {
+	base := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := base.Clone()
+			c.ClientCAs = n.tenants.Current().ClientCAs()
+			return c, nil
+		},
+	}
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated client of a transport request.
+func PrincipalFrom(ctx context.Context) *tenant.Principal {
+	p, _ := ctx.Value(principalKey{}).(*tenant.Principal)
+	return p
+}
+
+// authenticate maps the client certificate to its tenant grants; a
+// certificate that chains to a trusted CA but that no tenant lists is
+// refused here.
+func (n *Node) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			problem.Write(w, r, problem.UnknownClient, "no client certificate was presented")
+			return
+		}
+		p, err := n.tenants.Current().Authenticate(r.TLS.PeerCertificates, n.now())
+		if err != nil {
+			n.log.Warn("client certificate refused", "subject", r.TLS.PeerCertificates[0].Subject.String(), "remote", r.RemoteAddr, "error", err)
+			problem.Write(w, r, problem.UnknownClient, "the client certificate is not assigned to any tenant of this node")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// transportHandler routes transport requests; every route, the fallback
+// included, serves authenticated clients only.
+func (n *Node) transportHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /whoami", n.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(PrincipalFrom(r.Context()))
+	})))
+	mux.Handle("/", n.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.NotFound, "no endpoint at "+r.URL.Path)
+	})))
+	return mux
+}

@@ -1,0 +1,98 @@
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestDemoCreatesThenReuses(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	files, err := Demo(dir, []string{"duesseldorf", "koeln"}, []string{"parzelle.example", "10.0.0.7"}, ECDSAP256, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ca.crt", "server.crt", "clients/duesseldorf.crt", "clients/koeln.crt"}
+	if len(files) != len(want) {
+		t.Fatalf("files %+v", files)
+	}
+	for i, f := range files {
+		if f.Path != filepath.Join(dir, want[i]) || !f.Created {
+			t.Errorf("file %d: %+v, want created %s", i, f, want[i])
+		}
+	}
+	ca := mustLoad(t, filepath.Join(dir, "ca.crt"))
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+
+	server := mustLoad(t, filepath.Join(dir, "server.crt"))
+	for _, host := range []string{"localhost", "127.0.0.1", "::1", "parzelle.example", "10.0.0.7"} {
+		if _, err := server.Verify(x509.VerifyOptions{Roots: roots, DNSName: host, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("server certificate for %s: %v", host, err)
+		}
+	}
+	client := mustLoad(t, filepath.Join(dir, "clients", "koeln.crt"))
+	if client.Subject.String() != "CN=koeln,OU=Fachverfahren,O=Parzelle Demo" {
+		t.Errorf("client subject %s", client.Subject)
+	}
+	if _, err := client.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("client certificate: %v", err)
+	}
+	if _, ok := client.PublicKey.(*ecdsa.PublicKey); !ok {
+		t.Errorf("client key is %T, want ECDSA", client.PublicKey)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "clients", "koeln.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode: %v %v", fi.Mode(), err)
+	}
+
+	// A second run reuses everything; a missing client is added under the same CA.
+	files, err = Demo(dir, []string{"duesseldorf", "koeln", "bonn"}, nil, ECDSAP256, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Created != (filepath.Base(f.Path) == "bonn.crt") {
+			t.Errorf("second run: %+v", f)
+		}
+	}
+	if !mustLoad(t, filepath.Join(dir, "ca.crt")).Equal(ca) {
+		t.Error("the second run replaced the CA")
+	}
+
+	// Close to expiry, leaves are issued anew.
+	files, err = Demo(dir, []string{"koeln"}, nil, ECDSAP256, now.AddDate(0, 11, 28))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !files[1].Created || !files[2].Created || files[0].Created {
+		t.Errorf("near expiry: %+v", files)
+	}
+}
+
+func TestDemoRSA(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Demo(dir, []string{"koeln"}, nil, RSA3072, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c := mustLoad(t, filepath.Join(dir, "clients", "koeln.crt"))
+	if k, ok := c.PublicKey.(*rsa.PublicKey); !ok || k.N.BitLen() != 3072 {
+		t.Errorf("want an RSA-3072 key, got %T", c.PublicKey)
+	}
+	if _, err := Demo(dir, nil, nil, "dsa", time.Now().AddDate(10, 0, 0)); err == nil {
+		t.Error("an unknown algorithm was accepted")
+	}
+}
+
+func mustLoad(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	certs, err := LoadCertificates(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
+}
