@@ -1,0 +1,29 @@
+# The two commands a new user needs:
+#   make run   start the node with the demo tenants (embedded PostgreSQL
+#              unless DATABASE_URL is set)
+#   make test  run go vet and every test against a throwaway PostgreSQL
+#              cluster (or the one DATABASE_URL names)
+# Both install what they need first and can be run again and again.
+
+GO      ?= go
+BIN     := bin/parzelle
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# Extra flags for go test, e.g. make test GOTESTFLAGS='-run TestTenant -v'.
+GOTESTFLAGS ?=
+PKGS    ?= ./...
+
+.PHONY: run test build deps
+
+run: build
+	$(BIN) pki demo --out var/pki
+	$(BIN) serve --config fixtures/node.yaml
+
+test: build
+	$(GO) vet $(PKGS)
+	$(BIN) pg temp -- $(GO) test $(GOTESTFLAGS) $(PKGS)
+
+build: deps
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/parzelle
+
+deps:
+	@./scripts/install-deps.sh

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/parzelle/parzelle/config"
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/pgcluster"
+)
+
+// embeddedDatabase is the database name and owner role of the embedded
+// cluster.
+const embeddedDatabase = "parzelle"
+
+// database returns the URL the node uses: the configured one, or the
+// embedded cluster's, which it creates and starts when needed. stop stops
+// the embedded cluster again if this call started it.
+func database(ctx context.Context, cfg *config.Node, log *slog.Logger) (dbURL string, stop func(), err error) {
+	noop := func() {}
+	if cfg.Database.URL != "" {
+		return cfg.Database.URL, noop, nil
+	}
+	dir := cfg.Database.Embedded
+	c, err := pgcluster.New(dir)
+	if err != nil {
+		return "", noop, err
+	}
+	if !c.Initialized() {
+		log.Info("creating the embedded PostgreSQL cluster", "dir", dir, "bin", c.BinDir())
+		if err := c.Init(ctx); err != nil {
+			return "", noop, err
+		}
+	}
+	started, err := c.Start(ctx)
+	if err != nil {
+		return "", noop, err
+	}
+	stop = func() {
+		if !started {
+			return
+		}
+		log.Info("stopping the embedded PostgreSQL cluster", "dir", dir)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			log.Error("stop the embedded PostgreSQL cluster", "error", err)
+		}
+	}
+	if started {
+		log.Info("embedded PostgreSQL cluster started", "dir", dir)
+	} else {
+		log.Info("embedded PostgreSQL cluster already running; reusing it and leaving it running", "dir", dir)
+	}
+	dbURL, err = provisionEmbedded(ctx, c)
+	if err != nil {
+		stop()
+		return "", noop, err
+	}
+	return dbURL, stop, nil
+}
+
+// provisionEmbedded makes sure the embedded cluster has the parzelle role
+// and database and writes their URL to DIR/url (readable by the owner only):
+// the role owns every table, so it can also dump the database.
+func provisionEmbedded(ctx context.Context, c *pgcluster.Cluster) (string, error) {
+	urlFile := filepath.Join(c.Dir, "url")
+	password := ""
+	if b, err := os.ReadFile(urlFile); err == nil {
+		if u, err := url.Parse(strings.TrimSpace(string(b))); err == nil {
+			password, _ = u.User.Password()
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", urlFile, err)
+	}
+	if password == "" {
+		b := make([]byte, 18)
+		rand.Read(b)
+		password = hex.EncodeToString(b)
+	}
+	super, err := c.SuperuserURL("postgres")
+	if err != nil {
+		return "", err
+	}
+	if err := pgcluster.EnsureDatabase(ctx, super, embeddedDatabase, embeddedDatabase, password, db.TenantRole); err != nil {
+		return "", err
+	}
+	port, err := c.Port()
+	if err != nil {
+		return "", err
+	}
+	dbURL := pgcluster.URL(embeddedDatabase, password, port, embeddedDatabase)
+	if err := os.WriteFile(urlFile, []byte(dbURL+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", urlFile, err)
+	}
+	return dbURL, nil
+}

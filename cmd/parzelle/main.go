@@ -1,0 +1,99 @@
+// Command parzelle is the Parzelle node and its operator tools.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/parzelle/parzelle/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+type command struct {
+	name, args, help string
+	run              func(args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"serve", "[--config FILE]", "run the node until SIGINT or SIGTERM", cmdServe},
+		{"migrate", "[--config FILE]", "bring the database schema up to date and exit", cmdMigrate},
+		{"pki", "demo [--out DIR] [--tenant ID]... [--algorithm A] [--host H]...", "generate the demo PKI (CA, server and client certificates)", cmdPKI},
+		{"tenant", "check PATH... | history [--config FILE] [--tenant ID]", "check tenant files; show applied configuration versions", cmdTenant},
+		{"pg", "temp -- CMD [ARG]... | status|stop [--config FILE]", "run CMD against a throwaway PostgreSQL cluster; manage the embedded one", cmdPG},
+		{"version", "", "print the version", func([]string) error { fmt.Println("parzelle", version); return nil }},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: parzelle COMMAND [ARGS]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n           %s\n", c.name, c.args, c.help)
+	}
+}
+
+// exitError carries a process exit code through the error chain.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
+		usage(os.Stdout)
+		return
+	}
+	for _, c := range commands {
+		if c.name == os.Args[1] {
+			err := c.run(os.Args[2:])
+			var exit exitError
+			switch {
+			case err == nil:
+				return
+			case errors.As(err, &exit):
+				os.Exit(exit.code)
+			case errors.Is(err, flag.ErrHelp):
+				os.Exit(2)
+			}
+			fmt.Fprintln(os.Stderr, "parzelle "+c.name+":", err)
+			os.Exit(1)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "parzelle: unknown command %q\n\n", os.Args[1])
+	usage(os.Stderr)
+	os.Exit(2)
+}
+
+// defaultConfig is the node configuration file used when --config is not
+// given: PARZELLE_CONFIG, else the demo configuration.
+func defaultConfig() string {
+	if v := os.Getenv("PARZELLE_CONFIG"); v != "" {
+		return v
+	}
+	return "fixtures/node.yaml"
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	level := slog.LevelInfo
+	switch c.Level {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(c.Format, "json") {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parzelle/parzelle/db/dbtest"
+	"github.com/parzelle/parzelle/pgcluster"
+)
+
+// The test binary doubles as the parzelle binary: with PARZELLE_RUN_MAIN=1
+// it runs main, so the tests drive the real command line.
+func TestMain(m *testing.M) {
+	if os.Getenv("PARZELLE_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func parzelle(dir string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), append([]string{"PARZELLE_RUN_MAIN=1", "DATABASE_URL=", "PARZELLE_CONFIG="}, env...)...)
+	return cmd
+}
+
+// demoCheckout lays out what a fresh clone holds (the demo node config and
+// tenants) in a directory the postgres user can enter, with the listeners
+// on free ports.
+func demoCheckout(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "fixtures", "tenants"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"node.yaml", "tenants/duesseldorf.yaml", "tenants/koeln.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "fixtures", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = bytes.ReplaceAll(data, []byte(":8443"), []byte(":0"))
+		data = bytes.ReplaceAll(data, []byte(":8080"), []byte(":0"))
+		if err := os.WriteFile(filepath.Join(root, "fixtures", f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := parzelle(root, nil, "pki", "demo", "--out", "var/pki").CombinedOutput(); err != nil {
+		t.Fatalf("pki demo: %v\n%s", err, out)
+	}
+	return root
+}
+
+// server is a running `parzelle serve`.
+type server struct {
+	cmd            *exec.Cmd
+	transport, ops string
+	mu             sync.Mutex
+	stderr         bytes.Buffer
+	done           chan error
+}
+
+func (s *server) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.Write(p)
+}
+
+func (s *server) log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+var bannerURL = regexp.MustCompile(`https?://([0-9.:]+)/`)
+
+// serve starts the node and waits for its banner.
+func serve(t *testing.T, root string, env ...string) *server {
+	t.Helper()
+	s := &server{cmd: parzelle(root, env, "serve", "--config", "fixtures/node.yaml"), done: make(chan error, 1)}
+	s.cmd.Stderr = s
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	banner := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if m := bannerURL.FindStringSubmatch(line); m != nil && strings.Contains(line, "transport") {
+				s.transport = m[1]
+			}
+			if m := bannerURL.FindStringSubmatch(line); m != nil && strings.Contains(line, "console") {
+				s.ops = m[1]
+				banner <- line
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() { s.cmd.Process.Kill() })
+	select {
+	case <-banner:
+		t.Logf("serve printed its banner after %.1fs", time.Since(start).Seconds())
+	case err := <-s.done:
+		t.Fatalf("serve exited before serving: %v\n%s", err, s.log())
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no banner within two minutes\n%s", s.log())
+	}
+	return s
+}
+
+// interrupt sends SIGINT, as Ctrl-C does, and waits for a clean exit.
+func (s *server) interrupt(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGINT\n%s", err, s.log())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("serve did not stop within a minute of SIGINT\n%s", s.log())
+	}
+}
+
+func getBody(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func demoClient(t *testing.T, root, tenant string) *http.Client {
+	t.Helper()
+	pki := filepath.Join(root, "var", "pki")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "clients", tenant+".crt"), filepath.Join(pki, "clients", tenant+".key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}}}}
+}
+
+// TestServeWithEmbeddedDatabase follows `make run` on a fresh checkout:
+// the node creates and starts its own PostgreSQL, serves, keeps the last
+// good tenant config when a file breaks, stops the database on Ctrl-C, and
+// reuses everything the second time.
+func TestServeWithEmbeddedDatabase(t *testing.T) {
+	root := demoCheckout(t)
+	s := serve(t, root)
+	plain := &http.Client{Timeout: 10 * time.Second}
+	if code, body := getBody(t, plain, "http://"+s.ops+"/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	if code, body := getBody(t, plain, "http://"+s.ops+"/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	if code, body := getBody(t, demoClient(t, root, "koeln"), "https://"+s.transport+"/whoami"); code != 200 || !strings.Contains(body, "ags:05315000") {
+		t.Fatalf("/whoami as koeln: %d %s", code, body)
+	}
+
+	// Break a tenant file: it is rejected with file, line and field, and
+	// the node keeps serving the tenant on its last good configuration.
+	koeln := filepath.Join(root, "fixtures", "tenants", "koeln.yaml")
+	good, err := os.ReadFile(koeln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(koeln, bytes.Replace(good, []byte("category:"), []byte("kategorie:"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantErr := "koeln.yaml:7: identities[0].kategorie: unknown field"
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(s.log(), wantErr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broken file was not reported within 30s\n%s", s.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, body := getBody(t, demoClient(t, root, "koeln"), "https://"+s.transport+"/whoami"); code != 200 {
+		t.Errorf("koeln after its file broke: %d %s", code, body)
+	}
+	if _, page := getBody(t, plain, "http://"+s.ops+"/"); !strings.Contains(page, wantErr) {
+		t.Errorf("the console does not show the rejected file")
+	}
+	out, err := parzelle(root, nil, "tenant", "check", "fixtures/tenants").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), wantErr) {
+		t.Errorf("tenant check: %v\n%s", err, out)
+	}
+
+	// var/pg/url names a role that can dump the whole database.
+	url, err := os.ReadFile(filepath.Join(root, "var", "pg", "url"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgcluster.New(filepath.Join(root, "var", "pg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump, err := exec.Command(filepath.Join(c.BinDir(), "pg_dump"), strings.TrimSpace(string(url))).CombinedOutput()
+	if err != nil || !bytes.Contains(dump, []byte("CREATE TABLE public.tenant_config_version")) || !bytes.Contains(dump, []byte("Melderegister Köln")) {
+		t.Errorf("pg_dump with var/pg/url: %v\n%.500s", err, dump)
+	}
+
+	s.interrupt(t)
+	if !strings.Contains(s.log(), "stopping the embedded PostgreSQL cluster") || c.Running(context.Background()) {
+		t.Errorf("the embedded cluster was not stopped\n%s", s.log())
+	}
+
+	// The second start reuses the cluster and the recorded configuration.
+	if err := os.WriteFile(koeln, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = serve(t, root)
+	if strings.Contains(s.log(), "creating the embedded PostgreSQL cluster") {
+		t.Error("the second start created the cluster again")
+	}
+	out, err = parzelle(root, nil, "tenant", "history").CombinedOutput()
+	if err != nil || strings.Count(string(out), "\nkoeln ") != 1 {
+		t.Errorf("tenant history after a broken and restored file: want one koeln version\n%s %v", out, err)
+	}
+	s.interrupt(t)
+}
+
+// TestServeWithDatabaseURL: with DATABASE_URL set the node uses it and
+// starts no PostgreSQL of its own.
+func TestServeWithDatabaseURL(t *testing.T) {
+	root := demoCheckout(t)
+	s := serve(t, root, "DATABASE_URL="+dbtest.NewURL(t))
+	if code, body := getBody(t, &http.Client{Timeout: 10 * time.Second}, "http://"+s.ops+"/readyz"); code != 200 {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	s.interrupt(t)
+	if _, err := os.Stat(filepath.Join(root, "var", "pg")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("with DATABASE_URL the node still made var/pg: %v", err)
+	}
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/parzelle/parzelle/config"
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/node"
+	"github.com/parzelle/parzelle/tenant"
+)
+
+func cmdServe(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configPath := fs.String("config", defaultConfig(), "node configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log)
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	dbURL, stopDB, err := database(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopDB()
+	pool, err := db.Open(ctx, dbURL, int32(cfg.Database.MaxConns))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := db.Migrate(ctx, pool, log); err != nil {
+		return err
+	}
+
+	reg := node.NewMetricsRegistry(version)
+	tenants := tenant.NewRegistry(cfg.Paths.Tenants, pool, log, reg)
+	if _, err := tenants.Reload(ctx); err != nil {
+		return err
+	}
+	n := node.New(cfg, pool, tenants, reg, log)
+	addrs, err := n.Listen()
+	if err != nil {
+		return err
+	}
+	printBanner(cfg, addrs, tenants.Current())
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go tenants.Watch(ctx, cfg.TenantReload, hup)
+	err = n.Serve(ctx)
+	log.Info("node stopped")
+	return err
+}
+
+func printBanner(cfg *config.Node, a node.Addrs, set *tenant.Set) {
+	var ts []string
+	for _, t := range set.Tenants() {
+		ts = append(ts, fmt.Sprintf("%s (version %d)", t.ID, set.Version(t.ID)))
+	}
+	dbLine := "PostgreSQL at DATABASE_URL / database.url"
+	if cfg.Database.URL == "" {
+		dbLine = fmt.Sprintf("embedded PostgreSQL in %s (connection URL in %s/url)", cfg.Database.Embedded, cfg.Database.Embedded)
+	}
+	fmt.Printf(`
+Parzelle %s is serving
+  transport (HTTPS, client certificates required)  https://%[2]s/   (who am I: https://%[2]s/whoami)
+  console                                          http://%[3]s/
+  metrics                                          http://%[3]s/metrics
+  health / readiness                               http://%[3]s/healthz  http://%[3]s/readyz
+  database                                         %[4]s
+  tenants from %-35[5]s %[6]s
+Stop with Ctrl-C.
+
+`, version, a.Transport, a.Ops, dbLine, cfg.Paths.Tenants, strings.Join(ts, ", "))
+}
+
+func cmdMigrate(args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	configPath := fs.String("config", defaultConfig(), "node configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log)
+	ctx := context.Background()
+	dbURL, stopDB, err := database(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopDB()
+	pool, err := db.Open(ctx, dbURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := db.Migrate(ctx, pool, log); err != nil {
+		return err
+	}
+	fmt.Println("schema is up to date")
+	return nil
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what `make run` and `make test` need when it is missing: the
+# PostgreSQL server binaries (Debian's postgresql package) and the Go
+# modules. Safe to run again: it installs nothing that is there.
+set -euo pipefail
+
+missing=()
+have_pg_server() {
+  command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ] && return 0
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+have_pg_server || missing+=(postgresql)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+go mod download
