@@ -19,6 +19,8 @@ run: build
 	$(BIN) serve --config fixtures/node.yaml
 
 test: build
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './var/*')); \
+	  if [ -n "$$unformatted" ]; then echo "not gofmt-ed: $$unformatted" >&2; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(BIN) pg temp -- $(GO) test $(GOTESTFLAGS) $(PKGS)
 

@@ -26,9 +26,9 @@ type Kind struct {
 
 // The kinds of error shared by every HTTP endpoint.
 var (
-	NotFound         = Kind{"not-found", "No such resource", http.StatusNotFound}
-	UnknownClient    = Kind{"unknown-client", "Client certificate not assigned to a tenant", http.StatusForbidden}
-	Unavailable      = Kind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
+	NotFound      = Kind{"not-found", "No such resource", http.StatusNotFound}
+	UnknownClient = Kind{"unknown-client", "Client certificate not assigned to a tenant", http.StatusForbidden}
+	Unavailable   = Kind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
 )
 
 // TypeURI is the problem type URI of the kind.
