@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -13,10 +14,42 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/pgcluster"
 )
+
+// parseConfig parses a node command's flags: --config, plus what addFlags
+// registers, and loads the configuration file.
+func parseConfig(name string, args []string, addFlags func(*flag.FlagSet)) (*config.Node, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	configPath := fs.String("config", defaultConfig(), "node configuration file")
+	if addFlags != nil {
+		addFlags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return config.Load(*configPath)
+}
+
+// connect opens a pool on the node's database, starting the embedded
+// cluster when the configuration asks for it; closeDB closes the pool and
+// stops a cluster this call started.
+func connect(ctx context.Context, cfg *config.Node, log *slog.Logger, maxConns int32) (pool *pgxpool.Pool, closeDB func(), err error) {
+	dbURL, stopDB, err := database(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err = db.Open(ctx, dbURL, maxConns)
+	if err != nil {
+		stopDB()
+		return nil, nil, err
+	}
+	return pool, func() { pool.Close(); stopDB() }, nil
+}
 
 // embeddedDatabase is the database name and owner role of the embedded
 // cluster.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/pgcluster"
 )
 
@@ -118,12 +116,7 @@ func throwawayCluster() (string, func(), error) {
 // pgEmbedded reports on or stops the embedded cluster of a node
 // configuration, e.g. after the node was killed without stopping it.
 func pgEmbedded(verb string, args []string) error {
-	fs := flag.NewFlagSet("pg "+verb, flag.ContinueOnError)
-	configPath := fs.String("config", defaultConfig(), "node configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*configPath)
+	cfg, err := parseConfig("pg "+verb, args, nil)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,12 +15,7 @@ import (
 )
 
 func cmdServe(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	configPath := fs.String("config", defaultConfig(), "node configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*configPath)
+	cfg, err := parseConfig("serve", args, nil)
 	if err != nil {
 		return err
 	}
@@ -29,16 +23,11 @@ func cmdServe(args []string) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 
-	dbURL, stopDB, err := database(ctx, cfg, log)
+	pool, closeDB, err := connect(ctx, cfg, log, int32(cfg.Database.MaxConns))
 	if err != nil {
 		return err
 	}
-	defer stopDB()
-	pool, err := db.Open(ctx, dbURL, int32(cfg.Database.MaxConns))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer closeDB()
 	if err := db.Migrate(ctx, pool, log); err != nil {
 		return err
 	}
@@ -79,34 +68,24 @@ Parzelle %s is serving
   metrics                                          http://%[3]s/metrics
   health / readiness                               http://%[3]s/healthz  http://%[3]s/readyz
   database                                         %[4]s
-  tenants from %-35[5]s %[6]s
+  tenants (%[5]s)  %[6]s
 Stop with Ctrl-C.
 
 `, version, a.Transport, a.Ops, dbLine, cfg.Paths.Tenants, strings.Join(ts, ", "))
 }
 
 func cmdMigrate(args []string) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	configPath := fs.String("config", defaultConfig(), "node configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*configPath)
+	cfg, err := parseConfig("migrate", args, nil)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log)
 	ctx := context.Background()
-	dbURL, stopDB, err := database(ctx, cfg, log)
+	pool, closeDB, err := connect(ctx, cfg, log, 2)
 	if err != nil {
 		return err
 	}
-	defer stopDB()
-	pool, err := db.Open(ctx, dbURL, 2)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer closeDB()
 	if err := db.Migrate(ctx, pool, log); err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parzelle/parzelle/config"
-	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/tenant"
 )
 
@@ -75,27 +74,19 @@ func tenantCheck(paths []string) error {
 // tenantHistory lists the applied configuration versions recorded in the
 // database.
 func tenantHistory(args []string) error {
-	fs := flag.NewFlagSet("tenant history", flag.ContinueOnError)
-	configPath := fs.String("config", defaultConfig(), "node configuration file")
-	only := fs.String("tenant", "", "show only this tenant")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*configPath)
+	var only *string
+	cfg, err := parseConfig("tenant history", args, func(fs *flag.FlagSet) {
+		only = fs.String("tenant", "", "show only this tenant")
+	})
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
-	dbURL, stopDB, err := database(ctx, cfg, newLogger(config.Log{Level: "warn"}))
+	pool, closeDB, err := connect(ctx, cfg, newLogger(config.Log{Level: "warn"}), 2)
 	if err != nil {
 		return err
 	}
-	defer stopDB()
-	pool, err := db.Open(ctx, dbURL, 2)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer closeDB()
 	rows, err := pool.Query(ctx, `SELECT v.tenant_id, v.version, v.applied_at, v.sha256, v.source_file, t.active AND t.config_version = v.version
 		FROM tenant_config_version v JOIN tenant t USING (tenant_id)
 		WHERE $1 = '' OR v.tenant_id = $1 ORDER BY v.tenant_id, v.version`, *only)
