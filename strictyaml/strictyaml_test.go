@@ -1,15 +1,14 @@
 package strictyaml
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/parzelle/parzelle/golden"
+)
 
 type inner struct {
 	Name string   `yaml:"name" conf:"required"`
@@ -44,17 +43,7 @@ func TestDecodeErrors(t *testing.T) {
 			if err != nil {
 				got = err.Error() + "\n"
 			}
-			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
-			if *update {
-				os.WriteFile(golden, []byte(got), 0o644)
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Errorf("errors differ\ngot:\n%s\nwant:\n%s", got, want)
-			}
+			golden.Check(t, strings.TrimSuffix(file, ".yaml")+".golden", []byte(got))
 		})
 	}
 }

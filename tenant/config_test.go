@@ -2,17 +2,15 @@ package tenant
 
 import (
 	"crypto/x509/pkix"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/golden"
 	"github.com/parzelle/parzelle/pki"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // testCA is a CA for tests, written as ca.crt into dir.
 func testCA(t *testing.T, dir, name string) *pki.Authority {
@@ -58,17 +56,7 @@ func TestParseRejects(t *testing.T) {
 				t.Fatal("accepted a bad tenant file")
 			}
 			got := strings.ReplaceAll(err.Error(), dir, "testdata/bad") + "\n"
-			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
-			if *update {
-				os.WriteFile(golden, []byte(got), 0o644)
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Errorf("errors differ\ngot:\n%s\nwant:\n%s", got, want)
-			}
+			golden.Check(t, strings.TrimSuffix(file, ".yaml")+".golden", []byte(got))
 		})
 	}
 }
