@@ -28,7 +28,6 @@ type Kind struct {
 var (
 	NotFound      = Kind{"not-found", "No such resource", http.StatusNotFound}
 	UnknownClient = Kind{"unknown-client", "Client certificate not assigned to a tenant", http.StatusForbidden}
-	Unavailable   = Kind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
 )
 
 // TypeURI is the problem type URI of the kind.

@@ -170,9 +170,6 @@ func Parse(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// CACertificates returns the tenant's client CA certificates.
-func (c *Config) CACertificates() []*x509.Certificate { return c.caCerts }
-
 // parseDN splits an RFC 4514 distinguished name into normalised
 // "type=value" attributes (type upper-cased, spaces around separators
 // trimmed, escapes kept), so that two spellings of one name compare equal

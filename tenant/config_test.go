@@ -85,8 +85,8 @@ func TestParseDemoTenants(t *testing.T) {
 		if c.ID != id || len(c.Identities) != 1 || c.Identities[0].ID != ags || c.Identities[0].Type != "xoev" || c.Identities[0].Category != "Meldebehörde" {
 			t.Errorf("%s: got %+v", id, c.Identities)
 		}
-		if len(c.CACertificates()) != 1 {
-			t.Errorf("%s: %d client CAs", id, len(c.CACertificates()))
+		if len(c.caCerts) != 1 {
+			t.Errorf("%s: %d client CAs", id, len(c.caCerts))
 		}
 	}
 }

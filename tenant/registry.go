@@ -34,6 +34,7 @@ type Registry struct {
 
 	mu       sync.Mutex // serialises Reload
 	accepted map[string]*Config
+	loaded   bool              // a Reload has succeeded
 	rejected map[string]string // path → error text, to log each rejection once
 	problems atomic.Pointer[[]error]
 
@@ -129,11 +130,17 @@ func (r *Registry) Reload(ctx context.Context) (Report, error) {
 	}
 	sort.Strings(rep.Applied)
 
-	versions, err := r.record(ctx, nextByID)
-	if err != nil {
-		r.reloads.WithLabelValues("failed").Inc()
-		return Report{}, err
+	// Versions are recorded only when something changed (and once at the
+	// first load, to line the database up with the files): a quiet poll
+	// costs no queries.
+	versions := oldSet.versions
+	if !r.loaded || len(rep.Applied)+len(rep.Removed) > 0 {
+		if versions, err = r.record(ctx, nextByID); err != nil {
+			r.reloads.WithLabelValues("failed").Inc()
+			return Report{}, err
+		}
 	}
+	r.loaded = true
 	r.accepted = next
 	r.current.Store(newSet(next, versions))
 	r.report(rep, versions)
