@@ -44,8 +44,8 @@ func New(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registry, reg *pr
 	n := &Node{
 		cfg: cfg, pool: pool, tenants: tenants, log: log, reg: reg, now: time.Now,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parzelle_http_requests_total", Help: "HTTP requests by listener, route and status code.",
-		}, []string{"listener", "route", "code"}),
+			Name: "parzelle_http_requests_total", Help: "HTTP requests by listener, route, status code and tenant of the client certificate (empty: none or unknown; multiple: a certificate of several tenants).",
+		}, []string{"listener", "route", "code", "tenant"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "parzelle_http_request_duration_seconds", Help: "HTTP request duration by listener and route.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
@@ -124,18 +124,37 @@ func (n *Node) Serve(ctx context.Context) error {
 	return err
 }
 
-// instrument counts and times requests per route pattern.
+// requestInfo is what the handlers learn about a request that the
+// instrumentation around them reports.
+type requestInfo struct {
+	tenant  string
+	subject string
+}
+
+type requestInfoKey struct{}
+
+// instrument counts and times requests per route pattern and tenant, and
+// logs each transport request (ops requests at debug level).
 func (n *Node) instrument(listener string, h http.Handler) http.Handler {
+	level := slog.LevelInfo
+	if listener == "ops" {
+		level = slog.LevelDebug
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		info := &requestInfo{}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 		h.ServeHTTP(sw, r)
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
-		n.requests.WithLabelValues(listener, route, strconv.Itoa(sw.status)).Inc()
-		n.duration.WithLabelValues(listener, route).Observe(time.Since(start).Seconds())
+		elapsed := time.Since(start)
+		n.requests.WithLabelValues(listener, route, strconv.Itoa(sw.status), info.tenant).Inc()
+		n.duration.WithLabelValues(listener, route).Observe(elapsed.Seconds())
+		n.log.Log(r.Context(), level, "request", "listener", listener, "method", r.Method, "path", r.URL.Path,
+			"status", sw.status, "duration_ms", elapsed.Milliseconds(), "tenant", info.tenant, "client", info.subject, "remote", r.RemoteAddr)
 	})
 }
 

@@ -256,7 +256,7 @@ func TestOpsEndpoints(t *testing.T) {
 	for _, want := range []string{
 		"parzelle_tenants 2",
 		`parzelle_tenant_config_version{tenant="koeln"} 1`,
-		`parzelle_http_requests_total{code="200",listener="transport",route="GET /whoami"} 1`,
+		`parzelle_http_requests_total{code="200",listener="transport",route="GET /whoami",tenant="duesseldorf"} 1`,
 		`parzelle_build_info{version="test"} 1`,
 		"go_goroutines ",
 		"process_resident_memory_bytes ",

@@ -46,11 +46,23 @@ func (n *Node) authenticate(next http.Handler) http.Handler {
 			problem.Write(w, r, problem.UnknownClient, "no client certificate was presented")
 			return
 		}
+		info, _ := r.Context().Value(requestInfoKey{}).(*requestInfo)
+		if info != nil {
+			info.subject = r.TLS.PeerCertificates[0].Subject.String()
+		}
 		p, err := n.tenants.Current().Authenticate(r.TLS.PeerCertificates, n.now())
 		if err != nil {
 			n.log.Warn("client certificate refused", "subject", r.TLS.PeerCertificates[0].Subject.String(), "remote", r.RemoteAddr, "error", err)
 			problem.Write(w, r, problem.UnknownClient, "the client certificate is not assigned to any tenant of this node")
 			return
+		}
+		if info != nil {
+			info.tenant = p.Grants[0].Tenant
+			for _, g := range p.Grants[1:] {
+				if g.Tenant != info.tenant {
+					info.tenant = "multiple"
+				}
+			}
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
