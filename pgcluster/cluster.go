@@ -133,7 +133,8 @@ func (c *Cluster) Init(ctx context.Context) error {
 		return err
 	}
 	password := randomHex(24)
-	pwfile := filepath.Join(c.dataDir(), "..", ".initdb-pw")
+	pwfile := filepath.Join(c.Dir, ".initdb-pw")
+	os.Remove(pwfile) // left over if an earlier initdb was interrupted
 	if err := c.writeOwned(pwfile, []byte(password+"\n"), 0o600); err != nil {
 		return err
 	}

@@ -38,3 +38,55 @@ func TestURLEscapesPassword(t *testing.T) {
 		t.Errorf("URL = %s", got)
 	}
 }
+
+// TestLifecycle: an interrupted initdb leaves debris that the next Init
+// clears; Start reports whether it started the server, so a caller that
+// finds one running leaves it running; Stop stops it.
+func TestLifecycle(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := New(filepath.Join(root, "pg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Throwaway = true
+	ctx := context.Background()
+	// Debris of an interrupted initdb.
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(c.Dir, "data", "base"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.Dir, ".initdb-pw"), []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Init(ctx); err != nil {
+		t.Fatalf("Init over the debris of an interrupted one: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.Dir, ".initdb-pw")); !os.IsNotExist(err) {
+		t.Error("the initdb password file was left behind")
+	}
+	started, err := c.Start(ctx)
+	if err != nil || !started {
+		t.Fatalf("Start: started=%v %v", started, err)
+	}
+	t.Cleanup(func() { c.Stop(context.Background()) })
+	again, err := c.Start(ctx)
+	if err != nil || again {
+		t.Errorf("second Start: started=%v %v; want a reused server", again, err)
+	}
+	if !c.Running(ctx) {
+		t.Error("Running is false while the server runs")
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Running(ctx) {
+		t.Error("the server still runs after Stop")
+	}
+}
