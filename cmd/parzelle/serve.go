@@ -68,7 +68,7 @@ Parzelle %s is serving
   metrics                                          http://%[3]s/metrics
   health / readiness                               http://%[3]s/healthz  http://%[3]s/readyz
   database                                         %[4]s
-  tenants (%[5]s)  %[6]s
+  tenants                                          %[6]s (from %[5]s)
 Stop with Ctrl-C.
 
 `, version, a.Transport, a.Ops, dbLine, cfg.Paths.Tenants, strings.Join(ts, ", "))
