@@ -60,6 +60,8 @@ type Client struct {
 	Subject    string   `yaml:"subject"`
 	SHA256     string   `yaml:"sha256"`
 	Identities []string `yaml:"identities" conf:"required"`
+
+	subject string // Subject, normalised for comparison
 }
 
 // Trust holds the tenant's trust anchors, as PEM files relative to the
@@ -116,8 +118,11 @@ func Parse(file string, data []byte) (*Config, error) {
 		if cl.Subject == "" && cl.SHA256 == "" {
 			pos.Errorf(field, "give subject, sha256 or both to recognise the client certificate")
 		}
-		if cl.Subject != "" && len(parseDN(cl.Subject)) == 0 {
-			pos.Errorf(field+".subject", "%q is not a distinguished name such as CN=name,O=organisation", cl.Subject)
+		if cl.Subject != "" {
+			c.Clients[i].subject = normalizeDN(cl.Subject)
+			if c.Clients[i].subject == "" {
+				pos.Errorf(field+".subject", "%q is not a distinguished name such as CN=name,O=organisation", cl.Subject)
+			}
 		}
 		if cl.SHA256 != "" && !fingerprintPattern.MatchString(cl.SHA256) {
 			pos.Errorf(field+".sha256", "want the certificate's SHA-256 fingerprint as 64 lower-case hex digits")
@@ -170,12 +175,12 @@ func Parse(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// parseDN splits an RFC 4514 distinguished name into normalised
+// normalizeDN rewrites an RFC 4514 distinguished name as its sorted
 // "type=value" attributes (type upper-cased, spaces around separators
 // trimmed, escapes kept), so that two spellings of one name compare equal
-// regardless of attribute order. It returns nil for something that is not a
+// regardless of attribute order. It returns "" for something that is not a
 // DN.
-func parseDN(s string) []string {
+func normalizeDN(s string) string {
 	var attrs []string
 	var cur strings.Builder
 	flush := func() bool {
@@ -196,15 +201,15 @@ func parseDN(s string) []string {
 			i++
 		case ch == ',' || ch == '+':
 			if !flush() {
-				return nil
+				return ""
 			}
 		default:
 			cur.WriteByte(ch)
 		}
 	}
 	if !flush() {
-		return nil
+		return ""
 	}
 	slices.Sort(attrs)
-	return attrs
+	return strings.Join(attrs, ",")
 }

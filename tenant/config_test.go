@@ -91,7 +91,7 @@ func TestParseDemoTenants(t *testing.T) {
 	}
 }
 
-func TestParseDN(t *testing.T) {
+func TestNormalizeDN(t *testing.T) {
 	for _, tc := range []struct {
 		a, b  string
 		equal bool
@@ -101,14 +101,14 @@ func TestParseDN(t *testing.T) {
 		{"CN=a,O=c", "CN=a,O=d", false},
 		{"CN=a", "CN=a,O=c", false},
 	} {
-		a, b := strings.Join(parseDN(tc.a), ","), strings.Join(parseDN(tc.b), ",")
+		a, b := normalizeDN(tc.a), normalizeDN(tc.b)
 		if (a == b) != tc.equal {
 			t.Errorf("%q vs %q: equal=%v, want %v", tc.a, tc.b, a == b, tc.equal)
 		}
 	}
 	for _, bad := range []string{"", "just a name", "CN=", "=x", "CN=a,,O=b"} {
-		if parseDN(bad) != nil {
-			t.Errorf("parseDN(%q) accepted", bad)
+		if normalizeDN(bad) != "" {
+			t.Errorf("normalizeDN(%q) accepted", bad)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/parzelle/parzelle/pki"
@@ -14,6 +13,7 @@ import (
 // Set is an immutable snapshot of every active tenant.
 type Set struct {
 	tenants    map[string]*Config
+	ordered    []*Config // by id
 	byIdentity map[string]*Config
 	clientCAs  *x509.CertPool
 	versions   map[string]int
@@ -29,15 +29,9 @@ func (s *Set) Owner(identity string) *Config { return s.byIdentity[identity] }
 // recorded).
 func (s *Set) Version(id string) int { return s.versions[id] }
 
-// Tenants returns every tenant, ordered by id.
-func (s *Set) Tenants() []*Config {
-	out := make([]*Config, 0, len(s.tenants))
-	for _, c := range s.tenants {
-		out = append(out, c)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
+// Tenants returns every tenant, ordered by id. The slice is shared: do not
+// modify it.
+func (s *Set) Tenants() []*Config { return s.ordered }
 
 // ClientCAs is the union of every tenant's client CAs: what the TLS listener
 // asks client certificates to chain to.
@@ -47,6 +41,7 @@ func newSet(configs map[string]*Config, versions map[string]int) *Set {
 	s := &Set{tenants: map[string]*Config{}, byIdentity: map[string]*Config{}, clientCAs: x509.NewCertPool(), versions: versions}
 	for _, c := range configs {
 		s.tenants[c.ID] = c
+		s.ordered = append(s.ordered, c)
 		for _, id := range c.Identities {
 			s.byIdentity[id.ID] = c
 		}
@@ -54,6 +49,7 @@ func newSet(configs map[string]*Config, versions map[string]int) *Set {
 			s.clientCAs.AddCert(ca)
 		}
 	}
+	sort.Slice(s.ordered, func(i, j int) bool { return s.ordered[i].ID < s.ordered[j].ID })
 	return s
 }
 
@@ -94,18 +90,18 @@ func (s *Set) Authenticate(chain []*x509.Certificate, now time.Time) (*Principal
 	}
 	leaf := chain[0]
 	p := &Principal{Subject: leaf.Subject.String(), Fingerprint: pki.Fingerprint(leaf)}
-	subject := strings.Join(parseDN(p.Subject), ",")
+	subject := normalizeDN(p.Subject)
 	intermediates := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		intermediates.AddCert(c)
 	}
-	for _, t := range s.Tenants() {
+	for _, t := range s.ordered {
 		verified := false
 		for _, cl := range t.Clients {
 			if cl.SHA256 != "" && cl.SHA256 != p.Fingerprint {
 				continue
 			}
-			if cl.Subject != "" && strings.Join(parseDN(cl.Subject), ",") != subject {
+			if cl.subject != "" && cl.subject != subject {
 				continue
 			}
 			if !verified {
