@@ -34,8 +34,8 @@ type Registry struct {
 
 	mu       sync.Mutex // serialises Reload
 	accepted map[string]*Config
-	loaded   bool              // a Reload has succeeded
-	rejected map[string]string // path → error text, to log each rejection once
+	loaded   bool             // a Reload has succeeded
+	rejected map[string]error // path → why, to log each rejection once
 	problems atomic.Pointer[[]error]
 
 	tenants  prometheus.Gauge
@@ -49,7 +49,7 @@ type Registry struct {
 func NewRegistry(dir string, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer) *Registry {
 	r := &Registry{
 		dir: dir, pool: pool, log: log,
-		accepted: map[string]*Config{}, rejected: map[string]string{},
+		accepted: map[string]*Config{}, rejected: map[string]error{},
 		tenants: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "parzelle_tenants", Help: "Active tenants.",
 		}),
@@ -96,11 +96,12 @@ func (r *Registry) Reload(ctx context.Context) (Report, error) {
 	}
 
 	next := map[string]*Config{}
-	fresh := []string{} // paths whose content is new or changed
+	fresh := []string{}            // paths whose content is new or changed
+	rejected := map[string]error{} // path → why
 	for _, p := range paths {
 		cfg, err := ParseFile(p)
 		if err != nil {
-			rep.Rejected = append(rep.Rejected, err)
+			rejected[p] = err
 			if old := r.accepted[p]; old != nil {
 				next[p] = old
 			}
@@ -113,7 +114,12 @@ func (r *Registry) Reload(ctx context.Context) (Report, error) {
 		next[p] = cfg
 		fresh = append(fresh, p)
 	}
-	rep.Rejected = append(rep.Rejected, r.resolveConflicts(next, fresh)...)
+	r.resolveConflicts(next, fresh, rejected)
+	for _, p := range paths {
+		if err := rejected[p]; err != nil {
+			rep.Rejected = append(rep.Rejected, err)
+		}
+	}
 
 	oldSet := r.Current()
 	nextByID := map[string]*Config{}
@@ -143,14 +149,14 @@ func (r *Registry) Reload(ctx context.Context) (Report, error) {
 	r.loaded = true
 	r.accepted = next
 	r.current.Store(newSet(next, versions))
-	r.report(rep, versions)
+	r.report(rep, rejected, versions)
 	return rep, nil
 }
 
-// resolveConflicts rejects a changed file that claims a transport identity
-// another tenant owns; unchanged tenants keep what they have, and among
-// changed files the first in name order wins.
-func (r *Registry) resolveConflicts(next map[string]*Config, fresh []string) []error {
+// resolveConflicts rejects (into rejected) a changed file that claims a
+// transport identity another tenant owns; unchanged tenants keep what they
+// have, and among changed files the first in name order wins.
+func (r *Registry) resolveConflicts(next map[string]*Config, fresh []string, rejected map[string]error) {
 	isFresh := map[string]bool{}
 	for _, p := range fresh {
 		isFresh[p] = true
@@ -164,15 +170,14 @@ func (r *Registry) resolveConflicts(next map[string]*Config, fresh []string) []e
 	}
 	sort.Strings(order)
 	order = append(order, fresh...)
-	var errs []error
 	for _, p := range order {
 		c := next[p]
 		conflict := -1
 		for i, id := range c.Identities {
 			if other, taken := owner[id.ID]; taken && other != c.ID {
 				conflict = i
-				errs = append(errs, &strictyaml.Error{File: p, Line: c.pos.Line(fmt.Sprintf("identities[%d].id", i)), Field: fmt.Sprintf("identities[%d].id", i),
-					Msg: fmt.Sprintf("identity %q already belongs to tenant %s", id.ID, other)})
+				rejected[p] = &strictyaml.Error{File: p, Line: c.pos.Line(fmt.Sprintf("identities[%d].id", i)), Field: fmt.Sprintf("identities[%d].id", i),
+					Msg: fmt.Sprintf("identity %q already belongs to tenant %s", id.ID, other)}
 				break
 			}
 		}
@@ -191,7 +196,6 @@ func (r *Registry) resolveConflicts(next map[string]*Config, fresh []string) []e
 			delete(next, p)
 		}
 	}
-	return errs
 }
 
 // record writes a new version for every tenant whose configuration differs
@@ -243,7 +247,7 @@ func (r *Registry) record(ctx context.Context, configs map[string]*Config) (map[
 	return versions, nil
 }
 
-func (r *Registry) report(rep Report, versions map[string]int) {
+func (r *Registry) report(rep Report, rejected map[string]error, versions map[string]int) {
 	set := r.Current()
 	for _, id := range rep.Applied {
 		r.log.Info("tenant configuration applied", "tenant", id, "version", versions[id], "file", set.Tenant(id).File)
@@ -252,30 +256,18 @@ func (r *Registry) report(rep Report, versions map[string]int) {
 		r.log.Warn("tenant file removed; tenant deactivated", "tenant", id)
 		r.versions.DeleteLabelValues(id)
 	}
-	now := map[string]string{}
-	for _, err := range rep.Rejected {
-		file := err.Error()
-		var ye *strictyaml.Error
-		var yes strictyaml.Errors
-		switch {
-		case errors.As(err, &yes) && len(yes) > 0:
-			file = yes[0].File
-		case errors.As(err, &ye):
-			file = ye.File
-		}
-		now[file] = err.Error()
-		if r.rejected[file] != err.Error() {
+	for file, err := range rejected {
+		if old := r.rejected[file]; old == nil || old.Error() != err.Error() {
 			r.log.Error("tenant file rejected; the previous configuration stays", "file", file, "error", err.Error())
 		}
 	}
 	for file := range r.rejected {
-		if _, still := now[file]; !still {
+		if rejected[file] == nil {
 			r.log.Info("tenant file no longer rejected", "file", file)
 		}
 	}
-	r.rejected = now
-	problems := append([]error(nil), rep.Rejected...)
-	r.problems.Store(&problems)
+	r.rejected = rejected
+	r.problems.Store(&rep.Rejected)
 	for id, v := range versions {
 		r.versions.WithLabelValues(id).Set(float64(v))
 	}
