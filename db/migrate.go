@@ -69,7 +69,7 @@ const migrationLock = 0x70617a656c6c65 // "pazelle"
 // concurrent nodes migrate once. A failed project migration changes
 // nothing; an applied migration whose file has changed since is an error.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
-	if err := EnsureTenantRole(ctx, pool); err != nil {
+	if err := EnsureTenantRole(ctx, pool, ""); err != nil {
 		return err
 	}
 	ms, err := Migrations()
@@ -139,26 +139,37 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	})
 }
 
-// EnsureTenantRole creates TenantRole when missing and makes the connected
-// role a member of it, which InTenant needs to switch to it. Roles belong to
-// the whole cluster, so this runs outside the migration transaction and
-// tolerates a concurrent creation.
-func EnsureTenantRole(ctx context.Context, pool *pgxpool.Pool) error {
-	var exists, member bool
-	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
-		EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AND pg_has_role(current_user, $1, 'MEMBER')`, TenantRole).Scan(&exists, &member)
+// execQuerier is what EnsureTenantRole needs of a connection or pool.
+type execQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// EnsureTenantRole creates TenantRole when missing and makes member (the
+// connected role when empty) a member of it, which InTenant needs to switch
+// to it. Roles belong to the whole cluster, so this runs outside the
+// migration transaction and tolerates a concurrent creation.
+func EnsureTenantRole(ctx context.Context, q execQuerier, member string) error {
+	var exists, isMember bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+		EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AND pg_has_role(COALESCE(NULLIF($2, ''), current_user), $1, 'MEMBER')`,
+		TenantRole, member).Scan(&exists, &isMember)
 	if err != nil {
 		return fmt.Errorf("db: look up role %s: %w", TenantRole, err)
 	}
+	grantee := "CURRENT_USER"
+	if member != "" {
+		grantee = pgx.Identifier{member}.Sanitize()
+	}
 	hint := fmt.Sprintf("as a superuser run: CREATE ROLE %[1]s NOLOGIN; GRANT %[1]s TO <the role in DATABASE_URL>", TenantRole)
 	if !exists {
-		if _, err := pool.Exec(ctx, "CREATE ROLE "+TenantRole+" NOLOGIN NOINHERIT"); err != nil && !isDuplicate(err) {
+		if _, err := q.Exec(ctx, "CREATE ROLE "+TenantRole+" NOLOGIN NOINHERIT"); err != nil && !isDuplicate(err) {
 			return fmt.Errorf("db: create role %s (%s): %w", TenantRole, hint, err)
 		}
 	}
-	if !member {
-		if _, err := pool.Exec(ctx, "GRANT "+TenantRole+" TO CURRENT_USER"); err != nil {
-			return fmt.Errorf("db: make the connected role a member of %s (%s): %w", TenantRole, hint, err)
+	if !isMember {
+		if _, err := q.Exec(ctx, "GRANT "+TenantRole+" TO "+grantee); err != nil {
+			return fmt.Errorf("db: make %s a member of %s (%s): %w", grantee, TenantRole, hint, err)
 		}
 	}
 	return nil

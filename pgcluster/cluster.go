@@ -132,7 +132,7 @@ func (c *Cluster) Init(ctx context.Context) error {
 	if err := c.mkdirOwned(c.dataDir(), 0o700); err != nil {
 		return err
 	}
-	password := randomHex(24)
+	password := NewPassword()
 	pwfile := filepath.Join(c.Dir, ".initdb-pw")
 	os.Remove(pwfile) // left over if an earlier initdb was interrupted
 	if err := c.writeOwned(pwfile, []byte(password+"\n"), 0o600); err != nil {
@@ -340,8 +340,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
+// NewPassword returns a random password of 48 hex digits.
+func NewPassword() string {
+	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
 		panic(err) // crypto/rand does not fail on Linux
 	}

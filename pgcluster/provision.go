@@ -10,10 +10,9 @@ import (
 )
 
 // EnsureDatabase makes sure the login role owner exists with the given
-// password, is a member of the roles memberOf (created NOLOGIN when
-// missing), and owns the database name, creating what is missing. It
+// password and owns the database name, creating what is missing. It
 // connects with superuserURL.
-func EnsureDatabase(ctx context.Context, superuserURL, name, owner, password string, memberOf ...string) error {
+func EnsureDatabase(ctx context.Context, superuserURL, name, owner, password string) error {
 	conn, err := pgx.Connect(ctx, superuserURL)
 	if err != nil {
 		return fmt.Errorf("pgcluster: connect as superuser: %w", err)
@@ -32,15 +31,6 @@ func EnsureDatabase(ctx context.Context, superuserURL, name, owner, password str
 	pw := "'" + escapeLiteral(password) + "'"
 	if _, err := conn.Exec(ctx, fmt.Sprintf("%s ROLE %s LOGIN PASSWORD %s", verb, role, pw)); err != nil && !isDuplicate(err) {
 		return fmt.Errorf("pgcluster: %s role %s: %w", verb, owner, err)
-	}
-	for _, group := range memberOf {
-		g := pgx.Identifier{group}.Sanitize()
-		if _, err := conn.Exec(ctx, "CREATE ROLE "+g+" NOLOGIN NOINHERIT"); err != nil && !isDuplicate(err) {
-			return fmt.Errorf("pgcluster: create role %s: %w", group, err)
-		}
-		if _, err := conn.Exec(ctx, "GRANT "+g+" TO "+role); err != nil {
-			return fmt.Errorf("pgcluster: grant %s to %s: %w", group, owner, err)
-		}
 	}
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
 		return fmt.Errorf("pgcluster: look up database %s: %w", name, err)

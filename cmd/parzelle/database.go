@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parzelle/parzelle/config"
@@ -116,15 +115,24 @@ func provisionEmbedded(ctx context.Context, c *pgcluster.Cluster) (string, error
 		return "", fmt.Errorf("read %s: %w", urlFile, err)
 	}
 	if password == "" {
-		b := make([]byte, 18)
-		rand.Read(b)
-		password = hex.EncodeToString(b)
+		password = pgcluster.NewPassword()
 	}
 	super, err := c.SuperuserURL("postgres")
 	if err != nil {
 		return "", err
 	}
-	if err := pgcluster.EnsureDatabase(ctx, super, embeddedDatabase, embeddedDatabase, password, db.TenantRole); err != nil {
+	if err := pgcluster.EnsureDatabase(ctx, super, embeddedDatabase, embeddedDatabase, password); err != nil {
+		return "", err
+	}
+	// The parzelle role may not create roles; the superuser makes it a
+	// member of the tenant role that Migrate would otherwise create.
+	conn, err := pgx.Connect(ctx, super)
+	if err != nil {
+		return "", fmt.Errorf("connect as superuser: %w", err)
+	}
+	err = db.EnsureTenantRole(ctx, conn, embeddedDatabase)
+	conn.Close(ctx)
+	if err != nil {
 		return "", err
 	}
 	port, err := c.Port()
