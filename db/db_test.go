@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -196,5 +198,37 @@ func TestMigrateAgainChangesNothing(t *testing.T) {
 	}
 	if err := db.Migrate(ctx, pool, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
 		t.Error("Migrate accepted a migration whose applied checksum differs from the file")
+	}
+}
+
+// TestEnsureTenantRoleExplainsMissingPrivilege: a DATABASE_URL role that
+// may not join the tenant role gets told what a superuser has to run.
+func TestEnsureTenantRoleExplainsMissingPrivilege(t *testing.T) {
+	ctx := context.Background()
+	dbURL := dbtest.NewURL(t)
+	admin, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role := "weak_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_")[:20]
+	admin.Exec(ctx, "DROP ROLE IF EXISTS "+role) // left over from an interrupted run on a shared server
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD 'weak'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "weak")
+	weak, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.EnsureTenantRole(ctx, weak, "")
+	weak.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "as a superuser run: CREATE ROLE parzelle_tenant NOLOGIN; GRANT parzelle_tenant TO") {
+		t.Fatalf("want the superuser hint, got %v", err)
 	}
 }
