@@ -65,6 +65,9 @@ type Paths struct {
 	Tenants string `yaml:"tenants" conf:"required"`
 	// Schemas are directories of installed official XML schemas.
 	Schemas []string `yaml:"schemas"`
+	// Directory is the static directory file lookupService reads for
+	// readers not hosted here (DVDV-shaped entries); empty for none.
+	Directory string `yaml:"directory"`
 }
 
 // Log configures structured logging.
@@ -95,7 +98,7 @@ func Load(path string) (*Node, error) {
 		n.Database.URL = v
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&n.TLS.Cert, &n.TLS.Key, &n.Database.Embedded, &n.Keys.Dir, &n.Paths.Tenants} {
+	for _, p := range []*string{&n.TLS.Cert, &n.TLS.Key, &n.Database.Embedded, &n.Keys.Dir, &n.Paths.Tenants, &n.Paths.Directory} {
 		*p = resolve(base, *p)
 	}
 	for i := range n.Paths.Schemas {

@@ -28,9 +28,35 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, tenantID string, fn func(
 		return fmt.Errorf("%w: %q", ErrNoTenant, tenantID)
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('role', $1, true), set_config('parzelle.tenant_id', $2, true)`, TenantRole, tenantID); err != nil {
-			return fmt.Errorf("db: enter tenant %s: %w", tenantID, err)
+		if err := EnterTenant(ctx, tx, tenantID); err != nil {
+			return err
 		}
 		return fn(tx)
 	})
+}
+
+// EnterTenant makes the rest of transaction tx act as TenantRole for
+// tenantID. A transaction that touches two tenants (a message from one
+// tenant's outbox to another's inbox) enters each in turn, so every
+// statement is still confined to one tenant's rows.
+func EnterTenant(ctx context.Context, tx pgx.Tx, tenantID string) error {
+	if !tenantIDPattern.MatchString(tenantID) {
+		return fmt.Errorf("%w: %q", ErrNoTenant, tenantID)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('role', $1, true), set_config('parzelle.tenant_id', $2, true)`, TenantRole, tenantID); err != nil {
+		return fmt.Errorf("db: enter tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
+// LeaveTenant returns transaction tx to the node's own role, for the
+// statements that belong to no tenant (inserting a River job).
+func LeaveTenant(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `RESET ROLE`); err != nil {
+		return fmt.Errorf("db: leave tenant: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('parzelle.tenant_id', '', true)`); err != nil {
+		return fmt.Errorf("db: leave tenant: %w", err)
+	}
+	return nil
 }

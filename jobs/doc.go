@@ -1,6 +1,4 @@
-// Package jobs will hold the River workers of the pipeline between transport
-// and register: validation, mapping, retries and dead letters. River's
-// schema is already applied by package db.
-//
-// Nothing is built here yet.
+// Package jobs runs the node's River client: the background work between
+// transport and register (delivery now; validation, mapping, retries and
+// dead letters as they are built). River's schema is applied by package db.
 package jobs

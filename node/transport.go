@@ -41,9 +41,33 @@ func PrincipalFrom(ctx context.Context) *tenant.Principal {
 // certificate that chains to a trusted CA but that no tenant lists is
 // refused here.
 func (n *Node) authenticate(next http.Handler) http.Handler {
+	return n.identify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if PrincipalFrom(r.Context()) == nil {
+			problem.Write(w, r, problem.UnknownClient, "the client certificate is not assigned to any tenant of this node")
+			return
+		}
+		next.ServeHTTP(w, r)
+	}))
+}
+
+// HandleTransport adds a protocol endpoint to the transport listener; call
+// it before Listen. The handler finds the client's principal with
+// PrincipalFrom, nil when no tenant lists the certificate: it refuses such
+// clients itself, in its protocol's own terms.
+func (n *Node) HandleTransport(pattern string, h http.Handler) {
+	n.routes = append(n.routes, route{pattern, h})
+}
+
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// identify adds the client's principal, if any, to the request context.
+func (n *Node) identify(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			problem.Write(w, r, problem.UnknownClient, "no client certificate was presented")
+			next.ServeHTTP(w, r)
 			return
 		}
 		info, _ := r.Context().Value(requestInfoKey{}).(*requestInfo)
@@ -52,20 +76,25 @@ func (n *Node) authenticate(next http.Handler) http.Handler {
 		}
 		p, err := n.tenants.Current().Authenticate(r.TLS.PeerCertificates, n.now())
 		if err != nil {
-			n.log.Warn("client certificate refused", "subject", r.TLS.PeerCertificates[0].Subject.String(), "remote", r.RemoteAddr, "error", err)
-			problem.Write(w, r, problem.UnknownClient, "the client certificate is not assigned to any tenant of this node")
+			n.log.Warn("client certificate not assigned to a tenant", "subject", r.TLS.PeerCertificates[0].Subject.String(), "remote", r.RemoteAddr, "error", err)
+			next.ServeHTTP(w, r)
 			return
 		}
 		if info != nil {
-			info.tenant = p.Grants[0].Tenant
-			for _, g := range p.Grants[1:] {
-				if g.Tenant != info.tenant {
-					info.tenant = "multiple"
-				}
-			}
+			info.tenant = grantTenant(p)
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+func grantTenant(p *tenant.Principal) string {
+	t := p.Grants[0].Tenant
+	for _, g := range p.Grants[1:] {
+		if g.Tenant != t {
+			return "multiple"
+		}
+	}
+	return t
 }
 
 // transportHandler routes transport requests; every route, the fallback
@@ -76,6 +105,9 @@ func (n *Node) transportHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(PrincipalFrom(r.Context()))
 	})))
+	for _, rt := range n.routes {
+		mux.Handle(rt.pattern, n.identify(rt.handler))
+	}
 	mux.Handle("/", n.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.NotFound, "no endpoint at "+r.URL.Path)
 	})))

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/db"
@@ -38,6 +39,10 @@ func cmdServe(args []string) error {
 		return err
 	}
 	n := node.New(cfg, pool, tenants, reg, log)
+	jobClient, err := mountServices(cfg, pool, tenants, n, reg, log)
+	if err != nil {
+		return err
+	}
 	addrs, err := n.Listen()
 	if err != nil {
 		return err
@@ -47,6 +52,14 @@ func cmdServe(args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go tenants.Watch(ctx, cfg.TenantReload, hup)
+	if err := jobClient.Start(ctx); err != nil {
+		return fmt.Errorf("start jobs: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = jobClient.Stop(stopCtx)
+	}()
 	err = n.Serve(ctx)
 	log.Info("node stopped")
 	return err

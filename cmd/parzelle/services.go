@@ -1,0 +1,40 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+
+	"github.com/parzelle/parzelle/config"
+	"github.com/parzelle/parzelle/jobs"
+	"github.com/parzelle/parzelle/node"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmlschema"
+	"github.com/parzelle/parzelle/xta"
+)
+
+// mountServices puts the protocol services on the node and returns the
+// River client that runs their background work (not yet started).
+func mountServices(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registry, n *node.Node, reg prometheus.Registerer, log *slog.Logger) (*river.Client[pgx.Tx], error) {
+	schemas, err := xmlschema.Load(cfg.Paths.Schemas, log)
+	if err != nil {
+		return nil, err
+	}
+	xs := xta.NewServer(xta.Config{
+		Pool: pool, Tenants: tenants.Current, Principal: node.PrincipalFrom, Schemas: schemas,
+		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory},
+		Log:       log.With("service", "xta"), Metrics: reg, Identity: "https://" + cfg.Listen.Transport + "/xta/v3",
+	})
+	workers := river.NewWorkers()
+	xs.AddWorkers(workers)
+	client, err := jobs.NewClient(pool, workers, log.With("service", "jobs"))
+	if err != nil {
+		return nil, err
+	}
+	xs.SetJobClient(client)
+	xs.Mount(n.HandleTransport)
+	return client, nil
+}

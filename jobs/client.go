@@ -1,0 +1,31 @@
+package jobs
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+)
+
+// NewClient returns a River client that runs the given workers. Start it
+// with Start; jobs inserted with InsertTx run once their transaction
+// commits.
+func NewClient(pool *pgxpool.Pool, workers *river.Workers, log *slog.Logger) (*river.Client[pgx.Tx], error) {
+	c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+		Workers: workers,
+		Logger:  log,
+		// Jobs that exhausted their retries stay visible for a month, not
+		// River's default week, so an operator back from leave still finds them.
+		DiscardedJobRetentionPeriod: 30 * 24 * time.Hour,
+		FetchPollInterval:           200 * time.Millisecond,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return c, nil
+}

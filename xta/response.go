@@ -1,0 +1,124 @@
+package xta
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"time"
+)
+
+// esc escapes text for element content and attribute values.
+func esc(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+func uuid() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+func xsTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+const envelopeOpen = `<s12:Envelope xmlns:s12="` + NSSOAP + `" xmlns:wsa="` + NSWSA + `" xmlns:xta="` + NSXTA +
+	`" xmlns:oscimeta="` + NSOSCIMeta + `" xmlns:osci="` + NSOSCI + `">`
+
+// addressing returns the WS-Addressing headers of a response to action,
+// relating to the request's MessageID.
+func addressing(action, relatesTo string) string {
+	return `<wsa:Action>` + esc(action) + `</wsa:Action><wsa:MessageID>urn:uuid:` + uuid() +
+		`</wsa:MessageID><wsa:RelatesTo>` + esc(relatesTo) + `</wsa:RelatesTo>`
+}
+
+// envelope is a response: extra header blocks and a body, both XML text.
+type envelope struct {
+	action, relatesTo string
+	headers, body     string
+}
+
+func (e envelope) String() string {
+	return `<?xml version="1.0" encoding="UTF-8"?>` + envelopeOpen + `<s12:Header>` + addressing(e.action, e.relatesTo) + e.headers +
+		`</s12:Header><s12:Body>` + e.body + `</s12:Body></s12:Envelope>`
+}
+
+const soapContentType = `application/soap+xml; charset=utf-8`
+
+func writeEnvelope(w http.ResponseWriter, status int, e envelope) int {
+	s := e.String()
+	w.Header().Set("Content-Type", soapContentType+`; action="`+e.action+`"`)
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, s)
+	return len(s)
+}
+
+// faultBody renders a SOAP 1.2 Fault element.
+func (f *Fault) body() string {
+	var b strings.Builder
+	b.WriteString(`<s12:Fault><s12:Code><s12:Value>s12:` + f.SOAPCode + `</s12:Value>`)
+	if f.Subcode.Local != "" {
+		prefix := prefixes[f.Subcode.Space]
+		fmt.Fprintf(&b, `<s12:Subcode><s12:Value xmlns:%s="%s">%s:%s</s12:Value></s12:Subcode>`, prefix, f.Subcode.Space, prefix, f.Subcode.Local)
+	}
+	b.WriteString(`</s12:Code><s12:Reason><s12:Text xml:lang="de">` + esc(f.Reason) + `</s12:Text></s12:Reason>`)
+	switch {
+	case f.Code.Number != "":
+		fmt.Fprintf(&b, `<s12:Detail><xta:%s><xta:errorCode listURI="urn:de:xta:webservice:codeliste:fehlernummer" listVersionID="1.0"><code>%s</code><name>%s</name></xta:errorCode></xta:%s></s12:Detail>`,
+			f.Code.Exception, f.Code.Number, esc(f.Code.Name), f.Code.Exception)
+	case f.ProblemHeader != "":
+		b.WriteString(`<s12:Detail><wsa:ProblemHeaderQName>` + esc(f.ProblemHeader) + `</wsa:ProblemHeaderQName></s12:Detail>`)
+	case f.ProblemAction != "":
+		b.WriteString(`<s12:Detail><wsa:ProblemAction><wsa:Action>` + esc(f.ProblemAction) + `</wsa:Action></wsa:ProblemAction></s12:Detail>`)
+	}
+	b.WriteString(`</s12:Fault>`)
+	return b.String()
+}
+
+// faultAction is the Action of a fault response: the request's Action, as
+// the WSDL binds every fault to it, or the WS-Addressing fault action when
+// the request had none.
+func faultAction(f *Fault, reqAction string) string {
+	if reqAction != "" && f.Subcode.Space != NSWSA {
+		return reqAction
+	}
+	return "http://www.w3.org/2005/08/addressing/soap/fault"
+}
+
+// mtomWriter writes a multipart/related XOP response: the root part, then
+// one part per content, streamed.
+type mtomWriter struct {
+	mw *multipart.Writer
+	bw *bufio.Writer
+}
+
+func newMTOMWriter(w http.ResponseWriter, action string) *mtomWriter {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	mw := multipart.NewWriter(bw)
+	w.Header().Set("Content-Type", fmt.Sprintf(`multipart/related; type="application/xop+xml"; boundary="%s"; start="<root@parzelle>"; start-info="application/soap+xml"; action="%s"`, mw.Boundary(), action))
+	w.WriteHeader(http.StatusOK)
+	return &mtomWriter{mw: mw, bw: bw}
+}
+
+func (m *mtomWriter) part(contentType, cid string) (io.Writer, error) {
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Transfer-Encoding", "binary")
+	h.Set("Content-ID", "<"+cid+">")
+	return m.mw.CreatePart(h)
+}
+
+func (m *mtomWriter) close() error {
+	if err := m.mw.Close(); err != nil {
+		return err
+	}
+	return m.bw.Flush()
+}

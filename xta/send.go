@@ -1,0 +1,356 @@
+package xta
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/riverqueue/river"
+
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmlsafe"
+)
+
+// chunkSize is the size of the stored content chunks.
+const chunkSize = 1 << 20
+
+// Report record codes (our own code list: XTA leaves record types to the
+// operator's code list).
+const (
+	recordListURI     = "urn:parzelle:codeliste:xta-record-type"
+	recordListVersion = "1"
+
+	RecordAccepted   = "ACCEPTED"
+	RecordValidated  = "VALIDATED"
+	RecordDelivered  = "DELIVERED"
+	RecordForwarding = "FORWARDING_PENDING"
+	RecordFetched    = "FETCHED"
+	RecordClosed     = "CLOSED"
+	RecordCancelled  = "CANCELLED"
+	RecordFailed     = "FAILED"
+)
+
+// Report status values.
+const (
+	StatusOpen   = 0
+	StatusGreen  = 1
+	StatusYellow = 2
+	StatusRed    = 3
+)
+
+func name(space, local string) xml.Name { return xml.Name{Space: space, Local: local} }
+
+// sendMeta is what sendMessage reads from oscimeta:MessageMetaData.
+type sendMeta struct {
+	author, reader                         *Party
+	messageID                              string
+	service, businessScenario, messageType string
+	notBefore                              *time.Time
+	test                                   bool
+}
+
+func readSendMeta(m *xmlsafe.Element) (*sendMeta, *Fault) {
+	if m == nil {
+		return nil, xtaFault(CodeNoParameter, "the oscimeta:MessageMetaData header is missing")
+	}
+	sm := &sendMeta{}
+	if a := m.Path(name(NSOSCIMeta, "Originators"), name(NSOSCIMeta, "Author")); a != nil {
+		sm.author = partyFrom(a)
+	}
+	if r := m.Path(name(NSOSCIMeta, "Destinations"), name(NSOSCIMeta, "Reader")); r != nil {
+		sm.reader = partyFrom(r)
+	}
+	sm.messageID = m.Path(name(NSOSCIMeta, "MsgIdentification"), name(NSWSA, "MessageID")).TrimmedText()
+	q := m.Child(NSOSCIMeta, "Qualifier")
+	if q != nil {
+		sm.service = q.Child(NSOSCIMeta, "Service").TrimmedText()
+		if bs := q.Child(NSOSCIMeta, "BusinessScenario"); bs != nil {
+			if d := bs.Child(NSOSCIMeta, "Defined"); d != nil {
+				sm.businessScenario = d.Child("", "code").TrimmedText()
+			} else {
+				sm.businessScenario = bs.Child(NSOSCIMeta, "Undefined").TrimmedText()
+			}
+		}
+		if mt := q.Child(NSOSCIMeta, "MessageType"); mt != nil {
+			sm.messageType = mt.Child("", "code").TrimmedText()
+		}
+	}
+	if nb := m.Path(name(NSOSCIMeta, "DeliveryAttributes"), name(NSOSCIMeta, "NotBefore")); nb != nil {
+		t, err := time.Parse(time.RFC3339, nb.TrimmedText())
+		if err != nil {
+			return nil, xtaFault(CodeBadParameters, "NotBefore %q is not a date and time", nb.TrimmedText())
+		}
+		sm.notBefore = &t
+	}
+	if v, ok := m.Attribute("TestMsg"); ok {
+		sm.test = v == "true" || v == "1"
+	}
+	switch {
+	case sm.author == nil || sm.author.ID == "":
+		return nil, xtaFault(CodeNoParameter, "MessageMetaData names no Author")
+	case sm.reader == nil || sm.reader.ID == "":
+		return nil, xtaFault(CodeNoParameter, "MessageMetaData names no Reader")
+	case sm.messageID == "":
+		return nil, xtaFault(CodeNoParameter, "MessageMetaData carries no MsgIdentification/wsa:MessageID")
+	case q == nil || sm.service == "" || sm.businessScenario == "" || sm.messageType == "":
+		return nil, xtaFault(CodeNoParameter, "MessageMetaData lacks the Qualifier's Service, BusinessScenario or MessageType")
+	}
+	return sm, nil
+}
+
+// DeliverArgs is the River job that delivers an accepted message: into the
+// reader's message box when the reader is hosted here, else (later) to
+// OSCI forwarding.
+type DeliverArgs struct {
+	Tenant string `json:"tenant"`
+	Outbox int64  `json:"outbox"`
+}
+
+// Kind names the job.
+func (DeliverArgs) Kind() string { return "xta_deliver" }
+
+func (s *Server) sendMessage(ctx context.Context, c *call) error {
+	sm, f := readSendMeta(c.req.Metadata)
+	if f != nil {
+		return f
+	}
+	author, f := s.account(c, sm.author)
+	if f != nil {
+		return f
+	}
+	if len(c.req.Contents) == 0 {
+		return xtaFault(CodeBadParameters, "only a plain ContentContainer is accepted; encrypted containers (xenc:EncryptedData) are not supported by this node")
+	}
+	var size int64
+	for _, ct := range c.req.Contents {
+		size += ct.Size()
+		if ct.DeclaredSize != 0 && ct.DeclaredSize != ct.Size() {
+			c.warnings = append(c.warnings, fmt.Sprintf("content %q declares size %d but carries %d bytes", ct.Filename, ct.DeclaredSize, ct.Size()))
+		}
+	}
+	var readerTenant *tenant.Config
+	if owner := s.tenants().Owner(sm.reader.ID); owner != nil {
+		for _, id := range owner.Identities {
+			if id.ID == sm.reader.ID && slices.Contains(id.Transports, "xta") {
+				readerTenant = owner
+			}
+		}
+	}
+	if c.op.name == "sendMessageSync" {
+		// This node offers no synchronous services: every reader it hosts
+		// fetches from its message box.
+		return xtaFault(CodeOnlyAsync, "the reader %q is served asynchronously; use sendMessage", sm.reader.ID)
+	}
+	var metaXML bytes.Buffer
+	if err := c.req.Metadata.Write(&metaXML, prefixes); err != nil {
+		return fmt.Errorf("xta: serialize metadata: %w", err)
+	}
+	now := s.now()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := db.EnterTenant(ctx, tx, author.ID); err != nil {
+			return err
+		}
+		var outbox, inbox int64
+		if err := tx.QueryRow(ctx, `SELECT nextval('xta_message_id_seq'), nextval('xta_message_id_seq')`).Scan(&outbox, &inbox); err != nil {
+			return fmt.Errorf("xta: allocate ids: %w", err)
+		}
+		row := messageRow{
+			messageID: sm.messageID, author: sm.author.ID, reader: sm.reader.ID, service: sm.service,
+			businessScenario: sm.businessScenario, messageType: sm.messageType, metadata: metaXML.String(),
+			size: size, test: sm.test, notBefore: sm.notBefore, sentAt: now,
+		}
+		contentTenant, contentOwner := author.ID, outbox
+		if readerTenant != nil {
+			row.peerTenant, row.peerID = &readerTenant.ID, &inbox
+		}
+		if err := row.insert(ctx, tx, author.ID, outbox, "outbox", sm.author.ID); err != nil {
+			return err
+		}
+		records := []record{{now, "info", RecordAccepted, "Nachricht angenommen (sendMessage)"}}
+		if len(c.warnings) == 0 {
+			records = append(records, record{now, "info", RecordValidated, "Nachricht gegen die XTA-2-V3-Schemata geprüft"})
+		}
+		for _, w := range c.warnings {
+			records = append(records, record{now, "warning", RecordValidated, w})
+		}
+		if readerTenant == nil {
+			records = append(records, record{now, "info", RecordForwarding, fmt.Sprintf("Leser %s wird nicht von diesem Knoten bedient; Weiterleitung über OSCI steht aus", sm.reader.ID)})
+		}
+		if err := addRecords(ctx, tx, author.ID, outbox, records...); err != nil {
+			return err
+		}
+		if readerTenant != nil {
+			if err := db.EnterTenant(ctx, tx, readerTenant.ID); err != nil {
+				return err
+			}
+			in := row
+			in.peerTenant, in.peerID = &author.ID, &outbox
+			if err := in.insert(ctx, tx, readerTenant.ID, inbox, "inbox", sm.reader.ID); err != nil {
+				return err
+			}
+			contentTenant, contentOwner = readerTenant.ID, inbox
+		}
+		if err := storeContents(ctx, tx, contentTenant, contentOwner, c.req.Contents); err != nil {
+			return err
+		}
+		if err := db.LeaveTenant(ctx, tx); err != nil {
+			return err
+		}
+		opts := &river.InsertOpts{}
+		if sm.notBefore != nil && sm.notBefore.After(now) {
+			opts.ScheduledAt = *sm.notBefore
+		}
+		if _, err := s.river.InsertTx(ctx, tx, DeliverArgs{Tenant: author.ID, Outbox: outbox}, opts); err != nil {
+			return fmt.Errorf("xta: enqueue delivery: %w", err)
+		}
+		return nil
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return xtaFault(CodeMessageIDUsed, "the MessageID %q was already used", sm.messageID)
+	}
+	if err != nil {
+		return err
+	}
+	c.reply("", "")
+	return nil
+}
+
+// messageRow is an xta_message row.
+type messageRow struct {
+	messageID, author, reader                        string
+	service, businessScenario, messageType, metadata string
+	size                                             int64
+	test                                             bool
+	notBefore                                        *time.Time
+	sentAt                                           time.Time
+	peerTenant                                       *string
+	peerID                                           *int64
+}
+
+func (m messageRow) insert(ctx context.Context, tx pgx.Tx, tenantID string, id int64, box, account string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO xta_message (id, tenant_id, box, message_id, account, author, reader, peer_tenant, peer_id,
+		service, business_scenario, message_type, metadata, content_size, test_msg, not_before, sent_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+		id, tenantID, box, m.messageID, account, m.author, m.reader, m.peerTenant, m.peerID,
+		m.service, m.businessScenario, m.messageType, m.metadata, m.size, m.test, m.notBefore, m.sentAt)
+	if err != nil {
+		return fmt.Errorf("xta: store %s message: %w", box, err)
+	}
+	return nil
+}
+
+// storeContents writes the parts and their bytes in chunks.
+func storeContents(ctx context.Context, tx pgx.Tx, tenantID string, message int64, contents []*Content) error {
+	buf := make([]byte, chunkSize)
+	for i, ct := range contents {
+		_, err := tx.Exec(ctx, `INSERT INTO xta_part (tenant_id, message, part, attachment, content_type, encoding, filename, part_ref, description, lang, size)
+			VALUES ($1,$2,$3,$4,$5,NULLIF($6,''),NULLIF($7,''),NULLIF($8,''),NULLIF($9,''),NULLIF($10,''),$11)`,
+			tenantID, message, i, ct.Attachment, ct.ContentType, ct.Encoding, ct.Filename, ct.ID, ct.Description, ct.Lang, ct.Size())
+		if err != nil {
+			return fmt.Errorf("xta: store part: %w", err)
+		}
+		r, err := ct.data.Reader()
+		if err != nil {
+			return err
+		}
+		for seq := 0; ; seq++ {
+			n, err := io.ReadFull(r, buf)
+			if n > 0 {
+				if _, err := tx.Exec(ctx, `INSERT INTO xta_chunk (tenant_id, message, part, seq, data) VALUES ($1,$2,$3,$4,$5)`,
+					tenantID, message, i, seq, buf[:n]); err != nil {
+					return fmt.Errorf("xta: store content: %w", err)
+				}
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("xta: read spooled content: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// record is one transport report record.
+type record struct {
+	at     time.Time
+	level  string // info, warning, error
+	code   string
+	reason string
+}
+
+func addRecords(ctx context.Context, tx pgx.Tx, tenantID string, message int64, records ...record) error {
+	for _, r := range records {
+		if _, err := tx.Exec(ctx, `INSERT INTO xta_report_record (tenant_id, message, at, level, code, reason) VALUES ($1,$2,$3,$4,$5,$6)`,
+			tenantID, message, r.at, r.level, r.code, r.reason); err != nil {
+			return fmt.Errorf("xta: add report record: %w", err)
+		}
+	}
+	return nil
+}
+
+// DeliverWorker delivers accepted messages.
+type DeliverWorker struct {
+	river.WorkerDefaults[DeliverArgs]
+	Server *Server
+}
+
+// Work makes the message visible in the reader's box and turns the report
+// green (yellow with warnings). It is idempotent: a delivered or cancelled
+// message is left alone.
+func (w *DeliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+	s := w.Server
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := db.EnterTenant(ctx, tx, job.Args.Tenant); err != nil {
+			return err
+		}
+		var readerTenant *string
+		var inbox *int64
+		var reader string
+		var delivered, cancelled *time.Time
+		var warnings int
+		err := tx.QueryRow(ctx, `SELECT reader, peer_tenant, peer_id, delivered_at, cancelled_at,
+			(SELECT count(*) FROM xta_report_record r WHERE r.message = m.id AND r.level <> 'info')
+			FROM xta_message m WHERE id = $1 AND box = 'outbox' FOR UPDATE`, job.Args.Outbox).
+			Scan(&reader, &readerTenant, &inbox, &delivered, &cancelled, &warnings)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return river.JobCancel(fmt.Errorf("xta: outbox message %d of %s is gone", job.Args.Outbox, job.Args.Tenant))
+		}
+		if err != nil {
+			return fmt.Errorf("xta: load message: %w", err)
+		}
+		if delivered != nil || cancelled != nil || readerTenant == nil {
+			// Forwarding to readers elsewhere is OSCI's job; until it
+			// exists the report stays open with its FORWARDING_PENDING record.
+			return nil
+		}
+		now := s.now()
+		if err := db.EnterTenant(ctx, tx, *readerTenant); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE xta_message SET delivered_at = $2 WHERE id = $1 AND box = 'inbox' AND delivered_at IS NULL`, *inbox, now); err != nil {
+			return fmt.Errorf("xta: deliver: %w", err)
+		}
+		if err := db.EnterTenant(ctx, tx, job.Args.Tenant); err != nil {
+			return err
+		}
+		status := StatusGreen
+		if warnings > 0 {
+			status = StatusYellow
+		}
+		if _, err := tx.Exec(ctx, `UPDATE xta_message SET delivered_at = $2, status = $3 WHERE id = $1`, job.Args.Outbox, now, status); err != nil {
+			return fmt.Errorf("xta: deliver: %w", err)
+		}
+		return addRecords(ctx, tx, job.Args.Tenant, job.Args.Outbox, record{now, "info", RecordDelivered, "Nachricht in das Postfach von " + reader + " zugestellt"})
+	})
+}
