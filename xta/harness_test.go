@@ -49,6 +49,7 @@ type harness struct {
 	dir     string
 	ca      *pki.Authority
 	schemas *xmlschema.Registry
+	server  *xta.Server
 	// certFiles are PEM files per client name (cert, key), for tools
 	// outside Go.
 	certFiles map[string][2]string
@@ -154,6 +155,7 @@ trust:
 		t.Fatal(err)
 	}
 	xs.SetJobClient(rc)
+	h.server = xs
 	xs.Mount(n.HandleTransport)
 	addrs, err := n.Listen()
 	if err != nil {
@@ -206,3 +208,7 @@ func (h *harness) http(cn string) *http.Client {
 func (h *harness) client(cn, account string, mtom bool) *xta.Client {
 	return &xta.Client{HTTP: h.http(cn), BaseURL: h.base, Account: account, MTOM: mtom}
 }
+
+// setMaxContent lowers the container limit, so that "too large" is cheap
+// to test.
+func (h *harness) setMaxContent(n int64) { h.server.MaxContent = n }
