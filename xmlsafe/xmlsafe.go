@@ -229,6 +229,10 @@ func Parse(r io.Reader, opt Options) (*Element, error) {
 			sinks = append(sinks, sink)
 			textLen = append(textLen, 0)
 		case xml.EndElement:
+			// Indentation between child elements is not data.
+			if el := stack[len(stack)-1]; len(el.Children) > 0 && strings.TrimSpace(el.Text) == "" {
+				el.Text = ""
+			}
 			stack, sinks, textLen = stack[:len(stack)-1], sinks[:len(sinks)-1], textLen[:len(textLen)-1]
 		case xml.CharData:
 			if len(stack) == 0 {
