@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOTESTFLAGS ?=
 PKGS    ?= ./...
 
-.PHONY: run test build deps
+.PHONY: run test build deps bench-xta
 
 run: build
 	$(BIN) pki demo --out var/pki
@@ -29,3 +29,8 @@ build: deps
 
 deps:
 	@./scripts/install-deps.sh
+
+# Measures XTA sendMessage throughput against a raw PostgreSQL baseline and
+# the memory a 40 MB message costs (figures in the issue notes).
+bench-xta: build
+	$(BIN) pg temp -- $(GO) test ./xta -run '^$$' -bench BenchmarkXTA -benchtime 1x

@@ -7,6 +7,7 @@ import (
 	"regexp"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -39,7 +40,7 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, tenantID string, fn func(
 // tenantID. A transaction that touches two tenants (a message from one
 // tenant's outbox to another's inbox) enters each in turn, so every
 // statement is still confined to one tenant's rows.
-func EnterTenant(ctx context.Context, tx pgx.Tx, tenantID string) error {
+func EnterTenant(ctx context.Context, tx Execer, tenantID string) error {
 	if !tenantIDPattern.MatchString(tenantID) {
 		return fmt.Errorf("%w: %q", ErrNoTenant, tenantID)
 	}
@@ -51,7 +52,7 @@ func EnterTenant(ctx context.Context, tx pgx.Tx, tenantID string) error {
 
 // LeaveTenant returns transaction tx to the node's own role, for the
 // statements that belong to no tenant (inserting a River job).
-func LeaveTenant(ctx context.Context, tx pgx.Tx) error {
+func LeaveTenant(ctx context.Context, tx Execer) error {
 	if _, err := tx.Exec(ctx, `RESET ROLE`); err != nil {
 		return fmt.Errorf("db: leave tenant: %w", err)
 	}
@@ -59,4 +60,9 @@ func LeaveTenant(ctx context.Context, tx pgx.Tx) error {
 		return fmt.Errorf("db: leave tenant: %w", err)
 	}
 	return nil
+}
+
+// Execer runs a statement: a transaction, or a batch that queues it.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }

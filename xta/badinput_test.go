@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xmlsafe"
+	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xta"
 )
 

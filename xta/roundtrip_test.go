@@ -12,9 +12,9 @@ import (
 )
 
 // waitStatus polls the transport report until it reaches want.
-func waitStatus(t *testing.T, c *xta.Client, id string, want int) *xta.Report {
+func waitStatus(t testing.TB, c *xta.Client, id string, want int) *xta.Report {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r, err := c.TransportReport(context.Background(), id)
 		if err != nil {

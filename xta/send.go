@@ -155,12 +155,20 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 	}
 	now := s.now()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := db.EnterTenant(ctx, tx, author.ID); err != nil {
-			return err
-		}
 		var outbox, inbox int64
 		if err := tx.QueryRow(ctx, `SELECT nextval('xta_message_id_seq'), nextval('xta_message_id_seq')`).Scan(&outbox, &inbox); err != nil {
 			return fmt.Errorf("xta: allocate ids: %w", err)
+		}
+		// Small messages go to the database in one round trip; large
+		// contents are written chunk by chunk, never whole in memory.
+		small := size <= chunkSize
+		b := &batch{}
+		var q db.Execer = b
+		if !small {
+			q = tx
+		}
+		if err := db.EnterTenant(ctx, q, author.ID); err != nil {
+			return err
 		}
 		row := messageRow{
 			messageID: sm.messageID, author: sm.author.ID, reader: sm.reader.ID, service: sm.service,
@@ -171,7 +179,7 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 		if readerTenant != nil {
 			row.peerTenant, row.peerID = &readerTenant.ID, &inbox
 		}
-		if err := row.insert(ctx, tx, author.ID, outbox, "outbox", sm.author.ID); err != nil {
+		if err := row.insert(ctx, q, author.ID, outbox, "outbox", sm.author.ID); err != nil {
 			return err
 		}
 		records := []record{{now, "info", RecordAccepted, "Nachricht angenommen (sendMessage)"}}
@@ -184,25 +192,30 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 		if readerTenant == nil {
 			records = append(records, record{now, "info", RecordForwarding, fmt.Sprintf("Leser %s wird nicht von diesem Knoten bedient; Weiterleitung über OSCI steht aus", sm.reader.ID)})
 		}
-		if err := addRecords(ctx, tx, author.ID, outbox, records...); err != nil {
+		if err := addRecords(ctx, q, author.ID, outbox, records...); err != nil {
 			return err
 		}
 		if readerTenant != nil {
-			if err := db.EnterTenant(ctx, tx, readerTenant.ID); err != nil {
+			if err := db.EnterTenant(ctx, q, readerTenant.ID); err != nil {
 				return err
 			}
 			in := row
 			in.peerTenant, in.peerID = &author.ID, &outbox
-			if err := in.insert(ctx, tx, readerTenant.ID, inbox, "inbox", sm.reader.ID); err != nil {
+			if err := in.insert(ctx, q, readerTenant.ID, inbox, "inbox", sm.reader.ID); err != nil {
 				return err
 			}
 			contentTenant, contentOwner = readerTenant.ID, inbox
 		}
-		if err := storeContents(ctx, tx, contentTenant, contentOwner, c.req.Contents); err != nil {
+		if err := storeContents(ctx, q, contentTenant, contentOwner, c.req.Contents); err != nil {
 			return err
 		}
-		if err := db.LeaveTenant(ctx, tx); err != nil {
+		if err := db.LeaveTenant(ctx, q); err != nil {
 			return err
+		}
+		if small {
+			if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
+				return fmt.Errorf("xta: store message: %w", err)
+			}
 		}
 		opts := &river.InsertOpts{}
 		if sm.notBefore != nil && sm.notBefore.After(now) {
@@ -236,7 +249,7 @@ type messageRow struct {
 	peerID                                           *int64
 }
 
-func (m messageRow) insert(ctx context.Context, tx pgx.Tx, tenantID string, id int64, box, account string) error {
+func (m messageRow) insert(ctx context.Context, tx db.Execer, tenantID string, id int64, box, account string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO xta_message (id, tenant_id, box, message_id, account, author, reader, peer_tenant, peer_id,
 		service, business_scenario, message_type, metadata, content_size, test_msg, not_before, sent_at)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
@@ -249,8 +262,7 @@ func (m messageRow) insert(ctx context.Context, tx pgx.Tx, tenantID string, id i
 }
 
 // storeContents writes the parts and their bytes in chunks.
-func storeContents(ctx context.Context, tx pgx.Tx, tenantID string, message int64, contents []*Content) error {
-	buf := make([]byte, chunkSize)
+func storeContents(ctx context.Context, tx db.Execer, tenantID string, message int64, contents []*Content) error {
 	for i, ct := range contents {
 		_, err := tx.Exec(ctx, `INSERT INTO xta_part (tenant_id, message, part, attachment, content_type, encoding, filename, part_ref, description, lang, size)
 			VALUES ($1,$2,$3,$4,$5,NULLIF($6,''),NULLIF($7,''),NULLIF($8,''),NULLIF($9,''),NULLIF($10,''),$11)`,
@@ -263,6 +275,9 @@ func storeContents(ctx context.Context, tx pgx.Tx, tenantID string, message int6
 			return err
 		}
 		for seq := 0; ; seq++ {
+			// A fresh buffer per chunk: a batch keeps the arguments until
+			// it is sent.
+			buf := make([]byte, min(chunkSize, max(ct.Size()-int64(seq)*chunkSize, 1)))
 			n, err := io.ReadFull(r, buf)
 			if n > 0 {
 				if _, err := tx.Exec(ctx, `INSERT INTO xta_chunk (tenant_id, message, part, seq, data) VALUES ($1,$2,$3,$4,$5)`,
@@ -289,7 +304,7 @@ type record struct {
 	reason string
 }
 
-func addRecords(ctx context.Context, tx pgx.Tx, tenantID string, message int64, records ...record) error {
+func addRecords(ctx context.Context, tx db.Execer, tenantID string, message int64, records ...record) error {
 	for _, r := range records {
 		if _, err := tx.Exec(ctx, `INSERT INTO xta_report_record (tenant_id, message, at, level, code, reason) VALUES ($1,$2,$3,$4,$5,$6)`,
 			tenantID, message, r.at, r.level, r.code, r.reason); err != nil {
@@ -353,4 +368,12 @@ func (w *DeliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 		}
 		return addRecords(ctx, tx, job.Args.Tenant, job.Args.Outbox, record{now, "info", RecordDelivered, "Nachricht in das Postfach von " + reader + " zugestellt"})
 	})
+}
+
+// batch queues statements to send in one round trip.
+type batch struct{ pgx.Batch }
+
+func (b *batch) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	b.Queue(sql, args...)
+	return pgconn.CommandTag{}, nil
 }

@@ -47,8 +47,8 @@ func TestZeepInterop(t *testing.T) {
 	}
 	var got struct {
 		MessageID, Message, MessageFilename string
-		Listed, Attachments, Records         []string
-		Status                               int
+		Listed, Attachments, Records        []string
+		Status                              int
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("zeep output %q: %v", out, err)
