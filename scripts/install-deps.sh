@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make run` and `make test` need when it is missing: the
-# PostgreSQL server binaries (Debian's postgresql package) and the Go
-# modules. Safe to run again: it installs nothing that is there.
+# PostgreSQL server binaries (Debian's postgresql package), python3-zeep for
+# the XTA interoperability test, and the Go modules. Safe to run again: it installs nothing that is there.
 set -euo pipefail
 
 missing=()
@@ -10,6 +10,8 @@ have_pg_server() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 have_pg_server || missing+=(postgresql)
+# The XTA interoperability test drives the node with Debian's zeep.
+/usr/bin/python3 -c 'import zeep' >/dev/null 2>&1 || missing+=(python3-zeep)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"

@@ -30,6 +30,7 @@ func init() {
 		{"pki", "demo [--out DIR] [--tenant ID]... [--algorithm A] [--host H]...", "generate the demo PKI (CA, server and client certificates)", cmdPKI},
 		{"tenant", "check PATH... | history [--config FILE] [--tenant ID]", "check tenant files; show applied configuration versions", cmdTenant},
 		{"pg", "temp -- CMD [ARG]... | status|stop [--config FILE]", "run CMD against a throwaway PostgreSQL cluster; manage the embedded one", cmdPG},
+		{"xta", "send|status|list|fetch|close|report --url URL --cert C --key K --account ID ...", "XTA 2 Version 3 client for Fachverfahren and operators", cmdXTA},
 		{"version", "", "print the version", func([]string) error { fmt.Println("parzelle", version); return nil }},
 	}
 }
