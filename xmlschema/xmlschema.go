@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/lestrrat-go/libxml2"
 	"github.com/lestrrat-go/libxml2/xsd"
@@ -75,9 +74,9 @@ type Installed struct {
 	Dir string
 }
 
-// Registry holds the compiled schema sets.
+// Registry holds the compiled schema sets. It is not changed after Load,
+// so goroutines share it without locking.
 type Registry struct {
-	mu        sync.RWMutex
 	compiled  map[string]*xsd.Schema
 	installed []Installed
 	missing   []Set
@@ -216,8 +215,6 @@ func targetNamespace(file string) (string, error) {
 
 // Has reports whether the set is installed.
 func (r *Registry) Has(set string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	return r.compiled[set] != nil
 }
 
@@ -234,9 +231,7 @@ func (r *Registry) Missing() []Set {
 // Validate checks doc against the set. The document must already have
 // passed xmlsafe (libxml2 parses it with default, non-expanding options).
 func (r *Registry) Validate(set string, doc []byte) error {
-	r.mu.RLock()
 	s := r.compiled[set]
-	r.mu.RUnlock()
 	if s == nil {
 		return fmt.Errorf("%w: %s", ErrNotInstalled, set)
 	}

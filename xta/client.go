@@ -130,7 +130,7 @@ func contentOpen(el string, ct OutgoingContent) string {
 func (c *Client) Send(ctx context.Context, m *OutgoingMessage) error {
 	contents := append([]OutgoingContent{m.Message}, m.Attachments...)
 	pr, pw := io.Pipe()
-	action := operationAction("sendMessage")
+	action := operationNamed("sendMessage").action
 	contentType := soapContentType + `; action="` + action + `"`
 	var mw *multipart.Writer
 	if c.MTOM {
@@ -197,25 +197,18 @@ func (c *Client) writeSend(w io.Writer, mw *multipart.Writer, action string, m *
 	return mw.Close()
 }
 
-func operationAction(name string) string {
-	for _, op := range operations {
-		if op.name == name {
-			return op.action
-		}
+func operationNamed(name string) *operation {
+	op := findOperation(func(o *operation) bool { return o.name == name })
+	if op == nil {
+		panic("xta: no operation " + name)
 	}
-	panic("xta: no operation " + name)
+	return op
 }
 
 // call sends a request whose body is XML text and returns the parsed
 // response; a SOAP fault comes back as *Fault.
 func (c *Client) call(ctx context.Context, op, body string) (*soapMessage, error) {
-	var port string
-	for _, o := range operations {
-		if o.name == op {
-			port = o.port
-		}
-	}
-	action := operationAction(op)
+	port, action := operationNamed(op).port, operationNamed(op).action
 	env := `<?xml version="1.0" encoding="UTF-8"?>` + envelopeOpen + `<s12:Header><wsa:Action>` + action + `</wsa:Action><wsa:MessageID>urn:uuid:` + uuid() +
 		`</wsa:MessageID>` + c.authorHeader() + `</s12:Header><s12:Body>` + body + `</s12:Body></s12:Envelope>`
 	if c.MTOM {
@@ -248,10 +241,10 @@ func (c *Client) do(ctx context.Context, port, contentType string, body io.Reade
 	if max == 0 {
 		max = MaxContent
 	}
-	m, err := readMessage(resp.Header.Get("Content-Type"), resp.Body, limits{contentBytes: max}, false)
-	if err != nil {
+	m, f := readMessage(resp.Header.Get("Content-Type"), resp.Body, limits{contentBytes: max}, false)
+	if f != nil {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("xta client: HTTP %s, unreadable response: %v %s", resp.Status, err, b)
+		return nil, fmt.Errorf("xta client: HTTP %s, unreadable response: %v %s", resp.Status, f, b)
 	}
 	if m.Body != nil && m.Body.Name.Space == NSSOAP && m.Body.Name.Local == "Fault" {
 		m.Close()

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -85,8 +86,8 @@ func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (E
 		out := Entry{Known: true, Available: e.Available == nil || *e.Available, Intermediary: e.Intermediary}
 		if e.CipherCertificate != "" {
 			path := e.CipherCertificate
-			if !strings.HasPrefix(path, "/") {
-				path = dirOf(d.File) + "/" + path
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(filepath.Dir(d.File), path)
 			}
 			certs, err := pki.LoadCertificates(path)
 			if err != nil {
@@ -97,13 +98,6 @@ func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (E
 		return out, nil
 	}
 	return Entry{}, nil
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndex(path, "/"); i >= 0 {
-		return path[:i]
-	}
-	return "."
 }
 
 func (s *Server) lookupService(ctx context.Context, c *call) error {

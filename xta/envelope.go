@@ -91,13 +91,14 @@ type limits struct {
 
 // readRequest parses an HTTP request body: a SOAP 1.2 envelope, or an
 // MTOM/XOP multipart/related package whose root part is one.
-func readRequest(hr *http.Request, lim limits) (*soapMessage, error) {
+func readRequest(hr *http.Request, lim limits) (*soapMessage, *Fault) {
 	return readMessage(hr.Header.Get("Content-Type"), hr.Body, lim, true)
 }
 
 // readMessage parses a SOAP message of the given Content-Type. Requests
-// must carry wsa:Action and wsa:MessageID.
-func readMessage(contentType string, body io.Reader, lim limits, isRequest bool) (*soapMessage, error) {
+// must carry wsa:Action and wsa:MessageID. What is wrong with a message
+// comes back as the fault that names it.
+func readMessage(contentType string, body io.Reader, lim limits, isRequest bool) (*soapMessage, *Fault) {
 	mediaType, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return nil, protocolFault("Sender", NSParzelle, "UnsupportedMediaType", "Content-Type %q is not a SOAP 1.2 or MTOM media type", contentType)

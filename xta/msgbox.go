@@ -100,17 +100,13 @@ type boxEntry struct {
 // listBox returns up to limit open entries of the account's box after the
 // given row id, and how many more match.
 func listBox(ctx context.Context, tx pgx.Tx, account string, sel selector, after int64, limit int) ([]boxEntry, int64, error) {
-	var ids []string
-	if len(sel.IDs) > 0 {
-		ids = sel.IDs
-	}
 	rows, err := tx.Query(ctx, `SELECT id, message_id, metadata, business_scenario, content_size, sent_at, delivered_at, fetched_at, peer_tenant, peer_id, count(*) OVER ()
 		FROM xta_message
 		WHERE box = 'inbox' AND account = $1 AND delivered_at IS NOT NULL AND closed_at IS NULL AND id > $2
 		  AND ($3::text[] IS NULL OR message_id = ANY($3))
 		  AND ($4::timestamptz IS NULL OR delivered_at >= $4) AND ($5::timestamptz IS NULL OR delivered_at <= $5)
 		  AND (NOT $6 OR fetched_at IS NULL)
-		ORDER BY id LIMIT $7`, account, after, ids, sel.From, sel.To, sel.NewEntry, limit)
+		ORDER BY id LIMIT $7`, account, after, sel.IDs, sel.From, sel.To, sel.NewEntry, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("xta: list box: %w", err)
 	}
@@ -228,12 +224,11 @@ func (s *Server) getNextStatusList(ctx context.Context, c *call) error {
 }
 
 func (s *Server) statusList(ctx context.Context, c *call, tenantID string, it iteration) error {
-	account := s.accountID(c)
 	var entries []boxEntry
 	var pending int64
 	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
 		var err error
-		entries, pending, err = listBox(ctx, tx, account, it.Sel, it.After, it.Max)
+		entries, pending, err = listBox(ctx, tx, c.account, it.Sel, it.After, it.Max)
 		return err
 	})
 	if err != nil {
@@ -263,20 +258,6 @@ func (s *Server) statusList(ctx context.Context, c *call, tenantID string, it it
 	}
 	c.reply(msgBoxResponse(it.id(), pending, len(entries) == 0), body.String())
 	return nil
-}
-
-// accountID is the account a message box request acts for (checked by
-// account before).
-func (s *Server) accountID(c *call) string {
-	if c.req.Author != nil && c.req.Author.ID != "" {
-		return c.req.Author.ID
-	}
-	for _, g := range c.principal.Grants {
-		if len(g.Identities) > 0 {
-			return g.Identities[0]
-		}
-	}
-	return ""
 }
 
 func (s *Server) getMessage(ctx context.Context, c *call) error {
@@ -313,7 +294,7 @@ func (s *Server) getNextMessage(ctx context.Context, c *call) error {
 // Messages listed in received are closed first (getNextMessage's
 // acknowledgement).
 func (s *Server) fetch(ctx context.Context, c *call, tenantID string, it iteration, received []string) error {
-	account := s.accountID(c)
+	account := c.account
 	if len(received) > 0 {
 		// The acknowledgement stands even when no further message follows.
 		err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
@@ -531,7 +512,7 @@ func (s *Server) close(ctx context.Context, c *call) error {
 		return xtaFault(CodeNoParameter, "close names no LastMsgReceived")
 	}
 	err := db.InTenant(ctx, s.pool, owner.ID, func(tx pgx.Tx) error {
-		return s.closeMessages(ctx, tx, owner.ID, s.accountID(c), ids)
+		return s.closeMessages(ctx, tx, owner.ID, c.account, ids)
 	})
 	if err != nil {
 		return err

@@ -49,7 +49,7 @@ func (s *Server) getTransportReport(ctx context.Context, c *call) error {
 	messageID := c.req.Body.TrimmedText()
 	var body string
 	err := db.InTenant(ctx, s.pool, owner.ID, func(tx pgx.Tx) error {
-		m, err := loadOutbox(ctx, tx, s.accountID(c), messageID, false)
+		m, err := loadOutbox(ctx, tx, c.account, messageID, false)
 		if err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func (s *Server) cancelMessage(ctx context.Context, c *call) error {
 	}
 	messageID := c.req.Body.TrimmedText()
 	err := db.InTenant(ctx, s.pool, owner.ID, func(tx pgx.Tx) error {
-		m, err := loadOutbox(ctx, tx, s.accountID(c), messageID, true)
+		m, err := loadOutbox(ctx, tx, c.account, messageID, true)
 		if err != nil {
 			return err
 		}

@@ -61,7 +61,7 @@ func writeEnvelope(w http.ResponseWriter, status int, e envelope) int {
 	return len(s)
 }
 
-// faultBody renders a SOAP 1.2 Fault element.
+// body renders the SOAP 1.2 Fault element.
 func (f *Fault) body() string {
 	var b strings.Builder
 	b.WriteString(`<s12:Fault><s12:Code><s12:Value>s12:` + f.SOAPCode + `</s12:Value>`)

@@ -58,6 +58,16 @@ var operations = []operation{
 	{"close", PortMsgBox, osciMsgTypes + "MsgBoxCloseRequest", xml.Name{Space: NSOSCI, Local: "MsgBoxCloseRequest"}, (*Server).close},
 }
 
+// findOperation returns the operation that matches, or nil.
+func findOperation(match func(*operation) bool) *operation {
+	for i := range operations {
+		if match(&operations[i]) {
+			return &operations[i]
+		}
+	}
+	return nil
+}
+
 // Server is the XTA 2 Version 3 web service.
 type Server struct {
 	pool      *pgxpool.Pool
@@ -107,6 +117,7 @@ type call struct {
 	w         http.ResponseWriter
 	principal *tenant.Principal
 	tenant    string // the tenant of the account acting
+	account   string // the account acting, once account checked it
 	bytesOut  int
 	warnings  []string
 }
@@ -156,17 +167,13 @@ func (s *Server) serve(hr *http.Request, port string, c *call) *Fault {
 		return xtaFault(CodeWrongCertificate, "no client certificate that a tenant of this node lists")
 	}
 	hr.Body = http.MaxBytesReader(c.w, hr.Body, s.MaxContent*4/3+8<<20)
-	req, err := readRequest(hr, limits{contentBytes: s.MaxContent, spoolDir: s.SpoolDir})
-	if err != nil {
-		return requestFault(err)
+	req, f := readRequest(hr, limits{contentBytes: s.MaxContent, spoolDir: s.SpoolDir})
+	if f != nil {
+		return f
 	}
 	defer req.Close()
 	c.req = req
-	for i := range operations {
-		if operations[i].action == req.Action {
-			c.op = &operations[i]
-		}
-	}
+	c.op = findOperation(func(o *operation) bool { return o.action == req.Action })
 	switch {
 	case c.op == nil:
 		f := protocolFault("Sender", NSWSA, "ActionNotSupported", "the Action %q is not an operation of XTA 2 Version 3", req.Action)
@@ -252,6 +259,7 @@ func (s *Server) account(c *call, p *Party) (*tenant.Config, *Fault) {
 		}
 		p = &Party{ID: ids[0]}
 	}
+	c.account = p.ID
 	owner := s.tenants().Owner(p.ID)
 	if owner == nil {
 		return nil, xtaFault(CodeNoAccount, "no account %q on this node", p.ID)
