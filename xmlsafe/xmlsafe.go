@@ -73,15 +73,57 @@ type SyntaxError struct {
 func (e *SyntaxError) Error() string { return fmt.Sprintf("xmlsafe: line %d: %s", e.Line, e.Msg) }
 
 // Element is one element of a parsed document. Names carry the namespace
-// URI in Space; namespace declarations are not kept as attributes.
+// URI in Space; namespace declarations are kept apart from the attributes.
 type Element struct {
-	Name     xml.Name
-	Attr     []xml.Attr
+	Name xml.Name
+	// Prefix is the prefix the element was written with ("" for none).
+	Prefix string
+	// Attr are the attributes (namespace declarations excluded), their
+	// Name.Space the namespace URI; AttrPrefix holds the prefix each was
+	// written with.
+	Attr       []xml.Attr
+	AttrPrefix []string
+	// NS are the namespace declarations written on the element, in order:
+	// Name.Local is the prefix ("" for the default namespace), Value the URI.
+	NS       []xml.Attr
 	Children []*Element
+	Parent   *Element
 	// Text is the element's character data (all text nodes, concatenated),
 	// unless the parse streamed it elsewhere.
 	Text string
-	Line int
+	// Nodes is the element's content in document order (*Element,
+	// CharData, Comment, ProcInst), kept only when Options.Preserve is set.
+	Nodes []Node
+	Line  int
+	// Start and End are the byte offsets of the element in the input: its
+	// '<' and just past its end tag; Inner is just past its start tag. They
+	// let a caller splice the source.
+	Start, Inner, End int64
+}
+
+// Node is a piece of element content: *Element, CharData, Comment or
+// ProcInst.
+type Node interface{ node() }
+
+// CharData is a text node (entities and CDATA sections resolved).
+type CharData string
+
+// Comment is a comment's text.
+type Comment string
+
+// ProcInst is a processing instruction.
+type ProcInst struct{ Target, Inst string }
+
+func (*Element) node() {}
+func (CharData) node() {}
+func (Comment) node()  {}
+func (ProcInst) node() {}
+
+// Document is a parsed document: the root element and the comments and
+// processing instructions around it (the XML declaration excluded).
+type Document struct {
+	Root           *Element
+	Prolog, Epilog []Node
 }
 
 // Attribute returns the value of the unqualified attribute name.
@@ -143,34 +185,43 @@ type Options struct {
 	// a writer instead of into the tree (a large base64 payload, say). The
 	// writer gets the text as it is read; a write error aborts the parse.
 	Stream func(el *Element, depth int) io.Writer
+	// Preserve keeps every node in Element.Nodes (white space, comments and
+	// processing instructions included), as canonicalization needs.
+	Preserve bool
 }
 
-// Parse reads one document from r.
+// XMLNamespace is the namespace bound to the prefix "xml".
+const XMLNamespace = "http://www.w3.org/XML/1998/namespace"
+
+// Parse reads one document from r and returns its root element.
 func Parse(r io.Reader, opt Options) (*Element, error) {
-	lim := opt.Limits.withDefaults()
-	cr := &countingReader{r: r, max: lim.MaxBytes}
+	doc, err := ParseDocument(r, opt)
+	if err != nil {
+		return nil, err
+	}
+	return doc.Root, nil
+}
+
+// ParseDocument reads one document from r.
+func ParseDocument(r io.Reader, opt Options) (*Document, error) {
+	p := parser{lim: opt.Limits.withDefaults(), opt: opt}
+	cr := &countingReader{r: r, max: p.lim.MaxBytes}
 	d := xml.NewDecoder(cr)
 	d.Strict = true
 	d.Entity = nil
 	d.CharsetReader = nil
-	var (
-		stack   []*Element
-		sinks   []io.Writer
-		root    *Element
-		nodes   int
-		textLen []int64
-	)
 	for {
-		tok, err := d.Token()
+		start := d.InputOffset()
+		tok, err := d.RawToken()
 		line, _ := d.InputPos()
 		if err == io.EOF {
-			if root == nil {
+			if p.doc.Root == nil {
 				return nil, &SyntaxError{Line: line, Msg: "no root element"}
 			}
-			if len(stack) > 0 {
+			if len(p.stack) > 0 {
 				return nil, &SyntaxError{Line: line, Msg: "unexpected end of document"}
 			}
-			return root, nil
+			return &p.doc, nil
 		}
 		if err != nil {
 			var le *LimitError
@@ -184,77 +235,229 @@ func Parse(r io.Reader, opt Options) (*Element, error) {
 			}
 			return nil, fmt.Errorf("xmlsafe: line %d: %w", line, err)
 		}
-		switch t := tok.(type) {
-		case xml.Directive:
-			return nil, ErrDTD
-		case xml.ProcInst:
-			// The XML declaration and processing instructions carry no data
-			// the tree keeps.
-		case xml.StartElement:
-			if root != nil && len(stack) == 0 {
-				return nil, &SyntaxError{Line: line, Msg: "more than one root element"}
-			}
-			nodes++
-			switch {
-			case nodes > lim.MaxNodes:
-				return nil, &LimitError{Limit: "elements", Max: int64(lim.MaxNodes), Line: line}
-			case len(stack)+1 > lim.MaxDepth:
-				return nil, &LimitError{Limit: "depth", Max: int64(lim.MaxDepth), Line: line}
-			case len(t.Attr) > lim.MaxAttrs:
-				return nil, &LimitError{Limit: "attributes", Max: int64(lim.MaxAttrs), Line: line}
-			case len(t.Name.Local)+len(t.Name.Space) > lim.MaxNameLen:
-				return nil, &LimitError{Limit: "name length", Max: int64(lim.MaxNameLen), Line: line}
-			}
-			el := &Element{Name: t.Name, Line: line}
-			for _, a := range t.Attr {
-				if len(a.Name.Local)+len(a.Name.Space) > lim.MaxNameLen {
-					return nil, &LimitError{Limit: "name length", Max: int64(lim.MaxNameLen), Line: line}
-				}
-				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
-					continue
-				}
-				el.Attr = append(el.Attr, a)
-			}
-			if len(stack) > 0 {
-				parent := stack[len(stack)-1]
-				parent.Children = append(parent.Children, el)
-			} else {
-				root = el
-			}
-			var sink io.Writer
-			if opt.Stream != nil {
-				sink = opt.Stream(el, len(stack))
-			}
-			stack = append(stack, el)
-			sinks = append(sinks, sink)
-			textLen = append(textLen, 0)
-		case xml.EndElement:
-			// Indentation between child elements is not data.
-			if el := stack[len(stack)-1]; len(el.Children) > 0 && strings.TrimSpace(el.Text) == "" {
-				el.Text = ""
-			}
-			stack, sinks, textLen = stack[:len(stack)-1], sinks[:len(sinks)-1], textLen[:len(textLen)-1]
-		case xml.CharData:
-			if len(stack) == 0 {
-				if len(bytes.TrimSpace(t)) > 0 {
-					return nil, &SyntaxError{Line: line, Msg: "text outside the root element"}
-				}
-				continue
-			}
-			top := len(stack) - 1
-			if w := sinks[top]; w != nil {
-				if _, err := w.Write(t); err != nil {
-					return nil, fmt.Errorf("xmlsafe: line %d: %w", line, err)
-				}
-				continue
-			}
-			textLen[top] += int64(len(t))
-			if textLen[top] > lim.MaxText {
-				return nil, &LimitError{Limit: "text length", Max: lim.MaxText, Line: line}
-			}
-			stack[top].Text += string(t)
+		if err := p.token(tok, line, start, d.InputOffset()); err != nil {
+			return nil, err
 		}
 	}
+}
+
+type parser struct {
+	lim     Limits
+	opt     Options
+	doc     Document
+	stack   []*Element
+	sinks   []io.Writer
+	textLen []int64
+	// text collects each open element's character data when it comes in
+	// more than one piece (first holds a single piece without copying); it
+	// becomes Element.Text at the end tag.
+	text  [][]byte
+	first []string
+	parts []int
+	slab  []Element
+	nodes int
+}
+
+func (p *parser) token(tok xml.Token, line int, start, end int64) error {
+	switch t := tok.(type) {
+	case xml.Directive:
+		return ErrDTD
+	case xml.ProcInst:
+		if t.Target == "xml" {
+			return nil // the XML declaration
+		}
+		p.add(ProcInst{Target: t.Target, Inst: string(t.Inst)})
+	case xml.Comment:
+		p.add(Comment(t))
+	case xml.StartElement:
+		return p.start(t, line, start, end)
+	case xml.EndElement:
+		if len(p.stack) == 0 {
+			return &SyntaxError{Line: line, Msg: fmt.Sprintf("end tag </%s> without a start tag", prefixed(t.Name.Space, t.Name.Local))}
+		}
+		el := p.stack[len(p.stack)-1]
+		if t.Name.Space != el.Prefix || t.Name.Local != el.Name.Local {
+			return &SyntaxError{Line: line, Msg: fmt.Sprintf("element <%s> closed by </%s>", prefixed(el.Prefix, el.Name.Local), prefixed(t.Name.Space, t.Name.Local))}
+		}
+		switch top := len(p.text) - 1; p.parts[top] {
+		case 0:
+		case 1:
+			el.Text = p.first[top]
+		default:
+			el.Text = string(p.text[top])
+		}
+		// Indentation between child elements is not data.
+		if len(el.Children) > 0 && strings.TrimSpace(el.Text) == "" {
+			el.Text = ""
+		}
+		el.End = end
+		p.stack, p.sinks, p.textLen = p.stack[:len(p.stack)-1], p.sinks[:len(p.sinks)-1], p.textLen[:len(p.textLen)-1]
+		p.text, p.first, p.parts = p.text[:len(p.text)-1], p.first[:len(p.first)-1], p.parts[:len(p.parts)-1]
+	case xml.CharData:
+		if len(p.stack) == 0 {
+			if len(bytes.TrimSpace(t)) > 0 {
+				return &SyntaxError{Line: line, Msg: "text outside the root element"}
+			}
+			return nil
+		}
+		top := len(p.stack) - 1
+		if w := p.sinks[top]; w != nil {
+			if _, err := w.Write(t); err != nil {
+				return fmt.Errorf("xmlsafe: line %d: %w", line, err)
+			}
+			return nil
+		}
+		p.textLen[top] += int64(len(t))
+		if p.textLen[top] > p.lim.MaxText {
+			return &LimitError{Limit: "text length", Max: p.lim.MaxText, Line: line}
+		}
+		text := string(t)
+		switch p.parts[top]++; p.parts[top] {
+		case 1:
+			p.first[top] = text
+		case 2:
+			p.text[top] = append(append(p.text[top], p.first[top]...), text...)
+		default:
+			p.text[top] = append(p.text[top], text...)
+		}
+		if p.opt.Preserve {
+			p.stack[top].Nodes = append(p.stack[top].Nodes, CharData(text))
+		}
+	}
+	return nil
+}
+
+// add files a comment or processing instruction where it occurs.
+func (p *parser) add(n Node) {
+	switch {
+	case !p.opt.Preserve:
+	case len(p.stack) > 0:
+		top := p.stack[len(p.stack)-1]
+		top.Nodes = append(top.Nodes, n)
+	case p.doc.Root == nil:
+		p.doc.Prolog = append(p.doc.Prolog, n)
+	default:
+		p.doc.Epilog = append(p.doc.Epilog, n)
+	}
+}
+
+func (p *parser) start(t xml.StartElement, line int, start, end int64) error {
+	if p.doc.Root != nil && len(p.stack) == 0 {
+		return &SyntaxError{Line: line, Msg: "more than one root element"}
+	}
+	p.nodes++
+	switch {
+	case p.nodes > p.lim.MaxNodes:
+		return &LimitError{Limit: "elements", Max: int64(p.lim.MaxNodes), Line: line}
+	case len(p.stack)+1 > p.lim.MaxDepth:
+		return &LimitError{Limit: "depth", Max: int64(p.lim.MaxDepth), Line: line}
+	case len(t.Attr) > p.lim.MaxAttrs:
+		return &LimitError{Limit: "attributes", Max: int64(p.lim.MaxAttrs), Line: line}
+	case len(t.Name.Local)+len(t.Name.Space) > p.lim.MaxNameLen:
+		return &LimitError{Limit: "name length", Max: int64(p.lim.MaxNameLen), Line: line}
+	}
+	// Elements come from a slab: one allocation per 128 instead of one
+	// each (large documents have tens of thousands).
+	if len(p.slab) == 0 {
+		p.slab = make([]Element, 128)
+	}
+	el := &p.slab[0]
+	p.slab = p.slab[1:]
+	el.Prefix, el.Line, el.Start, el.Inner = t.Name.Space, line, start, end
+	el.Name.Local = t.Name.Local
+	if len(p.stack) > 0 {
+		el.Parent = p.stack[len(p.stack)-1]
+	}
+	nattr := 0
+	for _, a := range t.Attr {
+		if len(a.Name.Local)+len(a.Name.Space) > p.lim.MaxNameLen {
+			return &LimitError{Limit: "name length", Max: int64(p.lim.MaxNameLen), Line: line}
+		}
+		switch {
+		case a.Name.Space == "xmlns":
+			if a.Value == "" {
+				return &SyntaxError{Line: line, Msg: fmt.Sprintf("the prefix %q cannot be undeclared", a.Name.Local)}
+			}
+			el.NS = append(el.NS, xml.Attr{Name: xml.Name{Local: a.Name.Local}, Value: a.Value})
+		case a.Name.Space == "" && a.Name.Local == "xmlns":
+			el.NS = append(el.NS, xml.Attr{Value: a.Value})
+		default:
+			nattr++
+		}
+	}
+	space, ok := el.Lookup(el.Prefix)
+	if !ok {
+		return &SyntaxError{Line: line, Msg: fmt.Sprintf("undeclared namespace prefix %q", el.Prefix)}
+	}
+	el.Name.Space = space
+	if nattr > 0 {
+		el.Attr = make([]xml.Attr, 0, nattr)
+		el.AttrPrefix = make([]string, 0, nattr)
+		for _, a := range t.Attr {
+			if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+				continue
+			}
+			name := xml.Name{Local: a.Name.Local}
+			if a.Name.Space != "" {
+				if name.Space, ok = el.Lookup(a.Name.Space); !ok || name.Space == "" {
+					return &SyntaxError{Line: line, Msg: fmt.Sprintf("undeclared namespace prefix %q", a.Name.Space)}
+				}
+			}
+			for _, prev := range el.Attr {
+				if prev.Name == name {
+					return &SyntaxError{Line: line, Msg: fmt.Sprintf("attribute %s given twice", prefixed(a.Name.Space, a.Name.Local))}
+				}
+			}
+			el.Attr = append(el.Attr, xml.Attr{Name: name, Value: a.Value})
+			el.AttrPrefix = append(el.AttrPrefix, a.Name.Space)
+		}
+	}
+	if el.Parent != nil {
+		el.Parent.Children = append(el.Parent.Children, el)
+		if p.opt.Preserve {
+			el.Parent.Nodes = append(el.Parent.Nodes, el)
+		}
+	} else {
+		p.doc.Root = el
+	}
+	var sink io.Writer
+	if p.opt.Stream != nil {
+		sink = p.opt.Stream(el, len(p.stack))
+	}
+	p.stack = append(p.stack, el)
+	p.sinks = append(p.sinks, sink)
+	p.textLen = append(p.textLen, 0)
+	if n := len(p.text); n < cap(p.text) {
+		p.text = p.text[:n+1] // reuse the buffer a closed sibling left
+		p.text[n] = p.text[n][:0]
+	} else {
+		p.text = append(p.text, nil)
+	}
+	p.first, p.parts = append(p.first, ""), append(p.parts, 0)
+	return nil
+}
+
+// Lookup returns the namespace URI bound to prefix where the element
+// stands ("" prefix: the default namespace, which may be empty).
+func (e *Element) Lookup(prefix string) (string, bool) {
+	if prefix == "xml" {
+		return XMLNamespace, true
+	}
+	for cur := e; cur != nil; cur = cur.Parent {
+		for i := range cur.NS {
+			if cur.NS[i].Name.Local == prefix {
+				return cur.NS[i].Value, true
+			}
+		}
+	}
+	return "", prefix == ""
+}
+
+func prefixed(prefix, local string) string {
+	if prefix == "" {
+		return local
+	}
+	return prefix + ":" + local
 }
 
 // countingReader fails once more than max bytes were read.

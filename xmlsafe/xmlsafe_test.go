@@ -26,6 +26,10 @@ func TestRefusals(t *testing.T) {
 		{"two roots", `<a/><b/>`, "syntax"},
 		{"unclosed", `<a><b></a>`, "syntax"},
 		{"empty", ``, "syntax"},
+		{"end tag first", `</a>`, "syntax"},
+		{"mismatched end tag", `<a:x xmlns:a="urn:a"></b:x>`, "syntax"},
+		{"undeclared prefix", `<p:a/>`, "syntax"},
+		{"duplicate attribute", `<a x="1" x="2"/>`, "syntax"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
