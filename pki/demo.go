@@ -21,10 +21,24 @@ type DemoFile struct {
 	Created bool
 }
 
+// DemoSigningSubject and DemoEncryptionSubject are the subjects of a demo
+// tenant's signing and encryption certificates.
+func DemoSigningSubject(tenant string) pkix.Name {
+	return pkix.Name{CommonName: tenant + " signing", OrganizationalUnit: []string{"Register"}, Organization: []string{"Parzelle Demo"}}
+}
+
+// DemoEncryptionSubject: see DemoSigningSubject.
+func DemoEncryptionSubject(tenant string) pkix.Name {
+	return pkix.Name{CommonName: tenant + " encryption", OrganizationalUnit: []string{"Register"}, Organization: []string{"Parzelle Demo"}}
+}
+
 // Demo makes sure dir holds a demo PKI: ca.crt/ca.key, server.crt/server.key
-// for localhost, 127.0.0.1 and ::1 (plus hosts), and clients/<t>.crt/.key for
-// each tenant. What exists and is valid for at least another week is reused;
-// a new CA re-issues everything.
+// for localhost, 127.0.0.1 and ::1 (plus hosts), clients/<t>.crt/.key for
+// each tenant, and each tenant's own keys the demo tenant files name:
+// tenants/<t>/signing.crt/.key (of the algorithm alg) and
+// tenants/<t>/encryption.crt/.key (always RSA-3072, since XML Encryption
+// transports keys with RSA-OAEP). What exists and is valid for at least
+// another week is reused; a new CA re-issues everything.
 func Demo(dir string, tenants, hosts []string, alg Algorithm, now time.Time) ([]DemoFile, error) {
 	var files []DemoFile
 	caCert, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
@@ -41,7 +55,7 @@ func Demo(dir string, tenants, hosts []string, alg Algorithm, now time.Time) ([]
 	}
 	files = append(files, DemoFile{Path: caCert, Created: newCA})
 
-	leaf := func(name string, t Template) error {
+	leaf := func(name string, t Template, alg Algorithm) error {
 		certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 		if !newCA && validLeaf(certPath, keyPath, ca, now) {
 			files = append(files, DemoFile{Path: certPath})
@@ -67,11 +81,19 @@ func Demo(dir string, tenants, hosts []string, alg Algorithm, now time.Time) ([]
 			dns = append(dns, h)
 		}
 	}
-	if err := leaf("server", Template{Subject: pkix.Name{CommonName: "localhost", Organization: []string{"Parzelle Demo"}}, DNSNames: dns, IPs: ips, Server: true}); err != nil {
+	if err := leaf("server", Template{Subject: pkix.Name{CommonName: "localhost", Organization: []string{"Parzelle Demo"}}, DNSNames: dns, IPs: ips, Server: true}, alg); err != nil {
 		return nil, err
 	}
 	for _, t := range tenants {
-		if err := leaf(filepath.Join("clients", t), Template{Subject: DemoClientSubject(t), Client: true}); err != nil {
+		if err := leaf(filepath.Join("clients", t), Template{Subject: DemoClientSubject(t), Client: true}, alg); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range tenants {
+		if err := leaf(filepath.Join("tenants", t, "signing"), Template{Subject: DemoSigningSubject(t)}, alg); err != nil {
+			return nil, err
+		}
+		if err := leaf(filepath.Join("tenants", t, "encryption"), Template{Subject: DemoEncryptionSubject(t)}, RSA3072); err != nil {
 			return nil, err
 		}
 	}

@@ -17,7 +17,8 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"ca.crt", "server.crt", "clients/duesseldorf.crt", "clients/koeln.crt"}
+	want := []string{"ca.crt", "server.crt", "clients/duesseldorf.crt", "clients/koeln.crt",
+		"tenants/duesseldorf/signing.crt", "tenants/duesseldorf/encryption.crt", "tenants/koeln/signing.crt", "tenants/koeln/encryption.crt"}
 	if len(files) != len(want) {
 		t.Fatalf("files %+v", files)
 	}
@@ -46,8 +47,26 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if _, ok := client.PublicKey.(*ecdsa.PublicKey); !ok {
 		t.Errorf("client key is %T, want ECDSA", client.PublicKey)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, "clients", "koeln.key")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode: %v %v", fi.Mode(), err)
+	for _, key := range []string{"clients/koeln.key", "tenants/koeln/signing.key", "tenants/koeln/encryption.key"} {
+		if fi, err := os.Stat(filepath.Join(dir, key)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v %v", key, fi.Mode(), err)
+		}
+	}
+	signing := mustLoad(t, filepath.Join(dir, "tenants", "koeln", "signing.crt"))
+	if signing.Subject.String() != "CN=koeln signing,OU=Register,O=Parzelle Demo" || signing.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		t.Errorf("signing certificate: %s, key usage %b", signing.Subject, signing.KeyUsage)
+	}
+	if _, ok := signing.PublicKey.(*ecdsa.PublicKey); !ok {
+		t.Errorf("signing key is %T, want the requested ECDSA", signing.PublicKey)
+	}
+	encryption := mustLoad(t, filepath.Join(dir, "tenants", "koeln", "encryption.crt"))
+	if k, ok := encryption.PublicKey.(*rsa.PublicKey); !ok || k.N.BitLen() != 3072 || encryption.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
+		t.Errorf("encryption certificate: want RSA-3072 for key encipherment, got %T, key usage %b", encryption.PublicKey, encryption.KeyUsage)
+	}
+	for _, c := range []*x509.Certificate{signing, encryption} {
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("%s does not chain to the demo CA: %v", c.Subject, err)
+		}
 	}
 
 	// A second run reuses everything; a missing client is added under the same CA.
@@ -55,10 +74,19 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	created := 0
 	for _, f := range files {
-		if f.Created != (filepath.Base(f.Path) == "bonn.crt") {
+		rel, _ := filepath.Rel(dir, f.Path)
+		bonn := rel == filepath.Join("clients", "bonn.crt") || filepath.Dir(rel) == filepath.Join("tenants", "bonn")
+		if f.Created != bonn {
 			t.Errorf("second run: %+v", f)
 		}
+		if f.Created {
+			created++
+		}
+	}
+	if created != 3 {
+		t.Errorf("second run created %d files, want bonn's client, signing and encryption certificates", created)
 	}
 	if !mustLoad(t, filepath.Join(dir, "ca.crt")).Equal(ca) {
 		t.Error("the second run replaced the CA")
@@ -69,8 +97,13 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !files[1].Created || !files[2].Created || files[0].Created {
-		t.Errorf("near expiry: %+v", files)
+	if len(files) != 5 || files[0].Created {
+		t.Fatalf("near expiry: %+v", files)
+	}
+	for _, f := range files[1:] {
+		if !f.Created {
+			t.Errorf("near expiry, %s was reused", f.Path)
+		}
 	}
 }
 

@@ -28,6 +28,12 @@ type Config struct {
 	Identities []Identity `yaml:"identities" conf:"required"`
 	Clients    []Client   `yaml:"clients"`
 	Trust      Trust      `yaml:"trust"`
+	// Keys are the tenant's signing and decryption keys and the
+	// certificates it trusts for signatures (see keys.go).
+	Keys Keys `yaml:"keys"`
+	// Schemas is the tenant's policy for messages without an installed
+	// schema (see policy.go).
+	Schemas SchemaPolicy `yaml:"schemas"`
 
 	// File is the tenant file's path.
 	File string `yaml:"-"`
@@ -167,6 +173,8 @@ func Parse(file string, data []byte) (*Config, error) {
 			c.caCerts = append(c.caCerts, cert)
 		}
 	}
+	c.checkKeys(pos, h)
+	c.checkSchemaPolicy(pos)
 	if err := pos.Err(); err != nil {
 		return nil, err
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/jobs"
+	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/node"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlschema"
@@ -19,6 +22,13 @@ import (
 // mountServices puts the protocol services on the node and returns the
 // River client that runs their background work (not yet started).
 func mountServices(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registry, n *node.Node, reg prometheus.Registerer, log *slog.Logger) (*river.Client[pgx.Tx], error) {
+	// Tenant keys come from the live tenant set, so a rotated key is used
+	// after the next tenant reload; their expiry is a metric and, 30 days
+	// ahead, a daily warning (for the life of the process).
+	keyProvider := keys.NewFileProvider(cfg.Keys.Dir, func() keys.Tenants { return tenants.Current() })
+	reg.MustRegister(keys.NewExpiryCollector(keyProvider, log.With("service", "keys")))
+	go keys.WatchExpiry(context.Background(), keyProvider, log.With("service", "keys"), 24*time.Hour)
+
 	schemas, err := xmlschema.Load(cfg.Paths.Schemas, log)
 	if err != nil {
 		return nil, err
