@@ -3,5 +3,10 @@
 // encryption, process cards and feedback codes, in client and intermediary
 // roles.
 //
-// Nothing is built here yet.
+// Built so far: the MIME reader (ParseMIME, ReadMIME). An OSCI message is
+// the HTTP body itself: its MIME headers are the first lines, followed by a
+// Multipart/Related body whose root part is the SOAP 1.1 envelope and whose
+// other parts (attachments, the transport-encrypted message) are named by
+// Content-ID and resolved from "cid:" URIs. The encryption layers are
+// decrypted with package xmlenc.
 package osci
