@@ -12,6 +12,10 @@ have_pg_server() {
 have_pg_server || missing+=(postgresql)
 # The XTA interoperability test drives the node with Debian's zeep.
 /usr/bin/python3 -c 'import zeep' >/dev/null 2>&1 || missing+=(python3-zeep)
+# The XML signature and encryption interoperability tests (xmldsig/,
+# xmlenc/) run Debian's xmlsec1; the C14N tests compare with xmllint.
+command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"

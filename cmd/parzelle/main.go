@@ -31,6 +31,9 @@ func init() {
 		{"tenant", "check PATH... | history [--config FILE] [--tenant ID]", "check tenant files; show applied configuration versions", cmdTenant},
 		{"pg", "temp -- CMD [ARG]... | status|stop [--config FILE]", "run CMD against a throwaway PostgreSQL cluster; manage the embedded one", cmdPG},
 		{"xta", "send|status|list|fetch|close|report --url URL --cert C --key K --account ID ...", "XTA 2 Version 3 client for Fachverfahren and operators", cmdXTA},
+		{"schemas", "[--config FILE]", "list the installed XML schema sets and the message types without a schema", cmdSchemas},
+		{"keys", "list [--config FILE]", "list each tenant's keys and certificates with their expiry", cmdKeys},
+		{"xml", "sign|verify|encrypt|decrypt|validate [FLAGS] FILE", "sign, verify, encrypt, decrypt and validate XML files", cmdXML},
 		{"version", "", "print the version", func([]string) error { fmt.Println("parzelle", version); return nil }},
 	}
 }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509/pkix"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parzelle/parzelle/pki"
+)
+
+// parzelle xml sign writes an enveloped signature that parzelle xml verify
+// accepts with the CA, prints what was signed, and refuses with exit 1
+// when the content changed or the trust anchor is another.
+func TestXMLSignVerify(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	ca, err := pki.NewAuthority(pkix.Name{CommonName: "XML CLI Test CA"}, pki.ECDSAP256, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pki.NewAuthority(pkix.Name{CommonName: "Other CA"}, pki.ECDSAP256, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.Issue(pki.Template{Subject: pkix.Name{CommonName: "Signer"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "signer.crt"), filepath.Join(dir, "signer.key")
+	if err := pki.WriteFiles(certFile, keyFile, cert, key); err != nil {
+		t.Fatal(err)
+	}
+	caFile, otherFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "other.crt")
+	os.WriteFile(caFile, pki.EncodeCertificate(ca.Cert), 0o600)
+	os.WriteFile(otherFile, pki.EncodeCertificate(other.Cert), 0o600)
+	in := filepath.Join(dir, "in.xml")
+	os.WriteFile(in, []byte(`<?xml version="1.0"?>`+"\n"+`<m:Meldung xmlns:m="urn:m"><m:Name>Müller</m:Name></m:Meldung>`), 0o600)
+
+	var signed bytes.Buffer
+	if err := xmlSign([]string{"--key", keyFile, "--cert", certFile, in}, &signed); err != nil {
+		t.Fatal(err)
+	}
+	signedFile := filepath.Join(dir, "signed.xml")
+	os.WriteFile(signedFile, signed.Bytes(), 0o600)
+	var out bytes.Buffer
+	if err := xmlVerify([]string{"--trust", caFile, signedFile}, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "signed:    the whole document, root <m:Meldung>") || !strings.Contains(out.String(), "CN=Signer") {
+		t.Errorf("verify printed:\n%s", out.String())
+	}
+
+	tampered := filepath.Join(dir, "tampered.xml")
+	os.WriteFile(tampered, bytes.Replace(signed.Bytes(), []byte("Müller"), []byte("Meier"), 1), 0o600)
+	for name, args := range map[string][]string{
+		"tampered":      {"--trust", caFile, tampered},
+		"other anchor":  {"--trust", otherFile, signedFile},
+		"not yet valid": {"--trust", caFile, "--at", now.Add(-48 * time.Hour).Format(time.RFC3339), signedFile},
+	} {
+		out.Reset()
+		err := xmlVerify(args, &out)
+		var exit exitError
+		if !errors.As(err, &exit) || exit.code != 1 || !strings.Contains(out.String(), "INVALID") {
+			t.Errorf("%s: err %v, output %s", name, err, out.String())
+		}
+	}
+}
