@@ -1,71 +1,77 @@
 // Package xmlschema validates documents against the official XSDs an
 // operator installed in the configured schema directories. Each known
 // schema set is found by its files, compiled once at start-up (libxml2) and
-// shared by all goroutines; a set that is not installed is reported, never
-// fetched from the network.
+// shared by all goroutines. Imports with absolute locations resolve
+// offline, through the XML catalogs found in the directories and entries
+// the node generates for the namespaces it finds there; libxml2 is never
+// allowed onto the network. A set that is not installed, or does not
+// compile, is reported, never fetched.
 package xmlschema
 
 import (
+	"bytes"
+	"encoding/xml"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/lestrrat-go/libxml2"
-	"github.com/lestrrat-go/libxml2/xsd"
 )
-
-// Set is a schema set the node knows how to install: the files that
-// identify its directory and the driver schema that imports them.
-type Set struct {
-	Name      string // e.g. "xta2-v3"
-	Namespace string
-	Version   string
-	// Marker is a file whose presence identifies the set's directory.
-	Marker string
-	// Driver describes, given the set's directory, the schema that imports
-	// everything a validated document may contain: one line per namespace,
-	// "include:FILE|FILE…" (several files of one namespace) or
-	// "import:NAMESPACE=FILE".
-	Driver func(dir string) string
-	// Covers names the message types the set validates, for the listing.
-	Covers string
-}
-
-// XTA2V3 is XTA 2 Version 3 (XTA-Webservice 2.1.1): the SOAP 1.2 envelope,
-// WS-Addressing, OSCI message metadata and MsgBox types and the XTA
-// elements, so a whole XTA envelope validates in one go.
-var XTA2V3 = Set{
-	Name: "xta2-v3", Namespace: "http://xoev.de/transport/xta/211", Version: "2.1.1",
-	Marker: "XTA-Webservice-Globale-Elemente.xsd",
-	Covers: "XTA 2 V3 SOAP envelopes (all operations, responses and faults)",
-	Driver: func(dir string) string {
-		// The XTA namespace is spread over two files; libxml2 imports a
-		// namespace once, so both are included by one wrapper schema.
-		return "include:" + filepath.Join(dir, "XTA-Webservice-Globale-Elemente.xsd") + "|" + filepath.Join(dir, "XTA-Webservice-Exceptions.xsd") +
-			"\nimport:http://www.osci.eu/ws/2008/05/transport=" + filepath.Join(dir, "OSCI2_02.xsd") +
-			"\nimport:http://www.w3.org/2003/05/soap-envelope=" + filepath.Join(dir, ".xsd")
-	},
-}
-
-// Known is every schema set this build knows how to install.
-var Known = []Set{XTA2V3}
 
 // ErrNotInstalled is returned when a document's schema set is not installed.
 var ErrNotInstalled = errors.New("xmlschema: schema set not installed")
 
+// Problem is one thing the schema (or the XML parser) found wrong, where
+// libxml2 detected it: for schema errors Line and Column point at the '>'
+// that ends the start tag (or end tag) being checked; for well-formedness
+// errors at the offending character. Zero means unknown.
+type Problem struct {
+	Line, Column int
+	Message      string
+}
+
+func (p Problem) String() string {
+	switch {
+	case p.Line > 0 && p.Column > 0:
+		return fmt.Sprintf("line %d, column %d: %s", p.Line, p.Column, p.Message)
+	case p.Line > 0:
+		return fmt.Sprintf("line %d: %s", p.Line, p.Message)
+	}
+	return p.Message
+}
+
 // ValidationError lists what the schema found wrong with a document.
 type ValidationError struct {
-	Set      string
-	Problems []string
+	Set string
+	// Problems are the first MaxProblems problems, in document order.
+	Problems []Problem
+	// Total counts every error, also those beyond Problems.
+	Total int
 }
 
 func (e *ValidationError) Error() string {
-	return fmt.Sprintf("xmlschema: not valid against %s: %s", e.Set, strings.Join(e.Problems, "; "))
+	return fmt.Sprintf("xmlschema: not valid against %s: %s", e.Set, e.Summary(len(e.Problems)))
+}
+
+// Summary lists the first n problems and says how many more there are.
+func (e *ValidationError) Summary(n int) string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i == n {
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p.String())
+	}
+	if shown := min(n, len(e.Problems)); e.Total > shown {
+		fmt.Fprintf(&b, " … and %d more", e.Total-shown)
+	}
+	return b.String()
 }
 
 // Installed describes a compiled set.
@@ -74,143 +80,139 @@ type Installed struct {
 	Dir string
 }
 
+// Broken describes a set whose files were found but did not compile.
+type Broken struct {
+	Set
+	Dir    string
+	Reason string
+}
+
 // Registry holds the compiled schema sets. It is not changed after Load,
 // so goroutines share it without locking.
 type Registry struct {
-	compiled  map[string]*xsd.Schema
+	compiled  map[string]*schema
 	installed []Installed
+	broken    []Broken
 	missing   []Set
+	byNS      map[string][]string // document namespace → set names
+	catalog   *Catalog
 }
 
-// Load looks for every known set under dirs (searched recursively) and
-// compiles what it finds. Sets it does not find are listed by Missing.
+// Load looks for every known set under dirs (searched recursively),
+// makes the catalogs there effective and compiles what it finds. Sets it
+// does not find are listed by Missing, sets that do not compile by Broken
+// (with an ERROR log): neither stops the node. libxml2's catalog is
+// process-wide, so mappings of earlier Loads stay in effect.
 func Load(dirs []string, log *slog.Logger) (*Registry, error) {
-	r := &Registry{compiled: map[string]*xsd.Schema{}}
-	for _, set := range Known {
-		dir, err := find(dirs, set.Marker)
-		if err != nil {
-			return nil, err
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &Registry{compiled: map[string]*schema{}, byNS: map[string][]string{}}
+	xsds, catalogs, err := scan(dirs)
+	if err != nil {
+		return nil, err
+	}
+	r.catalog, err = installCatalog(xsds, catalogs)
+	if err != nil {
+		return nil, err
+	}
+	namespaces := map[string]string{}
+	markers := map[string]string{}
+	for _, x := range xsds {
+		namespaces[x.path] = x.namespace
+		if _, ok := markers[filepath.Base(x.path)]; !ok {
+			markers[filepath.Base(x.path)] = filepath.Dir(x.path)
 		}
-		if dir == "" {
+	}
+	for _, set := range Known {
+		dir, ok := markers[set.Marker]
+		if !ok {
 			r.missing = append(r.missing, set)
-			if log != nil {
-				log.Warn("schema set not installed: messages it covers cannot be validated", "set", set.Name, "namespace", set.Namespace, "looked_in", dirs)
-			}
+			log.Warn("schema set not installed: messages it covers cannot be validated", "set", set.Name, "namespace", set.Namespace, "version", set.Version, "looked_in", dirs)
 			continue
 		}
-		s, err := compile(set, dir)
+		s, err := compileSet(set, dir, namespaces)
 		if err != nil {
-			return nil, err
+			r.broken = append(r.broken, Broken{Set: set, Dir: dir, Reason: err.Error()})
+			log.Error("schema set broken or incomplete: messages it covers cannot be validated", "set", set.Name, "dir", dir, "reason", err.Error())
+			continue
 		}
 		r.compiled[set.Name] = s
 		r.installed = append(r.installed, Installed{Set: set, Dir: dir})
-		if log != nil {
-			log.Info("schema set installed", "set", set.Name, "version", set.Version, "dir", dir)
+		for _, ns := range set.Documents {
+			r.byNS[ns] = append(r.byNS[ns], set.Name)
 		}
+		log.Debug("schema set installed", "set", set.Name, "version", set.Version, "dir", dir)
 	}
+	log.Info("schema sets loaded", "installed", len(r.installed), "broken", len(r.broken), "missing", len(r.missing),
+		"catalogs", len(r.catalog.Files), "generated_catalog_entries", len(r.catalog.Mappings))
 	return r, nil
 }
 
-// find returns the first directory under dirs that holds marker.
-func find(dirs []string, marker string) (string, error) {
-	for _, root := range dirs {
-		var found string
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if path == root {
-					return err
-				}
-				return nil
-			}
-			if found == "" && !d.IsDir() && d.Name() == marker {
-				found = filepath.Dir(path)
-				return filepath.SkipAll
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("xmlschema: search %s: %w", root, err)
-		}
-		if found != "" {
-			abs, err := filepath.Abs(found)
-			if err != nil {
-				return "", fmt.Errorf("xmlschema: %w", err)
-			}
-			return abs, nil
-		}
+// compileSet writes the set's driver schema (if it has several files) to
+// a temporary directory and compiles it.
+func compileSet(set Set, dir string, namespaces map[string]string) (*schema, error) {
+	if len(set.Schemas) == 1 {
+		return compileFile(filepath.Join(dir, set.Schemas[0]))
 	}
-	return "", nil
-}
-
-// compile writes the set's driver schema to a temporary directory and
-// compiles it; imports resolve to the files in dir only.
-func compile(set Set, dir string) (*xsd.Schema, error) {
 	tmp, err := os.MkdirTemp("", "parzelle-xsd-")
 	if err != nil {
 		return nil, fmt.Errorf("xmlschema: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	driver, err := writeDriver(tmp, set.Driver(dir))
+	driver, err := writeDriver(tmp, dir, set.Schemas, namespaces)
 	if err != nil {
 		return nil, err
 	}
-	s, err := xsd.ParseFromFile(driver)
-	if err != nil {
-		return nil, fmt.Errorf("xmlschema: compile %s from %s: %w", set.Name, dir, err)
-	}
-	return s, nil
+	return compileFile(driver)
 }
 
-// writeDriver turns a driver description ("include:a|b" for one namespace
-// made of several files, "import:ns=file" for others) into schema files.
-func writeDriver(tmp, spec string) (string, error) {
-	var imports []string
-	for i, line := range strings.Split(spec, "\n") {
-		kind, rest, _ := strings.Cut(line, ":")
-		switch kind {
-		case "include":
-			files := strings.Split(rest, "|")
-			ns, err := targetNamespace(files[0])
-			if err != nil {
-				return "", err
-			}
+// writeDriver writes a schema that imports the given files: files of one
+// namespace through a wrapper that includes them all (libxml2 imports a
+// namespace only once).
+func writeDriver(tmp, dir string, files []string, namespaces map[string]string) (string, error) {
+	var order []string
+	byNS := map[string][]string{}
+	for _, f := range files {
+		path := filepath.Join(dir, f)
+		ns, ok := namespaces[path]
+		if !ok {
+			return "", fmt.Errorf("%s is missing from the set's directory", path)
+		}
+		if _, seen := byNS[ns]; !seen {
+			order = append(order, ns)
+		}
+		byNS[ns] = append(byNS[ns], path)
+	}
+	var imports strings.Builder
+	for i, ns := range order {
+		location := byNS[ns][0]
+		if len(byNS[ns]) > 1 {
 			var b strings.Builder
-			fmt.Fprintf(&b, `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="%s">`, ns)
-			for _, f := range files {
-				fmt.Fprintf(&b, `<xs:include schemaLocation="%s"/>`, f)
+			fmt.Fprintf(&b, `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="%s">`, escape(ns))
+			for _, f := range byNS[ns] {
+				fmt.Fprintf(&b, `<xs:include schemaLocation="%s"/>`, escape(f))
 			}
 			b.WriteString(`</xs:schema>`)
-			name := filepath.Join(tmp, fmt.Sprintf("include-%d.xsd", i))
-			if err := os.WriteFile(name, []byte(b.String()), 0o600); err != nil {
+			location = filepath.Join(tmp, fmt.Sprintf("include-%d.xsd", i))
+			if err := os.WriteFile(location, []byte(b.String()), 0o600); err != nil {
 				return "", fmt.Errorf("xmlschema: %w", err)
 			}
-			imports = append(imports, fmt.Sprintf(`<xs:import namespace="%s" schemaLocation="%s"/>`, ns, name))
-		case "import":
-			ns, file, _ := strings.Cut(rest, "=")
-			imports = append(imports, fmt.Sprintf(`<xs:import namespace="%s" schemaLocation="%s"/>`, ns, file))
-		default:
-			return "", fmt.Errorf("xmlschema: bad driver line %q", line)
 		}
+		fmt.Fprintf(&imports, `<xs:import namespace="%s" schemaLocation="%s"/>`, escape(ns), escape(location))
 	}
 	driver := filepath.Join(tmp, "driver.xsd")
-	doc := `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:parzelle:schema-driver">` + strings.Join(imports, "") + `</xs:schema>`
+	doc := `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:parzelle:schema-driver">` + imports.String() + `</xs:schema>`
 	if err := os.WriteFile(driver, []byte(doc), 0o600); err != nil {
 		return "", fmt.Errorf("xmlschema: %w", err)
 	}
 	return driver, nil
 }
 
-func targetNamespace(file string) (string, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("xmlschema: %w", err)
-	}
-	_, rest, ok := strings.Cut(string(b), `targetNamespace="`)
-	ns, _, ok2 := strings.Cut(rest, `"`)
-	if !ok || !ok2 {
-		return "", fmt.Errorf("xmlschema: %s has no targetNamespace", file)
-	}
-	return ns, nil
+func escape(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
 }
 
 // Has reports whether the set is installed.
@@ -221,6 +223,10 @@ func (r *Registry) Has(set string) bool {
 // Installed lists the compiled sets.
 func (r *Registry) Installed() []Installed { return r.installed }
 
+// Broken lists the sets that were found but did not compile, with
+// libxml2's reason.
+func (r *Registry) Broken() []Broken { return r.broken }
+
 // Missing lists the known sets that were not found.
 func (r *Registry) Missing() []Set {
 	out := append([]Set(nil), r.missing...)
@@ -228,29 +234,60 @@ func (r *Registry) Missing() []Set {
 	return out
 }
 
-// Validate checks doc against the set. The document must already have
-// passed xmlsafe (libxml2 parses it with default, non-expanding options).
+// Catalog reports the catalogs loaded and the entries generated.
+func (r *Registry) Catalog() *Catalog { return r.catalog }
+
+// ForNamespace returns the installed set that validates documents whose
+// root element is in ns.
+func (r *Registry) ForNamespace(ns string) (set string, ok bool) {
+	if r == nil || len(r.byNS[ns]) == 0 {
+		return "", false
+	}
+	return r.byNS[ns][0], true
+}
+
+// Validate checks doc against the set. libxml2 reads it without loading
+// anything (no DTD, no external entities, no network) and without
+// building a tree; it is safe to call from many goroutines.
 func (r *Registry) Validate(set string, doc []byte) error {
 	s := r.compiled[set]
 	if s == nil {
 		return fmt.Errorf("%w: %s", ErrNotInstalled, set)
 	}
-	d, err := libxml2.Parse(doc)
+	problems, total, err := s.validate(doc)
 	if err != nil {
-		return &ValidationError{Set: set, Problems: []string{err.Error()}}
+		return err
 	}
-	defer d.Free()
-	if err := s.Validate(d); err != nil {
-		ve := &ValidationError{Set: set}
-		var sve xsd.SchemaValidationError
-		if errors.As(err, &sve) {
-			for _, e := range sve.Errors() {
-				ve.Problems = append(ve.Problems, strings.TrimSpace(e.Error()))
-			}
-		} else {
-			ve.Problems = []string{err.Error()}
-		}
-		return ve
+	if total > 0 {
+		return &ValidationError{Set: set, Problems: problems, Total: total}
 	}
 	return nil
+}
+
+// RootNamespace returns the namespace of doc's root element, reading only
+// as far as its start tag. ok is false when doc does not begin like an XML
+// document.
+func RootNamespace(doc []byte) (ns string, ok bool) {
+	d := xml.NewDecoder(bytes.NewReader(doc))
+	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
+	for {
+		tok, err := d.RawToken()
+		if err != nil {
+			return "", false
+		}
+		if t, isStart := tok.(xml.StartElement); isStart {
+			// RawToken leaves prefixes unresolved: find the declaration
+			// on the root itself (the only place it can be).
+			for _, a := range t.Attr {
+				if (t.Name.Space == "" && a.Name.Space == "" && a.Name.Local == "xmlns") ||
+					(t.Name.Space != "" && a.Name.Space == "xmlns" && a.Name.Local == t.Name.Space) {
+					return a.Value, true
+				}
+			}
+			if t.Name.Space == "xml" {
+				return "http://www.w3.org/XML/1998/namespace", true
+			}
+			return "", t.Name.Space == ""
+		}
+	}
 }

@@ -36,6 +36,7 @@ type soapReply struct {
 	code    string // XTA error code of a fault
 	subcode string // local name of a SOAP fault subcode
 	soap    string // SOAP fault code (Sender, VersionMismatch, …)
+	reason  string // the fault's reason text
 }
 
 func post(t testing.TB, c *http.Client, url, contentType string, body []byte) soapReply {
@@ -54,6 +55,7 @@ func post(t testing.TB, c *http.Client, url, contentType string, body []byte) so
 		return r
 	}
 	if f := env.Path(xml.Name{Space: xta.NSSOAP, Local: "Body"}, xml.Name{Space: xta.NSSOAP, Local: "Fault"}); f != nil {
+		r.reason = f.Path(xml.Name{Space: xta.NSSOAP, Local: "Reason"}, xml.Name{Space: xta.NSSOAP, Local: "Text"}).TrimmedText()
 		code := f.Child(xta.NSSOAP, "Code")
 		r.soap = strings.TrimPrefix(code.Child(xta.NSSOAP, "Value").TrimmedText(), "s12:")
 		if _, local, ok := strings.Cut(code.Path(xml.Name{Space: xta.NSSOAP, Local: "Subcode"}, xml.Name{Space: xta.NSSOAP, Local: "Value"}).TrimmedText(), ":"); ok {
@@ -116,7 +118,8 @@ func TestBadInput(t *testing.T) {
 	if r := post(t, h.http("muenchen"), h.base+xta.PortSend, soapType, []byte(send)); r.status != 200 {
 		t.Fatalf("good sample refused: %s", r.body)
 	}
-	waitStatus(t, h.client("muenchen", author, false), "urn:de:xta:messageid:hub.example.invalid:6c1e9a52-7d41-4b8e-93f0-2a6b8c0d1e2f", xta.StatusGreen)
+	// Yellow: the sample's content has no installed schema (München warns).
+	waitStatus(t, h.client("muenchen", author, false), "urn:de:xta:messageid:hub.example.invalid:6c1e9a52-7d41-4b8e-93f0-2a6b8c0d1e2f", xta.StatusYellow)
 	before := tableCounts(t, h)
 
 	check := sample(t, "01-checkAccountActive-request.xml")
@@ -133,6 +136,22 @@ func TestBadInput(t *testing.T) {
 		strings.Replace(check[strings.Index(check, "<s12:Envelope"):], "<s12:Body/>", "<s12:Body>&xxe;</s12:Body>", 1)
 	deep := strings.Replace(check, "<s12:Body/>", "<s12:Body>"+strings.Repeat("<a>", 100)+strings.Repeat("</a>", 100)+"</s12:Body>", 1)
 	mtomRoot := strings.Replace(newID[strings.Index(newID, "<s12:Envelope"):], `>PD94bWwgdmVyc2lvbj0iMS4wIiBlbmNvZGluZz0iVVRGLTgiPz4KPGV4YW1wbGU+c3ludGhldGljIHBheWxvYWQ8L2V4YW1wbGU+Cg==<`, `><xop:Include xmlns:xop="http://www.w3.org/2004/08/xop/include" href="cid:payload@test"/><`, 1)
+	// Content the schema policy refuses: an XNachweis request with an
+	// unknown attribute (its schema is installed), and content without an
+	// installed schema sent by Köln, whose policy refuses it.
+	evidence, err := os.ReadFile(filepath.Join(specs, "xnachweis/constructed-examples/DE.EvidenceRequest.0101.example.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	badEvidence := strings.Replace(string(evidence), "<xn-de:DE.EvidenceRequest.0101", `<xn-de:DE.EvidenceRequest.0101 bogus="1"`, 1)
+	// libxml2 reports the position of the '>' ending the root's start tag.
+	root := strings.Index(badEvidence, "<xn-de:DE.EvidenceRequest.0101")
+	rootEnd := root + strings.Index(badEvidence[root:], ">")
+	badLine := fmt.Sprintf("line %d, column %d: ", 1+strings.Count(badEvidence[:rootEnd], "\n"), rootEnd-strings.LastIndex(badEvidence[:rootEnd], "\n"))
+	withContent := func(doc, content string) string {
+		return strings.Replace(doc, "PD94bWwgdmVyc2lvbj0iMS4wIiBlbmNvZGluZz0iVVRGLTgiPz4KPGV4YW1wbGU+c3ludGhldGljIHBheWxvYWQ8L2V4YW1wbGU+Cg==", base64.StdEncoding.EncodeToString([]byte(content)), 1)
+	}
+	fromKoeln := strings.Replace(strings.Replace(strings.Replace(newID, author, "AUTHOR", 1), reader, author, 1), "AUTHOR", reader, 1)
 	truncCT, truncMTOM := mtomPackage(mtomRoot, map[string]string{"payload@test": "<example/>"}, false)
 	missCT, missMTOM := mtomPackage(mtomRoot, map[string]string{"other@test": "<example/>"}, true)
 
@@ -144,6 +163,7 @@ func TestBadInput(t *testing.T) {
 		code        string // XTA code, or
 		soap        string // SOAP fault code, and
 		subcode     string // subcode
+		reason      string // part of the fault reason
 		tlsRefused  bool
 	}{
 		{name: "XXE", port: xta.PortManagement, body: xxe, code: "9022", subcode: "DTDNotAllowed"},
@@ -177,6 +197,10 @@ func TestBadInput(t *testing.T) {
 		{name: "unknown MessageID", port: xta.PortManagement, body: strings.Replace(report, "6c1e9a52", "00000000", 1), code: "9070"},
 		{name: "synchronous send", port: xta.PortSend, body: withAction(newID, "http://www.xta.de/XTA/SendMessageSync"), code: "9080"},
 		{name: "encrypted container", port: xta.PortSend, body: newID[:strings.Index(newID, "<xta:ContentContainer>")] + `<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#"><xenc:CipherData><xenc:CipherValue>AAAA</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></xta:GenericContentContainer></s12:Body></s12:Envelope>`, code: "9022"},
+		{name: "content not valid against its schema", port: xta.PortSend, body: withContent(newID, badEvidence), code: "9050", reason: badLine + "Element '{urn:xoev-de:bva:standard:xnachweis:schema:xnachweis-de-noots}DE.EvidenceRequest.0101', attribute 'bogus': The attribute 'bogus' is not allowed."},
+		{name: "content not well-formed", port: xta.PortSend, body: withContent(newID, strings.Replace(string(evidence), "</xn-de:DE.EvidenceRequest.0101>", "</xn-de:DE.EvidenceRequest>", 1)), code: "9050", reason: "Opening and ending tag mismatch"},
+		{name: "content without schema, tenant refuses", port: xta.PortSend, cert: "koeln", body: fromKoeln, code: "9050", reason: "no schema is installed on this node for documents without a namespace (root element of content \"suchanfrage.xml\"), and the policy of tenant koeln refuses such messages"},
+		{name: "content in an unknown namespace, tenant refuses", port: xta.PortSend, cert: "koeln", body: withContent(fromKoeln, `<u:x xmlns:u="urn:unknown"/>`), code: "9050", reason: "namespace urn:unknown"},
 		{name: "truncated MTOM", port: xta.PortSend, contentType: truncCT, body: string(truncMTOM), subcode: "MalformedMTOM"},
 		{name: "MTOM part missing", port: xta.PortSend, contentType: missCT, body: string(missMTOM), subcode: "MalformedMTOM"},
 		{name: "expired certificate", port: xta.PortManagement, cert: "expired", body: check, tlsRefused: true},
@@ -214,6 +238,9 @@ func TestBadInput(t *testing.T) {
 			}
 			if tc.subcode != "" && r.subcode != tc.subcode {
 				t.Errorf("subcode %q, want %q: %.400s", r.subcode, tc.subcode, r.body)
+			}
+			if !strings.Contains(r.reason, tc.reason) {
+				t.Errorf("fault reason %q lacks %q", r.reason, tc.reason)
 			}
 			if tc.soap != "" && r.soap != tc.soap {
 				t.Errorf("SOAP code %q, want %q: %.400s", r.soap, tc.soap, r.body)

@@ -31,8 +31,10 @@ import (
 const specs = "../../shared/specs"
 
 // The accounts of the test node: the synthetic samples' author (a
-// Meldebehörde in München) and reader (Köln), an account that does not use
-// XTA, and a reader hosted elsewhere.
+// Meldebehörde in München, whose tenant accepts content without an
+// installed schema with a warning) and reader (Köln, whose tenant refuses
+// such content), an account that does not use XTA, and a reader hosted
+// elsewhere.
 const (
 	author     = "dvdv:09162000-0001"
 	reader     = "dvdv:05315000-0001"
@@ -126,6 +128,8 @@ clients:
   - {name: fachverfahren, subject: "CN=koeln,OU=Fachverfahren,O=Parzelle Demo", identities: [%q, %q]}
 trust:
   clientCAs: [%s]
+schemas:
+  missing: refuse
 `, reader, osciOnly, reader, osciOnly, caFile))
 
 	ctx, cancel := context.WithCancel(context.Background())

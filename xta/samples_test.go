@@ -55,7 +55,10 @@ func TestSyntheticSamples(t *testing.T) {
 		}
 		golden.Check(t, filepath.Join("testdata", "golden", strings.Replace(s.file, "-request.xml", "-response.xml", 1)), []byte(got))
 		if s.file == "04-sendMessage-request.xml" {
-			waitStatus(t, h.client("muenchen", author, false), "urn:de:xta:messageid:hub.example.invalid:6c1e9a52-7d41-4b8e-93f0-2a6b8c0d1e2f", xta.StatusGreen)
+			// The sample's content (<example>, no namespace) has no
+			// installed schema; München's policy accepts it with a
+			// warning, so the report turns yellow, not green.
+			waitStatus(t, h.client("muenchen", author, false), "urn:de:xta:messageid:hub.example.invalid:6c1e9a52-7d41-4b8e-93f0-2a6b8c0d1e2f", xta.StatusYellow)
 		}
 	}
 }

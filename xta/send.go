@@ -17,6 +17,7 @@ import (
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlsafe"
+	"github.com/parzelle/parzelle/xmlschema"
 )
 
 // chunkSize is the size of the stored content chunks.
@@ -36,7 +37,14 @@ const (
 	RecordClosed     = "CLOSED"
 	RecordCancelled  = "CANCELLED"
 	RecordFailed     = "FAILED"
+	// RecordSchemaMissing warns that the content's schema is not installed
+	// and the author tenant's policy accepted it unvalidated.
+	RecordSchemaMissing = "SCHEMA_MISSING"
 )
+
+// maxCheckedContent bounds the XML content that is schema-checked on
+// sendMessage; larger content is accepted unchecked (noted in the report).
+const maxCheckedContent = 16 << 20
 
 // Report status values.
 const (
@@ -149,12 +157,16 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 		// fetches from its message box.
 		return xtaFault(CodeOnlyAsync, "the reader %q is served asynchronously; use sendMessage", sm.reader.ID)
 	}
+	now := s.now()
+	contentRecords, err := s.checkContents(c, author, now)
+	if err != nil {
+		return err
+	}
 	var metaXML bytes.Buffer
 	if err := c.req.Metadata.Write(&metaXML, prefixes); err != nil {
 		return fmt.Errorf("xta: serialize metadata: %w", err)
 	}
-	now := s.now()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var outbox, inbox int64
 		if err := tx.QueryRow(ctx, `SELECT nextval('xta_message_id_seq'), nextval('xta_message_id_seq')`).Scan(&outbox, &inbox); err != nil {
 			return fmt.Errorf("xta: allocate ids: %w", err)
@@ -189,6 +201,7 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 		for _, w := range c.warnings {
 			records = append(records, record{now, "warning", RecordValidated, w})
 		}
+		records = append(records, contentRecords...)
 		if readerTenant == nil {
 			records = append(records, record{now, "info", RecordForwarding, fmt.Sprintf("Leser %s wird nicht von diesem Knoten bedient; Weiterleitung über OSCI steht aus", sm.reader.ID)})
 		}
@@ -235,6 +248,80 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 	}
 	c.reply("", "")
 	return nil
+}
+
+// checkContents applies the schema registry and the author tenant's schema
+// policy to the message's XML content (xta:Message parts whose first
+// non-blank byte is '<'; attachments and other content are not subject).
+// Content whose schema is installed must be valid (else 9050, with line and
+// column of each problem); for content without an installed schema the
+// author's policy refuses the message (9050) or accepts it with a warning
+// record. It returns the report records to add.
+func (s *Server) checkContents(c *call, author *tenant.Config, now time.Time) ([]record, error) {
+	var records []record
+	for i, ct := range c.req.Contents {
+		if ct.Attachment || ct.Size() == 0 {
+			continue
+		}
+		name := ct.Filename
+		if name == "" {
+			name = fmt.Sprintf("Teil %d", i+1)
+		}
+		if ct.Size() > maxCheckedContent {
+			if looksLikeXML(ct.data.head()) {
+				records = append(records, record{now, "info", RecordValidated, fmt.Sprintf("Inhalt %s ist größer als %d MiB und wurde nicht gegen ein Fachschema geprüft", name, maxCheckedContent>>20)})
+			}
+			continue
+		}
+		if !looksLikeXML(ct.data.head()) {
+			continue
+		}
+		doc, err := ct.data.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		ns, ok := xmlschema.RootNamespace(doc)
+		if !ok {
+			// Not XML after all (or not well-formed up to its root):
+			// transported as opaque content.
+			continue
+		}
+		set, installed := s.schemas.ForNamespace(ns)
+		if !installed {
+			what := fmt.Sprintf("namespace %s", ns)
+			if ns == "" {
+				what = "documents without a namespace"
+			}
+			if author.Schemas.RefusesMissing() {
+				return nil, xtaFault(CodeSchemaViolation, "no schema is installed on this node for %s (root element of content %q), and the policy of tenant %s refuses such messages", what, name, author.ID)
+			}
+			whatDE := "den Namensraum " + ns
+			if ns == "" {
+				whatDE = "Dokumente ohne Namensraum"
+			}
+			records = append(records, record{now, "warning", RecordSchemaMissing,
+				fmt.Sprintf("Kein Schema für %s installiert (Inhalt %s): Nachricht ungeprüft angenommen (Richtlinie des Mandanten: warnen)", whatDE, name)})
+			continue
+		}
+		err = s.schemas.Validate(set, doc)
+		var ve *xmlschema.ValidationError
+		if errors.As(err, &ve) {
+			return nil, xtaFault(CodeSchemaViolation, "content %q is not valid against %s: %s", name, set, ve.Summary(10))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("xta: validate content %q against %s: %w", name, set, err)
+		}
+		records = append(records, record{now, "info", RecordValidated, fmt.Sprintf("Inhalt %s gegen das Schema %s geprüft", name, set)})
+	}
+	return records, nil
+}
+
+// looksLikeXML reports whether content begins, after white space and a
+// UTF-8 byte order mark, with '<'.
+func looksLikeXML(head []byte) bool {
+	head = bytes.TrimPrefix(head, []byte("\xef\xbb\xbf"))
+	head = bytes.TrimLeft(head, " \t\r\n")
+	return len(head) > 0 && head[0] == '<'
 }
 
 // messageRow is an xta_message row.
@@ -376,4 +463,29 @@ type batch struct{ pgx.Batch }
 func (b *batch) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	b.Queue(sql, args...)
 	return pgconn.CommandTag{}, nil
+}
+
+// head returns the first bytes of the spooled content (up to 512), without
+// moving the read position.
+func (s *spool) head() []byte {
+	if s.file == nil {
+		b := s.mem.Bytes()
+		return b[:min(len(b), 512)]
+	}
+	buf := make([]byte, min(s.size, 512))
+	n, _ := s.file.ReadAt(buf, 0)
+	return buf[:n]
+}
+
+// Bytes returns the whole spooled content: the memory buffer itself while
+// small, else a copy read from the file (without moving the read position).
+func (s *spool) Bytes() ([]byte, error) {
+	if s.file == nil {
+		return s.mem.Bytes(), nil
+	}
+	buf := make([]byte, s.size)
+	if _, err := s.file.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("xta: read spooled content: %w", err)
+	}
+	return buf, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -215,7 +214,7 @@ func (s *Server) validate(c *call) *Fault {
 	err := s.schemas.Validate(xmlschema.XTA2V3.Name, c.req.skeleton())
 	var ve *xmlschema.ValidationError
 	if errors.As(err, &ve) {
-		f := xtaFault(CodeBadParameters, "the request does not conform to the XTA 2 V3 schema: %s", joinMax(ve.Problems, 5))
+		f := xtaFault(CodeBadParameters, "the request does not conform to the XTA 2 V3 schema: %s", ve.Summary(5))
 		f.Subcode.Space, f.Subcode.Local = NSParzelle, "SchemaViolation"
 		return f
 	}
@@ -224,21 +223,6 @@ func (s *Server) validate(c *call) *Fault {
 		return xtaFault(CodeInternal, "schema validation failed")
 	}
 	return nil
-}
-
-func joinMax(list []string, n int) string {
-	out := ""
-	for i, p := range list {
-		if i == n {
-			out += fmt.Sprintf(" (and %d more)", len(list)-n)
-			break
-		}
-		if i > 0 {
-			out += "; "
-		}
-		out += p
-	}
-	return out
 }
 
 // account checks that the client certificate may act for the account
