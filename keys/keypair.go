@@ -5,7 +5,6 @@
 package keys
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -15,8 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/parzelle/parzelle/pki"
 )
 
 // KeyPair is a private key with its certificate chain, leaf first. The key
@@ -58,15 +55,15 @@ func KeyType(pub crypto.PublicKey) string {
 // LoadPEM reads a PEM private key (PKCS#8, PKCS#1 or SEC 1, unencrypted) and
 // a PEM certificate chain, leaf first; the leaf must belong to the key.
 func LoadPEM(keyFile, certFile string) (*KeyPair, error) {
-	key, err := pki.LoadKey(keyFile)
+	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	chain, err := pki.LoadCertificates(certFile)
+	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	return newKeyPair(key, chain, certFile)
+	return ParsePEM(keyPEM, certPEM, keyFile, certFile)
 }
 
 // LoadPKCS12 reads a PKCS#12 file (modern AES/SHA-256 ones and the legacy
@@ -110,16 +107,5 @@ func LoadCertificates(file string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if !bytes.Contains(data, []byte("-----BEGIN")) {
-		cert, err := x509.ParseCertificate(data)
-		if err != nil {
-			return nil, fmt.Errorf("keys: %s: neither PEM nor a DER certificate: %w", file, err)
-		}
-		return []*x509.Certificate{cert}, nil
-	}
-	certs, err := pki.ParseCertificates(data)
-	if err != nil {
-		return nil, fmt.Errorf("keys: %s: %w", file, err)
-	}
-	return certs, nil
+	return ParseCertificates(data, file)
 }

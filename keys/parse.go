@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -74,30 +73,9 @@ func ParseCertificates(data []byte, source string) ([]*x509.Certificate, error) 
 }
 
 func parsePEMKey(data []byte, source string) (crypto.Signer, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("keys: %s: no PEM block (want an unencrypted PEM private key)", source)
-	}
-	var key any
-	var err error
-	switch block.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	case "ENCRYPTED PRIVATE KEY":
-		return nil, fmt.Errorf("keys: %s: encrypted PEM keys are not supported; use a PKCS#12 file with a password file instead", source)
-	default:
-		return nil, fmt.Errorf("keys: %s: a %q PEM block is not a private key", source, block.Type)
-	}
+	key, err := pki.ParseKey(data, source)
 	if err != nil {
-		return nil, fmt.Errorf("keys: %s: %w", source, err)
+		return nil, fmt.Errorf("keys: %s", strings.TrimPrefix(err.Error(), "pki: "))
 	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("keys: %s: key type %T cannot sign", source, key)
-	}
-	return signer, nil
+	return key, nil
 }

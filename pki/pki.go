@@ -212,11 +212,18 @@ func LoadKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
+	return ParseKey(data, path)
+}
+
+// ParseKey reads an unencrypted PEM private key (PKCS#8, PKCS#1 or SEC 1);
+// source names the data in errors.
+func ParseKey(data []byte, source string) (crypto.Signer, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
-		return nil, fmt.Errorf("pki: %s: no PEM block", path)
+		return nil, fmt.Errorf("pki: %s: no PEM block (want an unencrypted PEM private key)", source)
 	}
 	var key any
+	var err error
 	switch block.Type {
 	case "PRIVATE KEY":
 		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
@@ -224,15 +231,17 @@ func LoadKey(path string) (crypto.Signer, error) {
 		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
 	case "EC PRIVATE KEY":
 		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "ENCRYPTED PRIVATE KEY":
+		return nil, fmt.Errorf("pki: %s: encrypted PEM keys are not supported; use a PKCS#12 file with a password file instead", source)
 	default:
-		return nil, fmt.Errorf("pki: %s: a %q PEM block is not a private key", path, block.Type)
+		return nil, fmt.Errorf("pki: %s: a %q PEM block is not a private key", source, block.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pki: %s: %w", path, err)
+		return nil, fmt.Errorf("pki: %s: %w", source, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("pki: %s: key type %T cannot sign", path, key)
+		return nil, fmt.Errorf("pki: %s: key type %T cannot sign", source, key)
 	}
 	return signer, nil
 }
