@@ -1,9 +1,10 @@
 package xmlschema
 
-// The libxml2 calls this package needs beyond lestrrat-go/libxml2: schema
-// compilation and validation with structured errors (line, column,
-// message), an entity loader that never touches the network, and the XML
-// catalog that maps absolute schemaLocations to installed files.
+// The libxml2 calls this package makes directly (cgo, Debian libxml2-dev):
+// schema compilation and validation with structured errors (line, column,
+// message), which lestrrat-go/libxml2 does not expose, an entity loader
+// that never touches the network, and the XML catalog that maps absolute
+// schemaLocations to installed files.
 
 /*
 #cgo pkg-config: libxml-2.0
@@ -170,6 +171,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -231,7 +233,7 @@ func compileFile(path string) (*schema, error) {
 			strings.Contains(p.Message, "failed to load external entity") {
 			unresolved = true
 		}
-		if !slicesContains(reasons, p.Message) {
+		if !slices.Contains(reasons, p.Message) {
 			reasons = append(reasons, p.Message)
 		}
 	}
@@ -249,15 +251,6 @@ func compileFile(path string) (*schema, error) {
 		reasons = append(reasons[:6], fmt.Sprintf("… and %d more", len(reasons)-6))
 	}
 	return nil, errors.New(strings.Join(reasons, "; "))
-}
-
-func slicesContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // validate checks doc against s. It returns the problems (at most

@@ -264,6 +264,25 @@ func (r *Registry) Validate(set string, doc []byte) error {
 	return nil
 }
 
+// ValidateFile compiles the schema file xsd, its imports resolved through
+// the catalogs Load installed (never the network), validates doc against
+// it and frees it again: for one-off checks, not the message path.
+func (r *Registry) ValidateFile(xsd string, doc []byte) error {
+	s, err := compileFile(xsd)
+	if err != nil {
+		return fmt.Errorf("xmlschema: compile %s: %w", xsd, err)
+	}
+	defer s.free()
+	problems, total, err := s.validate(doc)
+	if err != nil {
+		return err
+	}
+	if total > 0 {
+		return &ValidationError{Set: xsd, Problems: problems, Total: total}
+	}
+	return nil
+}
+
 // RootNamespace returns the namespace of doc's root element, reading only
 // as far as its start tag. ok is false when doc does not begin like an XML
 // document.

@@ -7,16 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"strings"
 	"time"
 
-	"github.com/lestrrat-go/libxml2"
-	"github.com/lestrrat-go/libxml2/xsd"
-
+	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlsafe"
+	"github.com/parzelle/parzelle/xmlschema"
 )
 
 // cmdXML signs, verifies, encrypts, decrypts and validates XML files, for
@@ -31,9 +30,9 @@ func cmdXML(args []string) error {
 	case "verify":
 		return xmlVerify(args[1:], os.Stdout)
 	case "encrypt":
-		return xmlEncrypt(args[1:])
+		return xmlEncrypt(args[1:], os.Stdout)
 	case "decrypt":
-		return xmlDecrypt(args[1:])
+		return xmlDecrypt(args[1:], os.Stdout)
 	case "validate":
 		return xmlValidate(args[1:], os.Stdout)
 	}
@@ -58,14 +57,24 @@ func loadKeyPair(key, cert, pinEnv string) (*keys.KeyPair, error) {
 	if key == "" {
 		return nil, errors.New("--key is required")
 	}
-	pin := ""
-	if pinEnv != "" {
-		var ok bool
-		if pin, ok = os.LookupEnv(pinEnv); !ok {
-			return nil, fmt.Errorf("the environment variable %s (--pin-env) is not set", pinEnv)
-		}
+	pin, err := pinFromEnv(pinEnv)
+	if err != nil {
+		return nil, err
 	}
 	return keys.LoadFile(key, cert, pin)
+}
+
+// pinFromEnv returns the PKCS#12 password held by the environment variable
+// name (--pin-env); no name means no password.
+func pinFromEnv(name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	pin, ok := os.LookupEnv(name)
+	if !ok {
+		return "", fmt.Errorf("the environment variable %s (--pin-env) is not set", name)
+	}
+	return pin, nil
 }
 
 var signatureMethods = map[string]string{
@@ -198,9 +207,10 @@ func findSignatures(el *xmlsafe.Element) []*xmlsafe.Element {
 
 func xmlValidate(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("parzelle xml validate", flag.ContinueOnError)
+	configPath := fs.String("config", defaultConfig(), "node configuration file (its schema directories provide the catalogs)")
 	schema := fs.String("schema", "", "the official XSD to validate against")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: parzelle xml validate --schema SCHEMA.xsd IN.xml\n\nExits 0 when IN.xml is well-formed, passes the hardened parser and is valid against the schema.")
+		fmt.Fprintln(fs.Output(), "usage: parzelle xml validate [--config FILE] --schema SCHEMA.xsd IN.xml\n\nExits 0 when IN.xml passes the hardened parser and is valid against the schema. The schema's imports resolve through the catalogs in the configured schema directories, never the network; problems are listed with line and column.")
 		fs.PrintDefaults()
 	}
 	in, err := oneFile(fs, args)
@@ -210,6 +220,10 @@ func xmlValidate(args []string, stdout io.Writer) error {
 	if *schema == "" {
 		return errors.New("--schema is required")
 	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
 	data, err := os.ReadFile(in)
 	if err != nil {
 		return err
@@ -218,27 +232,21 @@ func xmlValidate(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "INVALID %s: %v\n", in, err)
 		return exitError{1}
 	}
-	s, err := xsd.ParseFromFile(*schema)
+	reg, err := xmlschema.Load(cfg.Paths.Schemas, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return fmt.Errorf("compile %s: %w", *schema, err)
+		return err
 	}
-	defer s.Free()
-	d, err := libxml2.Parse(data)
-	if err != nil {
-		return fmt.Errorf("%s: %w", in, err)
-	}
-	defer d.Free()
-	if err := s.Validate(d); err != nil {
-		fmt.Fprintf(stdout, "INVALID %s against %s:\n", in, *schema)
-		var sve xsd.SchemaValidationError
-		if errors.As(err, &sve) {
-			for _, e := range sve.Errors() {
-				fmt.Fprintf(stdout, "  %s\n", strings.TrimSpace(e.Error()))
-			}
-		} else {
-			fmt.Fprintf(stdout, "  %v\n", err)
+	err = reg.ValidateFile(*schema, data)
+	var ve *xmlschema.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		fmt.Fprintf(stdout, "INVALID %s against %s (%d problems):\n", in, *schema, ve.Total)
+		for _, p := range ve.Problems {
+			fmt.Fprintf(stdout, "  %s\n", p)
 		}
 		return exitError{1}
+	case err != nil:
+		return err
 	}
 	fmt.Fprintf(stdout, "valid: %s against %s\n", in, *schema)
 	return nil

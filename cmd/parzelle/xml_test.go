@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,5 +69,39 @@ func TestXMLSignVerify(t *testing.T) {
 		if !errors.As(err, &exit) || exit.code != 1 || !strings.Contains(out.String(), "INVALID") {
 			t.Errorf("%s: err %v, output %s", name, err, out.String())
 		}
+	}
+}
+
+// parzelle xml validate resolves the schema's imports through the
+// configured catalogs and names each problem's line and column.
+func TestXMLValidate(t *testing.T) {
+	specs := "../../../shared/specs/xnachweis/"
+	schema := specs + "xnachweis-1.2.0/xnachweis-de-noots.xsd"
+	example, err := os.ReadFile(specs + "constructed-examples/DE.EvidenceRequest.0101.example.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.xml"), filepath.Join(dir, "bad.xml")
+	os.WriteFile(good, example, 0o600)
+	badDoc := strings.Replace(string(example), "<xn-de:DE.EvidenceRequest.0101", `<xn-de:DE.EvidenceRequest.0101 bogus="1"`, 1)
+	os.WriteFile(bad, []byte(badDoc), 0o600)
+	config := "../../fixtures/node.yaml"
+
+	var out bytes.Buffer
+	if err := xmlValidate([]string{"--config", config, "--schema", schema, good}, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	out.Reset()
+	err = xmlValidate([]string{"--config", config, "--schema", schema, bad}, &out)
+	var exit exitError
+	if !errors.As(err, &exit) || exit.code != 1 {
+		t.Fatalf("invalid document: %v\n%s", err, out.String())
+	}
+	// libxml2 reports the position of the '>' that ends the start tag.
+	root := strings.Index(badDoc, "<xn-de:DE.EvidenceRequest.0101")
+	end := root + strings.Index(badDoc[root:], ">")
+	if want := fmt.Sprintf("line %d, column %d: ", 1+strings.Count(badDoc[:end], "\n"), end-strings.LastIndex(badDoc[:end], "\n")); !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "The attribute 'bogus' is not allowed") {
+		t.Errorf("output lacks %q and the schema's message:\n%s", want, out.String())
 	}
 }

@@ -18,13 +18,7 @@ import (
 
 // xmlEncrypt is `parzelle xml encrypt`: it writes the document with one
 // element, or the root element's content, encrypted to stdout.
-func xmlEncrypt(args []string) error { return runXMLEncrypt(args, os.Stdout) }
-
-// xmlDecrypt is `parzelle xml decrypt`: it writes the decrypted document to
-// stdout.
-func xmlDecrypt(args []string) error { return runXMLDecrypt(args, os.Stdout) }
-
-func runXMLEncrypt(args []string, stdout io.Writer) error {
+func xmlEncrypt(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("parzelle xml encrypt", flag.ContinueOnError)
 	var certFiles listFlag
 	fs.Var(&certFiles, "cert", "recipient certificate, PEM or DER, RSA (repeatable: one EncryptedKey each)")
@@ -35,19 +29,14 @@ func runXMLEncrypt(args []string, stdout io.Writer) error {
 		fmt.Fprintln(fs.Output(), "usage: parzelle xml encrypt --cert CERT.pem [--cert …] [--element ID-OR-NAME] IN.xml > ENCRYPTED.xml\n\nReplaces the element (Type Element) or the root element's content (Type Content) with an xenc:EncryptedData: AES-256-GCM, the key RSA-OAEP-encrypted for each certificate.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	in, err := oneFile(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	in := fs.Arg(0)
 	if len(certFiles) == 0 {
 		return errors.New("give at least one --cert of a recipient")
 	}
 	opt := xmlenc.EncryptOptions{}
-	var err error
 	if opt.Algorithm, err = xmlenc.ContentAlgorithm(*algorithm); err != nil {
 		return fmt.Errorf("--algorithm: %w", err)
 	}
@@ -113,7 +102,9 @@ func findElement(root *xmlsafe.Element, name string) *xmlsafe.Element {
 	return byName
 }
 
-func runXMLDecrypt(args []string, stdout io.Writer) error {
+// xmlDecrypt is `parzelle xml decrypt`: it writes the decrypted document to
+// stdout.
+func xmlDecrypt(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("parzelle xml decrypt", flag.ContinueOnError)
 	keyFile := fs.String("key", "", "private key, PEM (PKCS#8, PKCS#1)")
 	certFile := fs.String("cert", "", "certificate of the PEM key (optional; lets the EncryptedKey be matched by issuer and serial)")
@@ -124,14 +115,10 @@ func runXMLDecrypt(args []string, stdout io.Writer) error {
 		fmt.Fprintln(fs.Output(), "usage: parzelle xml decrypt --key KEY.pem | --p12 FILE --pin-env VAR  IN.xml > PLAIN.xml\n\nDecrypts every xenc:EncryptedData of Type Element or Content in place and writes the document; a document that is one EncryptedData of another type (binary data) is written as its plaintext.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	in, err := oneFile(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	in := fs.Arg(0)
 	kp, err := loadDecryptionKey(*keyFile, *certFile, *p12, *pinEnv)
 	if err != nil {
 		return err
@@ -174,12 +161,9 @@ func loadDecryptionKey(keyFile, certFile, p12, pinEnv string) (*keys.KeyPair, er
 	case p12 != "" && keyFile != "":
 		return nil, errors.New("give either --key or --p12, not both")
 	case p12 != "":
-		pin := ""
-		if pinEnv != "" {
-			var ok bool
-			if pin, ok = os.LookupEnv(pinEnv); !ok {
-				return nil, fmt.Errorf("the environment variable %s (--pin-env) is not set", pinEnv)
-			}
+		pin, err := pinFromEnv(pinEnv)
+		if err != nil {
+			return nil, err
 		}
 		return keys.LoadPKCS12(p12, pin)
 	case keyFile == "":

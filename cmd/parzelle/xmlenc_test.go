@@ -84,7 +84,7 @@ func TestXMLEncryptDecrypt(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var enc bytes.Buffer
-			if err := runXMLEncrypt(c.args, &enc); err != nil {
+			if err := xmlEncrypt(c.args, &enc); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Contains(enc.Bytes(), []byte(`Type="`+c.kind+`"`)) || bytes.Contains(enc.Bytes(), []byte(c.hidden)) {
@@ -92,7 +92,7 @@ func TestXMLEncryptDecrypt(t *testing.T) {
 			}
 			encFile := write(strings.ReplaceAll(c.name, " ", "_")+".xml", enc.Bytes())
 			var dec bytes.Buffer
-			if err := runXMLDecrypt([]string{"--key", key, encFile}, &dec); err != nil {
+			if err := xmlDecrypt([]string{"--key", key, encFile}, &dec); err != nil {
 				t.Fatal(err)
 			}
 			got := dec.Bytes()
@@ -104,7 +104,7 @@ func TestXMLEncryptDecrypt(t *testing.T) {
 				t.Errorf("decrypted:\n%s\nwant\n%s", dec.Bytes(), plain)
 			}
 			// Someone else's key: no key for this recipient.
-			err := runXMLDecrypt([]string{"--key", otherKey, encFile}, &bytes.Buffer{})
+			err := xmlDecrypt([]string{"--key", otherKey, encFile}, &bytes.Buffer{})
 			if !errors.Is(err, xmlenc.ErrNoKey) {
 				t.Errorf("other key: want ErrNoKey, got %v", err)
 			}
@@ -114,19 +114,19 @@ func TestXMLEncryptDecrypt(t *testing.T) {
 	t.Run("PKCS#12 of the OSCI demo PKI", func(t *testing.T) {
 		certs := "../../../shared/specs/osci/testcerts/"
 		var enc bytes.Buffer
-		if err := runXMLEncrypt([]string{"--cert", certs + "osci_manager_cipher_4096.cer", "--element", "Name", in}, &enc); err != nil {
+		if err := xmlEncrypt([]string{"--cert", certs + "osci_manager_cipher_4096.cer", "--element", "Name", in}, &enc); err != nil {
 			t.Fatal(err)
 		}
 		encFile := write("p12.xml", enc.Bytes())
 		t.Setenv("TEST_OSCI_PIN", "123456")
 		var dec bytes.Buffer
-		if err := runXMLDecrypt([]string{"--p12", certs + "osci_manager_cipher_4096.p12", "--pin-env", "TEST_OSCI_PIN", encFile}, &dec); err != nil {
+		if err := xmlDecrypt([]string{"--p12", certs + "osci_manager_cipher_4096.p12", "--pin-env", "TEST_OSCI_PIN", encFile}, &dec); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Contains(dec.Bytes(), []byte(`<Name xmlns="urn:example:antrag">Müller</Name>`)) {
 			t.Errorf("decrypted:\n%s", dec.Bytes())
 		}
-		err := runXMLDecrypt([]string{"--p12", certs + "osci_manager_cipher_4096.p12", "--pin-env", "TEST_UNSET_PIN_VARIABLE", encFile}, &bytes.Buffer{})
+		err := xmlDecrypt([]string{"--p12", certs + "osci_manager_cipher_4096.p12", "--pin-env", "TEST_UNSET_PIN_VARIABLE", encFile}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "TEST_UNSET_PIN_VARIABLE") {
 			t.Errorf("unset PIN variable: %v", err)
 		}
@@ -144,7 +144,7 @@ func TestXMLEncryptDecrypt(t *testing.T) {
 			t.Fatal(err)
 		}
 		var dec bytes.Buffer
-		if err := runXMLDecrypt([]string{"--key", key, "--cert", cert, write("bin.xml", enc.XML)}, &dec); err != nil {
+		if err := xmlDecrypt([]string{"--key", key, "--cert", cert, write("bin.xml", enc.XML)}, &dec); err != nil {
 			t.Fatal(err)
 		}
 		if dec.String() != "%PDF-1.7 \x00\x01" {
@@ -169,9 +169,9 @@ func TestXMLEncryptDecrypt(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var err error
 			if c.encrypt {
-				err = runXMLEncrypt(c.args, &bytes.Buffer{})
+				err = xmlEncrypt(c.args, &bytes.Buffer{})
 			} else {
-				err = runXMLDecrypt(c.args, &bytes.Buffer{})
+				err = xmlDecrypt(c.args, &bytes.Buffer{})
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("want an error mentioning %q, got %v", c.want, err)
