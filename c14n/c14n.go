@@ -257,14 +257,14 @@ func (c *canonicalizer) element(el *xmlsafe.Element, apex bool) {
 			c.buf = append(c.buf, b.prefix...)
 			c.buf = append(c.buf, `="`...)
 		}
-		c.attrValue(b.uri)
+		c.escape(b.uri, attrEscaping)
 		c.buf = append(c.buf, '"')
 	}
 	for _, a := range c.attrs {
 		c.buf = append(c.buf, ' ')
 		c.name(a.prefix, a.local)
 		c.buf = append(c.buf, `="`...)
-		c.attrValue(a.value)
+		c.escape(a.value, attrEscaping)
 		c.buf = append(c.buf, '"')
 	}
 	c.buf = append(c.buf, '>')
@@ -274,7 +274,7 @@ func (c *canonicalizer) element(el *xmlsafe.Element, apex bool) {
 		case *xmlsafe.Element:
 			c.element(t, false)
 		case xmlsafe.CharData:
-			c.text(string(t))
+			c.escape(string(t), textEscaping)
 		default:
 			c.misc(n)
 		}
@@ -318,50 +318,29 @@ func (c *canonicalizer) name(prefix, local string) {
 	c.buf = append(c.buf, local...)
 }
 
-func (c *canonicalizer) text(s string) {
-	for len(s) > 0 {
-		i := strings.IndexAny(s, "&<>\r")
-		if i < 0 {
-			c.buf = append(c.buf, s...)
-			return
-		}
-		c.buf = append(c.buf, s[:i]...)
-		switch s[i] {
-		case '&':
-			c.buf = append(c.buf, "&amp;"...)
-		case '<':
-			c.buf = append(c.buf, "&lt;"...)
-		case '>':
-			c.buf = append(c.buf, "&gt;"...)
-		case '\r':
-			c.buf = append(c.buf, "&#xD;"...)
-		}
-		s = s[i+1:]
-	}
+// escaping is one of C14N's two escaping rules: the characters it
+// replaces and their replacements.
+type escaping struct {
+	special string
+	with    map[byte]string
 }
 
-func (c *canonicalizer) attrValue(s string) {
+var (
+	// textEscaping is for text nodes.
+	textEscaping = escaping{"&<>\r", map[byte]string{'&': "&amp;", '<': "&lt;", '>': "&gt;", '\r': "&#xD;"}}
+	// attrEscaping is for attribute values and namespace URIs.
+	attrEscaping = escaping{"&<\"\t\n\r", map[byte]string{'&': "&amp;", '<': "&lt;", '"': "&quot;", '\t': "&#x9;", '\n': "&#xA;", '\r': "&#xD;"}}
+)
+
+func (c *canonicalizer) escape(s string, e escaping) {
 	for len(s) > 0 {
-		i := strings.IndexAny(s, "&<\"\t\n\r")
+		i := strings.IndexAny(s, e.special)
 		if i < 0 {
 			c.buf = append(c.buf, s...)
 			return
 		}
 		c.buf = append(c.buf, s[:i]...)
-		switch s[i] {
-		case '&':
-			c.buf = append(c.buf, "&amp;"...)
-		case '<':
-			c.buf = append(c.buf, "&lt;"...)
-		case '"':
-			c.buf = append(c.buf, "&quot;"...)
-		case '\t':
-			c.buf = append(c.buf, "&#x9;"...)
-		case '\n':
-			c.buf = append(c.buf, "&#xA;"...)
-		case '\r':
-			c.buf = append(c.buf, "&#xD;"...)
-		}
+		c.buf = append(c.buf, e.with[s[i]]...)
 		s = s[i+1:]
 	}
 }

@@ -1,12 +1,7 @@
 package xmldsig
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
-	"io"
-	"mime/multipart"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,45 +9,11 @@ import (
 	"time"
 
 	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/xmlsafe"
 )
 
 const osciSamples = "../../shared/specs/osci/samples"
-
-// readMIME splits an OSCI message (MIME headers first, then multipart
-// parts) into its parts by Content-ID.
-func readMIME(t *testing.T, file string) map[string][]byte {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(data)))
-	hdr, err := tp.ReadMIMEHeader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The Governikus library writes type=text/xml unquoted, which
-	// mime.ParseMediaType refuses; take the boundary by hand.
-	_, rest, _ := strings.Cut(hdr.Get("Content-Type"), "boundary=")
-	boundary, _, _ := strings.Cut(rest, ";")
-	mr := multipart.NewReader(tp.R, strings.Trim(boundary, `"`))
-	parts := map[string][]byte{}
-	for {
-		p, err := mr.NextRawPart()
-		if err == io.EOF {
-			return parts
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parts[strings.Trim(p.Header.Get("Content-ID"), "<>")] = body
-	}
-}
 
 func findAll(el *xmlsafe.Element, space, local string) []*xmlsafe.Element {
 	var out []*xmlsafe.Element
@@ -89,18 +50,20 @@ func TestOSCISamples(t *testing.T) {
 			continue // the signatures are inside the encrypted part
 		}
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			parts := readMIME(t, file)
-			doc, err := ParseDocument(bytes.NewReader(parts["osci@message"]))
+			data, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := &Verifier{Trust: trust, At: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), Resolve: func(uri string) ([]byte, error) {
-				p, ok := parts[strings.TrimPrefix(uri, "cid:")]
-				if !ok || !strings.HasPrefix(uri, "cid:") {
-					return nil, fmt.Errorf("no MIME part %s", uri)
-				}
-				return p, nil
-			}}
+			msg, err := osci.ParseMIME(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			envelope := msg.Root().Body
+			doc, err := ParseDocument(bytes.NewReader(envelope))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := &Verifier{Trust: trust, At: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), Resolve: msg.Resolve}
 			sigs := findAll(doc.Root, Namespace, "Signature")
 			if len(sigs) == 0 {
 				t.Fatal("no signature in the sample")
@@ -138,8 +101,8 @@ func TestOSCISamples(t *testing.T) {
 				checked++
 			}
 			// A changed header block breaks the ClientSignature.
-			tampered := bytes.Replace(parts["osci@message"], []byte(`SequenceNumber="0"`), []byte(`SequenceNumber="1"`), 1)
-			if !bytes.Equal(tampered, parts["osci@message"]) {
+			tampered := bytes.Replace(envelope, []byte(`SequenceNumber="0"`), []byte(`SequenceNumber="1"`), 1)
+			if !bytes.Equal(tampered, envelope) {
 				doc, err := ParseDocument(bytes.NewReader(tampered))
 				if err != nil {
 					t.Fatal(err)

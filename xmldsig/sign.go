@@ -31,6 +31,17 @@ type External struct {
 	Data []byte
 }
 
+// prepare picks the signature and digest methods and parses doc.
+func (s *Signer) prepare(doc []byte) (method, digest string, d *xmlsafe.Document, err error) {
+	if method, digest, err = s.methods(); err != nil {
+		return "", "", nil, err
+	}
+	if d, err = ParseDocument(bytes.NewReader(doc)); err != nil {
+		return "", "", nil, fmt.Errorf("xmldsig: %w", err)
+	}
+	return method, digest, d, nil
+}
+
 func (s *Signer) methods() (string, string, error) {
 	if s.Key == nil {
 		return "", "", errors.New("xmldsig: Signer.Key is not set")
@@ -63,13 +74,9 @@ type reference struct {
 // transforms) inserted as the first child of the root element, the
 // certificates in KeyInfo. The document's bytes are otherwise unchanged.
 func (s *Signer) SignEnveloped(doc []byte) ([]byte, error) {
-	method, digest, err := s.methods()
+	method, digest, d, err := s.prepare(doc)
 	if err != nil {
 		return nil, err
-	}
-	d, err := ParseDocument(bytes.NewReader(doc))
-	if err != nil {
-		return nil, fmt.Errorf("xmldsig: %w", err)
 	}
 	exc := c14n.Method{Exclusive: true}
 	h := digestMethods[digest].New()
@@ -89,13 +96,9 @@ func (s *Signer) SignEnveloped(doc []byte) ([]byte, error) {
 // elements with the given Ids (canonicalized in document context with m,
 // as OSCI does with inclusive C14N) and the external data.
 func (s *Signer) SignDetached(doc []byte, into string, ids []string, external []External, m c14n.Method) ([]byte, error) {
-	method, digest, err := s.methods()
+	method, digest, d, err := s.prepare(doc)
 	if err != nil {
 		return nil, err
-	}
-	d, err := ParseDocument(bytes.NewReader(doc))
-	if err != nil {
-		return nil, fmt.Errorf("xmldsig: %w", err)
 	}
 	index, err := IndexIDs(d.Root)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,7 +176,7 @@ func IndexIDs(root *xmlsafe.Element) (map[string]*xmlsafe.Element, error) {
 	var walk func(el *xmlsafe.Element) error
 	walk = func(el *xmlsafe.Element) error {
 		for _, a := range el.Attr {
-			isID := (a.Name.Space == "" && (a.Name.Local == "Id" || a.Name.Local == "ID" || a.Name.Local == "id")) ||
+			isID := (a.Name.Space == "" && slices.Contains(IDAttributes, a.Name.Local)) ||
 				(a.Name.Space == xmlsafe.XMLNamespace && a.Name.Local == "id") ||
 				(a.Name.Space == wsuNamespace && a.Name.Local == "Id")
 			if !isID {
