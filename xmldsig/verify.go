@@ -99,22 +99,32 @@ func (v *Verifier) VerifyEnveloped(doc []byte) (*xmlsafe.Document, *Result, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	sigs := d.Root.ChildrenNamed(Namespace, "Signature")
-	switch len(sigs) {
-	case 0:
-		return nil, nil, refuse("the document's root element carries no ds:Signature")
-	case 1:
-	default:
-		return nil, nil, refuse("the document's root element carries %d ds:Signature elements, want one", len(sigs))
-	}
-	res, err := v.Verify(d, sigs[0])
+	res, err := v.VerifyEnvelopedDocument(d)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(res.References) != 1 || res.References[0].Element != d.Root {
-		return nil, nil, refuse("the signature does not cover exactly the whole document")
-	}
 	return d, res, nil
+}
+
+// VerifyEnvelopedDocument is VerifyEnveloped for a document already parsed
+// with ParseDocument.
+func (v *Verifier) VerifyEnvelopedDocument(d *xmlsafe.Document) (*Result, error) {
+	sigs := d.Root.ChildrenNamed(Namespace, "Signature")
+	switch len(sigs) {
+	case 0:
+		return nil, refuse("the document's root element carries no ds:Signature")
+	case 1:
+	default:
+		return nil, refuse("the document's root element carries %d ds:Signature elements, want one", len(sigs))
+	}
+	res, err := v.Verify(d, sigs[0])
+	if err != nil {
+		return nil, err
+	}
+	if len(res.References) != 1 || res.References[0].Element != d.Root {
+		return nil, refuse("the signature does not cover exactly the whole document")
+	}
+	return res, nil
 }
 
 // Verify checks the signature element sig within doc: the certificate in

@@ -154,17 +154,18 @@ func xmlVerify(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", in, err)
 	}
-	sigs := doc.Root.ChildrenNamed(xmldsig.Namespace, "Signature")
-	if len(sigs) == 0 {
-		sigs = findSignatures(doc.Root)
+	enveloped := len(doc.Root.ChildrenNamed(xmldsig.Namespace, "Signature")) > 0
+	sigs := findSignatures(doc.Root)
+	if enveloped {
+		sigs = doc.Root.ChildrenNamed(xmldsig.Namespace, "Signature")[:1] // VerifyEnvelopedDocument checks there is one
 	}
 	if len(sigs) == 0 {
 		return fmt.Errorf("%s: no ds:Signature found", in)
 	}
 	for _, sig := range sigs {
 		var res *xmldsig.Result
-		if sig.Parent == doc.Root {
-			_, res, err = v.VerifyEnveloped(data)
+		if enveloped {
+			res, err = v.VerifyEnvelopedDocument(doc)
 		} else {
 			res, err = v.Verify(doc, sig)
 		}
