@@ -32,12 +32,20 @@ func DemoEncryptionSubject(tenant string) pkix.Name {
 	return pkix.Name{CommonName: tenant + " encryption", OrganizationalUnit: []string{"Register"}, Organization: []string{"Parzelle Demo"}}
 }
 
+// DemoIdPSubject is the subject of a demo tenant's identity provider
+// certificate, whose key signs the tokens of the tenant's people.
+func DemoIdPSubject(tenant string) pkix.Name {
+	return pkix.Name{CommonName: tenant + " idp", OrganizationalUnit: []string{"Identity Provider"}, Organization: []string{"Parzelle Demo"}}
+}
+
 // Demo makes sure dir holds a demo PKI: ca.crt/ca.key, server.crt/server.key
 // for localhost, 127.0.0.1 and ::1 (plus hosts), clients/<t>.crt/.key for
 // each tenant, and each tenant's own keys the demo tenant files name:
 // tenants/<t>/signing.crt/.key (of the algorithm alg) and
 // tenants/<t>/encryption.crt/.key (always RSA-3072, since XML Encryption
-// transports keys with RSA-OAEP). What exists and is valid for at least
+// transports keys with RSA-OAEP), and tenants/<t>/idp.crt/.key, the
+// ECDSA P-256 key of the tenant's demo identity provider that signs tokens
+// for people (`parzelle token issue`). What exists and is valid for at least
 // another week is reused; a new CA re-issues everything.
 func Demo(dir string, tenants, hosts []string, alg Algorithm, now time.Time) ([]DemoFile, error) {
 	var files []DemoFile
@@ -94,6 +102,9 @@ func Demo(dir string, tenants, hosts []string, alg Algorithm, now time.Time) ([]
 			return nil, err
 		}
 		if err := leaf(filepath.Join("tenants", t, "encryption"), Template{Subject: DemoEncryptionSubject(t)}, RSA3072); err != nil {
+			return nil, err
+		}
+		if err := leaf(filepath.Join("tenants", t, "idp"), Template{Subject: DemoIdPSubject(t)}, ECDSAP256); err != nil {
 			return nil, err
 		}
 	}

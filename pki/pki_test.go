@@ -18,7 +18,8 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"ca.crt", "server.crt", "clients/duesseldorf.crt", "clients/koeln.crt",
-		"tenants/duesseldorf/signing.crt", "tenants/duesseldorf/encryption.crt", "tenants/koeln/signing.crt", "tenants/koeln/encryption.crt"}
+		"tenants/duesseldorf/signing.crt", "tenants/duesseldorf/encryption.crt", "tenants/duesseldorf/idp.crt",
+		"tenants/koeln/signing.crt", "tenants/koeln/encryption.crt", "tenants/koeln/idp.crt"}
 	if len(files) != len(want) {
 		t.Fatalf("files %+v", files)
 	}
@@ -47,7 +48,7 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if _, ok := client.PublicKey.(*ecdsa.PublicKey); !ok {
 		t.Errorf("client key is %T, want ECDSA", client.PublicKey)
 	}
-	for _, key := range []string{"clients/koeln.key", "tenants/koeln/signing.key", "tenants/koeln/encryption.key"} {
+	for _, key := range []string{"clients/koeln.key", "tenants/koeln/signing.key", "tenants/koeln/encryption.key", "tenants/koeln/idp.key"} {
 		if fi, err := os.Stat(filepath.Join(dir, key)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v %v", key, fi.Mode(), err)
 		}
@@ -63,7 +64,11 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if k, ok := encryption.PublicKey.(*rsa.PublicKey); !ok || k.N.BitLen() != 3072 || encryption.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
 		t.Errorf("encryption certificate: want RSA-3072 for key encipherment, got %T, key usage %b", encryption.PublicKey, encryption.KeyUsage)
 	}
-	for _, c := range []*x509.Certificate{signing, encryption} {
+	idp := mustLoad(t, filepath.Join(dir, "tenants", "koeln", "idp.crt"))
+	if k, ok := idp.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve.Params().Name != "P-256" || idp.Subject.String() != "CN=koeln idp,OU=Identity Provider,O=Parzelle Demo" {
+		t.Errorf("idp certificate: want ECDSA P-256 for CN=koeln idp, got %T for %s", idp.PublicKey, idp.Subject)
+	}
+	for _, c := range []*x509.Certificate{signing, encryption, idp} {
 		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 			t.Errorf("%s does not chain to the demo CA: %v", c.Subject, err)
 		}
@@ -85,8 +90,8 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 			created++
 		}
 	}
-	if created != 3 {
-		t.Errorf("second run created %d files, want bonn's client, signing and encryption certificates", created)
+	if created != 4 {
+		t.Errorf("second run created %d files, want bonn's client, signing, encryption and idp certificates", created)
 	}
 	if !mustLoad(t, filepath.Join(dir, "ca.crt")).Equal(ca) {
 		t.Error("the second run replaced the CA")
@@ -97,7 +102,7 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 5 || files[0].Created {
+	if len(files) != 6 || files[0].Created {
 		t.Fatalf("near expiry: %+v", files)
 	}
 	for _, f := range files[1:] {

@@ -1,7 +1,8 @@
 // Package tenant reads the declarative tenant files (one YAML file per
 // registerführende Stelle), keeps the current set of tenants, reloads it when
-// the files change, and maps client certificates to the identities they may
-// act for.
+// the files change, maps client certificates to the identities they may
+// act for, and decides who may do what with the tenant's register data
+// (access rules for roles and purposes; signed tokens for people).
 package tenant
 
 import (
@@ -34,6 +35,12 @@ type Config struct {
 	// Schemas is the tenant's policy for messages without an installed
 	// schema (see policy.go).
 	Schemas SchemaPolicy `yaml:"schemas"`
+	// RegisterDecls are the tenant's registers, the `registers:` section
+	// (see access.go; read them with Register and Registers).
+	RegisterDecls []RegisterDecl `yaml:"registers"`
+	// Access is who may do what with the tenant's register data (see
+	// access.go).
+	Access Access `yaml:"access"`
 
 	// File is the tenant file's path.
 	File string `yaml:"-"`
@@ -66,6 +73,9 @@ type Client struct {
 	Subject    string   `yaml:"subject"`
 	SHA256     string   `yaml:"sha256"`
 	Identities []string `yaml:"identities" conf:"required"`
+	// Role is the certificate's role in the tenant's access rules; a
+	// client without a role has no access to register data.
+	Role string `yaml:"role"`
 
 	subject string // Subject, normalised for comparison
 }
@@ -175,6 +185,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	c.checkKeys(pos, h)
 	c.checkSchemaPolicy(pos)
+	c.checkAccess(pos, h)
 	if err := pos.Err(); err != nil {
 		return nil, err
 	}

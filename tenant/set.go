@@ -17,6 +17,7 @@ type Set struct {
 	byIdentity map[string]*Config
 	clientCAs  *x509.CertPool
 	versions   map[string]int
+	issuers    map[string][]tokenIssuerOf // token issuers by iss, tenants by id
 }
 
 // Tenant returns the tenant with the id, or nil.
@@ -37,8 +38,18 @@ func (s *Set) Tenants() []*Config { return s.ordered }
 // asks client certificates to chain to.
 func (s *Set) ClientCAs() *x509.CertPool { return s.clientCAs }
 
+// NewSet returns a Set of the configurations (their versions unrecorded), for
+// tools and tests that read tenant files without a registry.
+func NewSet(configs ...*Config) *Set {
+	m := map[string]*Config{}
+	for _, c := range configs {
+		m[c.ID] = c
+	}
+	return newSet(m, map[string]int{})
+}
+
 func newSet(configs map[string]*Config, versions map[string]int) *Set {
-	s := &Set{tenants: map[string]*Config{}, byIdentity: map[string]*Config{}, clientCAs: x509.NewCertPool(), versions: versions}
+	s := &Set{tenants: map[string]*Config{}, byIdentity: map[string]*Config{}, clientCAs: x509.NewCertPool(), versions: versions, issuers: map[string][]tokenIssuerOf{}}
 	for _, c := range configs {
 		s.tenants[c.ID] = c
 		s.ordered = append(s.ordered, c)
@@ -50,14 +61,23 @@ func newSet(configs map[string]*Config, versions map[string]int) *Set {
 		}
 	}
 	sort.Slice(s.ordered, func(i, j int) bool { return s.ordered[i].ID < s.ordered[j].ID })
+	for _, c := range s.ordered {
+		for i := range c.Access.Tokens {
+			ti := &c.Access.Tokens[i]
+			s.issuers[ti.Issuer] = append(s.issuers[ti.Issuer], tokenIssuerOf{tenant: c.ID, TokenIssuer: ti})
+		}
+	}
 	return s
 }
 
-// Grant is what one client entry of one tenant allows a certificate.
+// Grant is what one client entry of one tenant allows a certificate: to
+// act for its identities, and its role in the tenant's access rules ("" for
+// none).
 type Grant struct {
 	Tenant     string   `json:"tenant"`
 	Client     string   `json:"client"`
 	Identities []string `json:"identities"`
+	Role       string   `json:"role,omitempty"`
 }
 
 // Principal is an authenticated client certificate and what it may do.
@@ -111,7 +131,7 @@ func (s *Set) Authenticate(chain []*x509.Certificate, now time.Time) (*Principal
 				}
 				verified = true
 			}
-			p.Grants = append(p.Grants, Grant{Tenant: t.ID, Client: cl.Name, Identities: cl.Identities})
+			p.Grants = append(p.Grants, Grant{Tenant: t.ID, Client: cl.Name, Identities: cl.Identities, Role: cl.Role})
 		}
 	}
 	if len(p.Grants) == 0 {

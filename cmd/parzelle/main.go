@@ -34,6 +34,7 @@ func init() {
 		{"schemas", "[--config FILE]", "list the installed XML schema sets and the message types without a schema", cmdSchemas},
 		{"keys", "list [--config FILE]", "list each tenant's keys and certificates with their expiry", cmdKeys},
 		{"xml", "sign|verify|encrypt|decrypt|validate [FLAGS] FILE", "sign, verify, encrypt, decrypt and validate XML files", cmdXML},
+		{"token", "issue --key FILE --issuer URL --audience A --tenant T --subject S --role R [--purpose P] [--ttl 1h]", "print a signed token for a person (demos, tests, curl examples)", cmdToken},
 		{"version", "", "print the version", func([]string) error { fmt.Println("parzelle", version); return nil }},
 	}
 }
