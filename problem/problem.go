@@ -14,6 +14,8 @@ type Details struct {
 	Status   int    `json:"status"`
 	Detail   string `json:"detail,omitempty"`
 	Instance string `json:"instance,omitempty"`
+	// Errors lists, for invalid input, every field at fault.
+	Errors any `json:"errors,omitempty"`
 }
 
 // Kind is one kind of error the node reports: its type URI, title and
@@ -35,8 +37,14 @@ func (k Kind) TypeURI() string { return "urn:parzelle:problem:" + k.Slug }
 
 // Write sends a problem of the kind with a detail for this occurrence.
 func Write(w http.ResponseWriter, r *http.Request, k Kind, detail string) {
+	WriteErrors(w, r, k, detail, nil)
+}
+
+// WriteErrors is Write with the fields at fault (a JSON-encodable list),
+// for invalid input.
+func WriteErrors(w http.ResponseWriter, r *http.Request, k Kind, detail string, errors any) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(k.Status)
-	_ = json.NewEncoder(w).Encode(Details{Type: k.TypeURI(), Title: k.Title, Status: k.Status, Detail: detail, Instance: r.URL.Path})
+	_ = json.NewEncoder(w).Encode(Details{Type: k.TypeURI(), Title: k.Title, Status: k.Status, Detail: detail, Instance: r.URL.Path, Errors: errors})
 }

@@ -1,6 +1,6 @@
-// Package register will be the tenant-scoped register store: records with
-// bitemporal history, envelope encryption under the tenant's key, blind
-// indexes, the audit chain, the access log and the CRUD API.
-//
-// Nothing is built here yet; see the register issue.
+// Package register is the tenant-scoped register store: subject records
+// (persons, businesses) with bitemporal history, encrypted under the
+// tenant's keys, found through blind indexes, every access authorized by
+// the tenant's policy and appended to its hash-chained audit log, and the
+// CRUD API Fachverfahren reach it by.
 package register

@@ -14,6 +14,7 @@ import (
 	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/node"
+	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xta"
@@ -38,8 +39,13 @@ func mountServices(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registr
 		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory},
 		Log:       log.With("service", "xta"), Metrics: reg, Identity: "https://" + cfg.Listen.Transport + "/xta/v3",
 	})
+	store := register.NewStore(register.Config{Pool: pool, Keys: keyProvider, Tenants: tenants.Current, Log: log.With("service", "register"), Metrics: reg})
+	register.NewAPI(store, node.PrincipalFrom).Mount(n.HandleTransport)
+	go expireRegisterLogs(store, log.With("service", "register"))
+
 	workers := river.NewWorkers()
 	xs.AddWorkers(workers)
+	river.AddWorker(workers, &register.ReencryptWorker{Store: store})
 	client, err := jobs.NewClient(pool, workers, log.With("service", "jobs"))
 	if err != nil {
 		return nil, err
@@ -47,4 +53,21 @@ func mountServices(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registr
 	xs.SetJobClient(client)
 	xs.Mount(n.HandleTransport)
 	return client, nil
+}
+
+// expireRegisterLogs deletes access-log entries past their two years and
+// stale idempotency keys, once an hour for the life of the process.
+func expireRegisterLogs(store *register.Store, log *slog.Logger) {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		n, err := store.Expire(ctx)
+		cancel()
+		switch {
+		case err != nil:
+			log.Warn("expire register logs", "error", err)
+		case n > 0:
+			log.Info("access log entries older than two years deleted", "entries", n)
+		}
+		time.Sleep(time.Hour)
+	}
 }

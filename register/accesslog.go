@@ -1,0 +1,154 @@
+package register
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/tenant"
+)
+
+// AccessLogRetention is how long disclosures by IDNr are kept (§ 9 IDNrG:
+// two years).
+const AccessLogRetention = 2 * 365 * 24 * time.Hour
+
+// logDisclosure records that the operation disclosed a record with an
+// IDNr: who, when, for which purpose and on which legal basis. The IDNr is
+// stored encrypted, with a blind index to find a subject's entries.
+func (s *Store) logDisclosure(ctx context.Context, o *op, e *AuditEntry, d disclosure) error {
+	index, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "idnr", d.idnr)
+	if err != nil {
+		return err
+	}
+	var id int64
+	if err := o.tx.QueryRow(ctx, `SELECT nextval('register_access_log_id_seq')`).Scan(&id); err != nil {
+		return fmt.Errorf("register: access log: %w", err)
+	}
+	kv, ct, err := s.sealer.seal(ctx, o.tx, o.tenant, accessAAD(o.tenant, id), []byte(d.idnr))
+	if err != nil {
+		return err
+	}
+	_, err = o.tx.Exec(ctx, `INSERT INTO register_access_log (id, tenant_id, at, register, record_id, idnr_index, key_version, idnr,
+		actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		id, o.tenant, e.At, o.register.Name, d.recordID, index, kv, ct,
+		o.actor.Subject, o.actor.Tenant, o.actor.Role, o.actor.Purpose, o.decision.LegalBasis, o.name, e.Seq)
+	if err != nil {
+		return fmt.Errorf("register: access log: %w", err)
+	}
+	return nil
+}
+
+// accessAAD binds an access-log IDNr to its tenant and entry.
+func accessAAD(tenantID string, id int64) []byte {
+	return []byte("parzelle/access-log/v1\x00" + tenantID + "\x00" + strconv.FormatInt(id, 10))
+}
+
+// Disclosure is one entry of the access log as the Datenschutzcockpit
+// export writes it (one JSON object per line).
+type Disclosure struct {
+	At          time.Time `json:"zeitpunkt"`
+	IDNr        string    `json:"idnr"`
+	Tenant      string    `json:"datenhaltendeStelle"`
+	Register    string    `json:"register"`
+	RecordID    string    `json:"recordId"`
+	Recipient   string    `json:"empfaenger"`
+	RecipientOf string    `json:"empfaengerMandant"`
+	Role        string    `json:"rolle"`
+	Purpose     string    `json:"zweck"`
+	LegalBasis  string    `json:"rechtsgrundlage"`
+	Operation   string    `json:"vorgang"`
+	AuditSeq    int64     `json:"auditSeq"`
+}
+
+// AccessFilter selects access-log entries: one subject's (by IDNr) and/or
+// a time range [From, To); zero values do not restrict.
+type AccessFilter struct {
+	IDNr     string
+	From, To time.Time
+}
+
+// ExportAccessLog writes the register's access-log entries the filter
+// selects as JSON Lines, oldest first, and returns how many it wrote. It
+// is the export operation: authorized and audited like any access.
+func (s *Store) ExportAccessLog(ctx context.Context, a tenant.Actor, tenantID, register string, f AccessFilter, w io.Writer) (int, error) {
+	n := 0
+	err := s.run(ctx, a, tenantID, register, tenant.OpExport, "", func(o *op) error {
+		q := `SELECT id, at, record_id::text, key_version, idnr, actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq
+			FROM register_access_log WHERE tenant_id = $1 AND register = $2 AND at >= $3 AND at < $4`
+		to := f.To
+		if to.IsZero() {
+			to = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		args := []any{tenantID, register, f.From, to}
+		if f.IDNr != "" {
+			if !ValidIDNr(f.IDNr) {
+				return refuse(KindInvalid, "%q is not a valid Identifikationsnummer", f.IDNr)
+			}
+			index, err := s.sealer.blind(ctx, o.tx, tenantID, register, "idnr", f.IDNr)
+			if err != nil {
+				return err
+			}
+			q += ` AND idnr_index = $5`
+			args = append(args, index)
+		}
+		rows, err := o.tx.Query(ctx, q+` ORDER BY at, id`, args...)
+		if err != nil {
+			return fmt.Errorf("register: export access log: %w", err)
+		}
+		defer rows.Close()
+		enc := json.NewEncoder(w)
+		for rows.Next() {
+			var id int64
+			var kv int
+			var ct []byte
+			d := Disclosure{Tenant: tenantID, Register: register}
+			if err := rows.Scan(&id, &d.At, &d.RecordID, &kv, &ct, &d.Recipient, &d.RecipientOf, &d.Role, &d.Purpose, &d.LegalBasis, &d.Operation, &d.AuditSeq); err != nil {
+				return fmt.Errorf("register: export access log: %w", err)
+			}
+			idnr, err := s.sealer.open(ctx, o.tx, tenantID, kv, accessAAD(tenantID, id), ct)
+			if err != nil {
+				return fmt.Errorf("register: access log entry %d: %w", id, err)
+			}
+			d.IDNr = string(idnr)
+			if err := enc.Encode(d); err != nil {
+				return fmt.Errorf("register: export access log: %w", err)
+			}
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("register: export access log: %w", err)
+		}
+		o.detail = fmt.Sprintf("access log export: %d entries", n)
+		return nil
+	})
+	return n, err
+}
+
+// Expire deletes, for every tenant, access-log entries older than the
+// retention period and idempotency keys older than a day. It returns how
+// many access-log entries it deleted.
+func (s *Store) Expire(ctx context.Context) (int64, error) {
+	var total int64
+	for _, t := range s.tenants().Tenants() {
+		err := db.InTenant(ctx, s.pool, t.ID, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `DELETE FROM register_access_log WHERE tenant_id = $1 AND at < $2`, t.ID, s.now().Add(-AccessLogRetention))
+			if err != nil {
+				return err
+			}
+			total += tag.RowsAffected()
+			_, err = tx.Exec(ctx, `DELETE FROM register_idempotency WHERE tenant_id = $1 AND created_at < $2`, t.ID, s.now().Add(-idempotencyTTL))
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("register: expire entries of %s: %w", t.ID, err)
+		}
+	}
+	return total, nil
+}

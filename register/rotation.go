@@ -1,0 +1,233 @@
+package register
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/parzelle/parzelle/db"
+)
+
+// Rotation is the progress of re-encrypting a tenant's register data under
+// a new data key.
+type Rotation struct {
+	Tenant     string     `json:"tenant"`
+	KeyVersion int        `json:"keyVersion"`
+	StartedAt  time.Time  `json:"startedAt"`
+	Total      int64      `json:"total"`
+	Done       int64      `json:"done"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+}
+
+// ReencryptArgs is the River job that re-encrypts a tenant's register data
+// under data key KeyVersion. It works in batches, each committed on its
+// own, and picks up where it stopped: what is left is exactly the rows
+// under older keys.
+type ReencryptArgs struct {
+	Tenant     string `json:"tenant"`
+	KeyVersion int    `json:"key_version"`
+}
+
+// Kind is the job kind.
+func (ReencryptArgs) Kind() string { return "register_reencrypt" }
+
+// InsertOpts runs one job per tenant and key version, retried for a day.
+func (ReencryptArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 50, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// RotateKey makes a new data key the tenant's current one (first rotating
+// the tenant's key-encryption key and wrapping every register key again
+// when kek is set) and enqueues the re-encryption of the older data with
+// jobs, in the same transaction.
+func (s *Store) RotateKey(ctx context.Context, jobs *river.Client[pgx.Tx], tenantID string, kek bool) (Rotation, error) {
+	r := Rotation{Tenant: tenantID}
+	if s.tenants().Tenant(tenantID) == nil {
+		return r, fmt.Errorf("register: rotate keys: no tenant %q", tenantID)
+	}
+	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+		// The index key exists from the first write on; make sure it does
+		// before a KEK rotation rewraps.
+		if _, err := s.keyring.indexKey(ctx, tx, tenantID); err != nil {
+			return err
+		}
+		if kek {
+			if _, err := s.keyring.provider.RotateKEK(ctx, tenantID); err != nil {
+				return fmt.Errorf("register: rotate KEK of %s: %w", tenantID, err)
+			}
+			if _, err := s.keyring.rewrap(ctx, tx, tenantID); err != nil {
+				return err
+			}
+		}
+		v, err := s.keyring.rotate(ctx, tx, tenantID)
+		if err != nil {
+			return err
+		}
+		r.KeyVersion = v
+		err = tx.QueryRow(ctx, `INSERT INTO register_rotation (tenant_id, key_version, total)
+			VALUES ($1, $2, (SELECT count(*) FROM register_version WHERE tenant_id = $1 AND key_version < $2)
+				+ (SELECT count(*) FROM register_access_log WHERE tenant_id = $1 AND key_version < $2))
+			RETURNING started_at, total`, tenantID, v).Scan(&r.StartedAt, &r.Total)
+		if err != nil {
+			return fmt.Errorf("register: record rotation: %w", err)
+		}
+		if err := db.LeaveTenant(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := jobs.InsertTx(ctx, tx, ReencryptArgs{Tenant: tenantID, KeyVersion: v}, nil); err != nil {
+			return fmt.Errorf("register: enqueue re-encryption: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	s.log.Info("register data key rotated; re-encryption enqueued", "tenant", tenantID, "key_version", r.KeyVersion, "kek_rotated", kek, "rows", r.Total)
+	return r, nil
+}
+
+// Rotations lists the tenant's key rotations, newest first.
+func (s *Store) Rotations(ctx context.Context, tenantID string) ([]Rotation, error) {
+	var out []Rotation
+	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT tenant_id, key_version, started_at, total, done, finished_at
+			FROM register_rotation WHERE tenant_id = $1 ORDER BY key_version DESC`, tenantID)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Rotation])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("register: rotations of %s: %w", tenantID, err)
+	}
+	return out, nil
+}
+
+// reencryptBatch is how many rows one transaction re-encrypts (a variable
+// for tests).
+var reencryptBatch = 500
+
+// ReencryptWorker runs ReencryptArgs jobs.
+type ReencryptWorker struct {
+	river.WorkerDefaults[ReencryptArgs]
+	Store *Store
+}
+
+// Timeout lets a job run as long as the data takes; progress is committed
+// batch by batch.
+func (w *ReencryptWorker) Timeout(*river.Job[ReencryptArgs]) time.Duration { return -1 }
+
+// Work re-encrypts batches until no row under an older key is left. Writes
+// by nodes that have not yet noticed the new key (they look again after
+// currentTTL) are caught by a last pass that waits until then.
+func (w *ReencryptWorker) Work(ctx context.Context, job *river.Job[ReencryptArgs]) error {
+	s, a := w.Store, job.Args
+	log := s.log.With("tenant", a.Tenant, "key_version", a.KeyVersion)
+	for {
+		n, rot, err := s.reencrypt(ctx, a.Tenant, a.KeyVersion)
+		if err != nil {
+			return err
+		}
+		s.metrics.reencryptRemaining.WithLabelValues(a.Tenant).Set(float64(max(rot.Total-rot.Done, 0)))
+		if n > 0 {
+			log.Info("re-encrypting register data", "done", rot.Done, "total", rot.Total)
+			continue
+		}
+		if wait := rot.StartedAt.Add(2 * currentTTL).Sub(s.now()); wait > 0 {
+			return river.JobSnooze(wait)
+		}
+		if err := s.finishRotation(ctx, a.Tenant, a.KeyVersion); err != nil {
+			return err
+		}
+		log.Info("register data re-encrypted under the new key; older data keys retired", "rows", rot.Done)
+		return nil
+	}
+}
+
+// reencrypt re-encrypts one batch of the tenant's rows under older keys
+// and returns how many it did and the rotation's progress.
+func (s *Store) reencrypt(ctx context.Context, tenantID string, version int) (int, Rotation, error) {
+	var n int
+	var rot Rotation
+	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT v.record_id::text, v.seq, v.key_version, v.payload, r.register
+			FROM register_version v JOIN register_record r ON r.id = v.record_id
+			WHERE v.tenant_id = $1 AND v.key_version < $2 LIMIT $3 FOR UPDATE OF v SKIP LOCKED`, tenantID, version, reencryptBatch)
+		if err != nil {
+			return err
+		}
+		type versionRow struct {
+			ID       string
+			Seq      int
+			Key      int
+			Payload  []byte
+			Register string
+		}
+		versions, err := pgx.CollectRows(rows, pgx.RowToStructByPos[versionRow])
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		for _, v := range versions {
+			ct, err := s.keyring.reseal(ctx, tx, tenantID, v.Key, version, aad(tenantID, v.Register, v.ID, v.Seq), v.Payload)
+			if err != nil {
+				return fmt.Errorf("version %d of record %s: %w", v.Seq, v.ID, err)
+			}
+			b.Queue(`UPDATE register_version SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND record_id = $2 AND seq = $3`,
+				tenantID, v.ID, v.Seq, version, ct)
+		}
+		rows, err = tx.Query(ctx, `SELECT id, key_version, idnr FROM register_access_log
+			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, reencryptBatch)
+		if err != nil {
+			return err
+		}
+		type logRow struct {
+			ID   int64
+			Key  int
+			IDNr []byte
+		}
+		logs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[logRow])
+		if err != nil {
+			return err
+		}
+		for _, l := range logs {
+			ct, err := s.keyring.reseal(ctx, tx, tenantID, l.Key, version, accessAAD(tenantID, l.ID), l.IDNr)
+			if err != nil {
+				return fmt.Errorf("access log entry %d: %w", l.ID, err)
+			}
+			b.Queue(`UPDATE register_access_log SET key_version = $3, idnr = $4 WHERE tenant_id = $1 AND id = $2`, tenantID, l.ID, version, ct)
+		}
+		n = len(versions) + len(logs)
+		b.Queue(`UPDATE register_rotation SET done = done + $3 WHERE tenant_id = $1 AND key_version = $2`, tenantID, version, n)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT tenant_id, key_version, started_at, total, done, finished_at
+			FROM register_rotation WHERE tenant_id = $1 AND key_version = $2`, tenantID, version).Scan(
+			&rot.Tenant, &rot.KeyVersion, &rot.StartedAt, &rot.Total, &rot.Done, &rot.FinishedAt)
+	})
+	if err != nil {
+		return 0, rot, fmt.Errorf("register: re-encrypt data of %s under key %d: %w", tenantID, version, err)
+	}
+	return n, rot, nil
+}
+
+// finishRotation marks the rotation done and deletes the data keys older
+// than it that no row uses any more.
+func (s *Store) finishRotation(ctx context.Context, tenantID string, version int) error {
+	return db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE register_rotation SET finished_at = now() WHERE tenant_id = $1 AND key_version = $2`, tenantID, version)
+		b.Queue(`DELETE FROM register_key k WHERE k.tenant_id = $1 AND k.kind = 'data' AND k.version < $2
+			AND NOT EXISTS (SELECT 1 FROM register_version v WHERE v.tenant_id = $1 AND v.key_version = k.version)
+			AND NOT EXISTS (SELECT 1 FROM register_access_log l WHERE l.tenant_id = $1 AND l.key_version = k.version)`, tenantID, version)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("register: finish rotation of %s: %w", tenantID, err)
+		}
+		return nil
+	})
+}
