@@ -38,7 +38,7 @@ func (s *Store) logDisclosure(ctx context.Context, o *op, e *AuditEntry, d discl
 		actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		id, o.tenant, e.At, o.register.Name, d.recordID, index, kv, ct,
-		o.actor.Subject, o.actor.Tenant, o.actor.Role, o.actor.Purpose, o.decision.LegalBasis, o.name, e.Seq)
+		o.actor.Subject, o.actor.Tenant, o.actor.Role, o.actor.Purpose, o.decision.LegalBasis, o.action, e.Seq)
 	if err != nil {
 		return fmt.Errorf("register: access log: %w", err)
 	}

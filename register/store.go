@@ -185,6 +185,9 @@ type op struct {
 	actor    tenant.Actor
 	decision tenant.Decision
 	name     string
+	// action is what the operation did (create, read, history, update,
+	// correct, delete, search, export), for the access log.
+	action string
 
 	recordID  string
 	detail    string
@@ -203,7 +206,7 @@ type disclosure struct {
 func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, operation, recordID string, fn func(o *op) error) error {
 	cfg := s.tenants().Tenant(tenantID)
 	if cfg == nil {
-		s.metrics.denied(tenantID, register, operation)
+		s.metrics.denied("-", "-", operation)
 		s.log.Warn("register access to an unknown tenant", "tenant", tenantID, "actor", a.Subject, "actor_tenant", a.Tenant)
 		return refuse(KindDenied, "no access to tenant %q", tenantID)
 	}
@@ -212,9 +215,15 @@ func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, ope
 		return refuse(KindNotFound, "tenant %q has no register %q", tenantID, register)
 	}
 	d := cfg.Authorize(a, operation, register)
-	o := &op{tenant: tenantID, register: decl, schema: schemas[decl.Type], actor: a, decision: d, name: operation, recordID: recordID}
+	o := &op{tenant: tenantID, register: decl, schema: schemas[decl.Type], actor: a, decision: d, name: operation, action: operation, recordID: recordID}
+	// Metric labels only take names the tenant declares: a path is
+	// anyone's to invent.
+	label := decl.Name
+	if label == "" {
+		label = "-"
+	}
 	if !d.Allowed {
-		s.metrics.denied(tenantID, register, operation)
+		s.metrics.denied(tenantID, label, operation)
 		o.detail = d.Reason
 		if err := s.audit(ctx, o, OutcomeDenied); err != nil {
 			return err
@@ -229,14 +238,14 @@ func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, ope
 		return s.record(ctx, o, OutcomeGranted)
 	})
 	if err == nil {
-		s.metrics.done(tenantID, register, operation, OutcomeGranted)
+		s.metrics.done(tenantID, label, operation, OutcomeGranted)
 		return nil
 	}
 	var refusal *Error
 	if !errors.As(err, &refusal) {
 		return err
 	}
-	s.metrics.done(tenantID, register, operation, OutcomeFailed)
+	s.metrics.done(tenantID, label, operation, OutcomeFailed)
 	o.detail, o.disclosed = refusal.Detail, nil
 	if aerr := s.audit(ctx, o, OutcomeFailed); aerr != nil {
 		return errors.Join(err, aerr)
@@ -276,6 +285,7 @@ func (s *Store) record(ctx context.Context, o *op, outcome string) error {
 func (s *Store) Create(ctx context.Context, a tenant.Actor, tenantID, register string, in Create) (Record, error) {
 	var rec Record
 	err := s.run(ctx, a, tenantID, register, tenant.OpWrite, "", func(o *op) error {
+		o.action = "create"
 		if r, ok, err := s.replay(ctx, o, in.Idempotency, "create"); ok || err != nil {
 			rec = r
 			return err
@@ -338,6 +348,9 @@ func (s *Store) Create(ctx context.Context, a tenant.Actor, tenantID, register s
 func (s *Store) Get(ctx context.Context, a tenant.Actor, tenantID, register, id string, at Temporal) (Record, error) {
 	var rec Record
 	err := s.run(ctx, a, tenantID, register, tenant.OpRead, id, func(o *op) error {
+		if err := at.check(); err != nil {
+			return err
+		}
 		var err error
 		rec, err = s.read(ctx, o, id, at)
 		if err != nil {
@@ -355,37 +368,36 @@ func (s *Store) read(ctx context.Context, o *op, id string, at Temporal) (Record
 	if err != nil {
 		return Record{}, err
 	}
-	validAt, knownAt, err := s.resolve(at)
+	validAt := at.ValidAt
+	if validAt == "" {
+		validAt = s.today()
+	}
+	if err := h.visible(id, at); err != nil {
+		return Record{}, err
+	}
+	rows, err := s.rows(ctx, o, id, at.KnownAt, validAt)
 	if err != nil {
 		return Record{}, err
 	}
-	if h.deleted != nil && !knownAt.Before(*h.deleted) {
-		return Record{}, refuse(KindGone, "record %s was deleted on %s", id, h.deleted.Format(time.RFC3339))
-	}
-	rows, err := s.rows(ctx, o, id, knownAt, validAt)
-	if err != nil {
-		return Record{}, err
+	known := "now"
+	if !at.KnownAt.IsZero() {
+		known = at.KnownAt.UTC().Format(time.RFC3339Nano)
 	}
 	if len(rows) == 0 {
-		return Record{}, refuse(KindNotFound, "record %s has no attributes valid on %s as known at %s", id, validAt, knownAt.Format(time.RFC3339))
+		return Record{}, refuse(KindNotFound, "record %s has no attributes valid on %s as known %s", id, validAt, known)
 	}
 	r := rows[0]
+	o.detail = fmt.Sprintf("read valid on %s as known %s", validAt, known)
 	return Record{ID: id, Register: o.register.Name, SubjectKey: r.subject, Revision: h.revision, ValidFrom: day(r.from), ValidTo: day(r.to),
 		RecordedAt: r.recordedAt, Attributes: r.attrs}, nil
 }
 
-// resolve fills in the defaults of a Temporal and checks it.
-func (s *Store) resolve(at Temporal) (validAt string, knownAt time.Time, err error) {
-	validAt, knownAt = at.ValidAt, at.KnownAt
-	if validAt == "" {
-		validAt = s.today()
-	} else if !validDate(validAt) {
-		return "", time.Time{}, refuse(KindInvalid, "validAt %q is not a date (YYYY-MM-DD)", validAt)
+// check refuses a Temporal that is not well-formed.
+func (at Temporal) check() error {
+	if at.ValidAt != "" && !validDate(at.ValidAt) {
+		return refuse(KindInvalid, "validAt %q is not a date (YYYY-MM-DD)", at.ValidAt)
 	}
-	if knownAt.IsZero() {
-		knownAt = s.now()
-	}
-	return validAt, knownAt, nil
+	return nil
 }
 
 // History returns the record's versions over valid time as known at
@@ -393,18 +405,18 @@ func (s *Store) resolve(at Temporal) (validAt string, knownAt time.Time, err err
 func (s *Store) History(ctx context.Context, a tenant.Actor, tenantID, register, id string, at Temporal) ([]Version, error) {
 	var out []Version
 	err := s.run(ctx, a, tenantID, register, tenant.OpRead, id, func(o *op) error {
-		if _, err := s.head(ctx, o, id, false); err != nil {
+		o.action = "history"
+		if err := at.check(); err != nil {
 			return err
 		}
-		validAt := at.ValidAt
-		if validAt != "" && !validDate(validAt) {
-			return refuse(KindInvalid, "validAt %q is not a date (YYYY-MM-DD)", validAt)
+		h, err := s.head(ctx, o, id, false)
+		if err != nil {
+			return err
 		}
-		knownAt := at.KnownAt
-		if knownAt.IsZero() {
-			knownAt = s.now()
+		if err := h.visible(id, at); err != nil {
+			return err
 		}
-		rows, err := s.rows(ctx, o, id, knownAt, validAt)
+		rows, err := s.rows(ctx, o, id, at.KnownAt, at.ValidAt)
 		if err != nil {
 			return err
 		}
@@ -435,6 +447,7 @@ func (s *Store) Update(ctx context.Context, a tenant.Actor, tenantID, register, 
 		name = "correct"
 	}
 	err := s.run(ctx, a, tenantID, register, tenant.OpWrite, id, func(o *op) error {
+		o.action = name
 		if r, ok, err := s.replay(ctx, o, ch.Idempotency, name); ok || err != nil {
 			rec = r
 			return err
@@ -446,8 +459,8 @@ func (s *Store) Update(ctx context.Context, a tenant.Actor, tenantID, register, 
 		if err != nil {
 			return err
 		}
-		if h.deleted != nil {
-			return refuse(KindGone, "record %s was deleted on %s", id, h.deleted.Format(time.RFC3339))
+		if err := h.visible(id, Temporal{}); err != nil {
+			return err
 		}
 		if ch.IfRevision != 0 && ch.IfRevision != h.revision {
 			return refuse(KindStale, "record %s is at revision %d, not %d: read it again", id, h.revision, ch.IfRevision)
@@ -605,6 +618,7 @@ func (s *Store) view(o *op, id string, revision int, current []*row, fallback st
 // present, while reads of what was known before the deletion still see it.
 func (s *Store) Delete(ctx context.Context, a tenant.Actor, tenantID, register, id string, ifRevision int, idem Idempotency) error {
 	return s.run(ctx, a, tenantID, register, tenant.OpWrite, id, func(o *op) error {
+		o.action = "delete"
 		if _, ok, err := s.replay(ctx, o, idem, "delete"); ok || err != nil {
 			return err
 		}
@@ -612,8 +626,8 @@ func (s *Store) Delete(ctx context.Context, a tenant.Actor, tenantID, register, 
 		if err != nil {
 			return err
 		}
-		if h.deleted != nil {
-			return refuse(KindGone, "record %s was deleted on %s", id, h.deleted.Format(time.RFC3339))
+		if err := h.visible(id, Temporal{}); err != nil {
+			return err
 		}
 		if ifRevision != 0 && ifRevision != h.revision {
 			return refuse(KindStale, "record %s is at revision %d, not %d: read it again", id, h.revision, ifRevision)
@@ -788,6 +802,15 @@ type head struct {
 	deleted  *time.Time
 }
 
+// visible refuses a deleted record, unless the read is of what was known
+// before the deletion.
+func (h head) visible(id string, at Temporal) error {
+	if h.deleted != nil && (at.KnownAt.IsZero() || !at.KnownAt.Before(*h.deleted)) {
+		return refuse(KindGone, "record %s was deleted on %s", id, h.deleted.Format(time.RFC3339))
+	}
+	return nil
+}
+
 // head reads the record's row (locked for a write), refusing a record of
 // another register.
 func (s *Store) head(ctx context.Context, o *op, id string, lock bool) (head, error) {
@@ -833,8 +856,8 @@ func aad(tenantID, register, id string, seq int) []byte {
 }
 
 // rows reads and decrypts the record's versions as known at knownAt (zero:
-// the current ones), ordered by valid time; with validAt only the one
-// valid that day.
+// the current ones, whatever the clocks of node and database say), ordered
+// by valid time; with validAt only the one valid that day.
 func (s *Store) rows(ctx context.Context, o *op, id string, knownAt time.Time, validAt string) ([]*row, error) {
 	q := `SELECT seq, revision, valid_from::text, valid_to::text, recorded_at, nullif(superseded_at, 'infinity'), key_version, payload
 		FROM register_version WHERE tenant_id = $1 AND record_id = $2`
