@@ -109,10 +109,10 @@ func TestRecordLifecycle(t *testing.T) {
 		return r.Attributes["hauptwohnung"].(map[string]any)["strasse"].(string)
 	}
 	for q, want := range map[string]string{
-		"":                      "Rheinallee",
-		"validAt=2024-02-29":    "Kiefernweg",
-		"validAt=2024-03-01":    "Rheinallee",
-		"validAt=2019-12-31":    "urn:parzelle:problem:not-found",
+		"":                   "Rheinallee",
+		"validAt=2024-02-29": "Kiefernweg",
+		"validAt=2024-03-01": "Rheinallee",
+		"validAt=2019-12-31": "urn:parzelle:problem:not-found",
 		"validAt=2024-03-01&knownAt=" + url.QueryEscape(beforeMove.UTC().Format(time.RFC3339Nano)): "Kiefernweg",
 	} {
 		if got := street(q); got != want {
