@@ -16,7 +16,7 @@ PKGS    ?= ./...
 FUZZTIME ?= 4s
 FUZZ_TARGETS := ./xmlsafe:FuzzParse ./c14n:FuzzCanonicalize ./xmldsig:FuzzVerify ./xmlenc:FuzzDecrypt
 
-.PHONY: run test build deps bench-xta bench-xml fuzz
+.PHONY: run test build deps bench-xta bench-xml bench-register fuzz
 
 run: build
 	$(BIN) pki demo --out var/pki
@@ -54,3 +54,9 @@ bench-xta: build
 bench-xml: build
 	$(GO) test ./xmldsig -run '^$$' -bench BenchmarkEnveloped -benchtime 2s | \
 	  awk '/ops\/s/ { n=split($$1, p, "/"); printf "%-7s %-7s %-11s %10.1f ops/s\n", p[2], p[3], p[4], $$(NF-1) }'
+
+# Register records per second, encrypted beside plaintext stored, in one
+# run against one database: creates, updates, reads by id and searches by
+# IDNr, and the cost of encryption per operation (goal: under 25 %).
+bench-register: build
+	$(BIN) pg temp -- $(GO) test ./register -run '^$$' -bench BenchmarkRegister -benchtime 1x
