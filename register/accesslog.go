@@ -18,31 +18,55 @@ import (
 // two years).
 const AccessLogRetention = 2 * 365 * 24 * time.Hour
 
-// logDisclosure records that the operation disclosed a record with an
-// IDNr: who, when, for which purpose and on which legal basis. The IDNr is
-// stored encrypted, with a blind index to find a subject's entries.
-func (s *Store) logDisclosure(ctx context.Context, o *op, e *AuditEntry, d disclosure) error {
-	index, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "idnr", d.idnr)
+// accessEntry is one access-log row made ready outside the audit lock:
+// its id, the IDNr's blind index and ciphertext.
+type accessEntry struct {
+	id         int64
+	recordID   string
+	index      []byte
+	keyVersion int
+	idnr       []byte
+}
+
+// prepareDisclosures makes the access-log rows of the operation's IDNr
+// disclosures ready: who, when and the audit entry are filled in when they
+// are queued (queueDisclosures). The IDNr is stored encrypted, with a
+// blind index to find a subject's entries.
+func (s *Store) prepareDisclosures(ctx context.Context, o *op) ([]accessEntry, error) {
+	if len(o.disclosed) == 0 {
+		return nil, nil
+	}
+	rows, err := o.tx.Query(ctx, `SELECT nextval('register_access_log_id_seq') FROM generate_series(1, $1)`, len(o.disclosed))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("register: access log: %w", err)
 	}
-	var id int64
-	if err := o.tx.QueryRow(ctx, `SELECT nextval('register_access_log_id_seq')`).Scan(&id); err != nil {
-		return fmt.Errorf("register: access log: %w", err)
-	}
-	kv, ct, err := s.sealer.seal(ctx, o.tx, o.tenant, accessAAD(o.tenant, id), []byte(d.idnr))
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("register: access log: %w", err)
 	}
-	_, err = o.tx.Exec(ctx, `INSERT INTO register_access_log (id, tenant_id, at, register, record_id, idnr_index, key_version, idnr,
-		actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		id, o.tenant, e.At, o.register.Name, d.recordID, index, kv, ct,
-		o.actor.Subject, o.actor.Tenant, o.actor.Role, o.actor.Purpose, o.decision.LegalBasis, o.action, e.Seq)
-	if err != nil {
-		return fmt.Errorf("register: access log: %w", err)
+	out := make([]accessEntry, len(o.disclosed))
+	for i, d := range o.disclosed {
+		e := &out[i]
+		e.id, e.recordID = ids[i], d.recordID
+		if e.index, err = s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "idnr", d.idnr); err != nil {
+			return nil, err
+		}
+		if e.keyVersion, e.idnr, err = s.sealer.seal(ctx, o.tx, o.tenant, accessAAD(o.tenant, e.id), []byte(d.idnr)); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return out, nil
+}
+
+// queueDisclosures queues the access-log rows for the audit entry a.
+func queueDisclosures(b *pgx.Batch, o *op, a *AuditEntry, entries []accessEntry) {
+	for _, e := range entries {
+		b.Queue(`INSERT INTO register_access_log (id, tenant_id, at, register, record_id, idnr_index, key_version, idnr,
+			actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			e.id, o.tenant, a.At, o.register.Name, e.recordID, e.index, e.keyVersion, e.idnr,
+			o.actor.Subject, o.actor.Tenant, o.actor.Role, o.actor.Purpose, o.decision.LegalBasis, o.action, a.Seq)
+	}
 }
 
 // accessAAD binds an access-log IDNr to its tenant and entry.

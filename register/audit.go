@@ -74,24 +74,27 @@ func (e *AuditEntry) digest() []byte {
 
 // appendAudit adds e to the end of its tenant's chain inside tx, which must
 // be in the tenant (db.EnterTenant). Appends of one tenant serialize on the
-// chain's head row until tx ends; e gets its seq, time and hashes.
-func appendAudit(ctx context.Context, tx pgx.Tx, e *AuditEntry) error {
+// chain's head row until tx ends, so everything that can be done before is
+// done before: also, if given, queues its statements that need the
+// entry's seq and time into the batch that writes the entry. e gets its
+// seq, time and hashes.
+func appendAudit(ctx context.Context, tx pgx.Tx, e *AuditEntry, also func(*pgx.Batch)) error {
 	var seq int64
 	var prev []byte
-	err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE tenant_id = $1 FOR UPDATE`, e.Tenant).Scan(&seq, &prev)
+	lock := func() error {
+		return tx.QueryRow(ctx, `SELECT seq, hash, now() FROM audit_head WHERE tenant_id = $1 FOR UPDATE`, e.Tenant).Scan(&seq, &prev, &e.At)
+	}
+	err := lock()
 	if err == pgx.ErrNoRows {
 		if _, err = tx.Exec(ctx, `INSERT INTO audit_head (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING`, e.Tenant, genesis); err != nil {
 			return fmt.Errorf("register: audit chain of %s: %w", e.Tenant, err)
 		}
-		err = tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE tenant_id = $1 FOR UPDATE`, e.Tenant).Scan(&seq, &prev)
+		err = lock()
 	}
 	if err != nil {
 		return fmt.Errorf("register: audit chain of %s: %w", e.Tenant, err)
 	}
 	e.Seq, e.PrevHash = seq+1, prev
-	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&e.At); err != nil {
-		return fmt.Errorf("register: audit time: %w", err)
-	}
 	e.At = e.At.UTC().Truncate(time.Microsecond)
 	e.Hash = e.digest()
 	var recordID *string
@@ -105,6 +108,9 @@ func appendAudit(ctx context.Context, tx pgx.Tx, e *AuditEntry) error {
 		e.Tenant, e.Seq, e.At, e.Actor.Kind, e.Actor.Subject, e.Actor.Tenant, e.Actor.Role, e.Actor.Purpose, e.LegalBasis,
 		e.Operation, e.Register, recordID, e.Outcome, e.Detail, e.PrevHash, e.Hash)
 	b.Queue(`UPDATE audit_head SET seq = $2, hash = $3 WHERE tenant_id = $1`, e.Tenant, e.Seq, e.Hash)
+	if also != nil {
+		also(b)
+	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("register: append audit entry %d of %s: %w", e.Seq, e.Tenant, err)
 	}

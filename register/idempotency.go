@@ -71,18 +71,14 @@ func (s *Store) revision(ctx context.Context, o *op, id string, revision int) ([
 	return rows, err
 }
 
-// remember stores the idempotency key of a write that succeeded, in the
-// write's transaction.
-func (s *Store) remember(ctx context.Context, o *op, idem Idempotency, operation, id string, revision int) error {
+// queueRemember queues storing the idempotency key of a write into the
+// write's batch, so that it commits with the write.
+func (s *Store) queueRemember(b *pgx.Batch, o *op, idem Idempotency, operation, id string, revision int) {
 	if idem.Key == "" {
-		return nil
+		return
 	}
-	_, err := o.tx.Exec(ctx, `INSERT INTO register_idempotency (tenant_id, key, request_hash, operation, record_id, revision)
+	b.Queue(`INSERT INTO register_idempotency (tenant_id, key, request_hash, operation, record_id, revision)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = $3, operation = $4, record_id = $5, revision = $6, created_at = now()`,
 		o.tenant, idem.Key, idem.RequestHash, operation, id, revision)
-	if err != nil {
-		return fmt.Errorf("register: remember idempotency key: %w", err)
-	}
-	return nil
 }

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // the register's days are Europe/Berlin days on any host
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -269,15 +269,11 @@ func (s *Store) record(ctx context.Context, o *op, outcome string) error {
 	if e.Register == "" {
 		e.Register = "-"
 	}
-	if err := appendAudit(ctx, o.tx, e); err != nil {
+	entries, err := s.prepareDisclosures(ctx, o)
+	if err != nil {
 		return err
 	}
-	for _, d := range o.disclosed {
-		if err := s.logDisclosure(ctx, o, e, d); err != nil {
-			return err
-		}
-	}
-	return nil
+	return appendAudit(ctx, o.tx, e, func(b *pgx.Batch) { queueDisclosures(b, o, e, entries) })
 }
 
 // Create adds a record. Its subject key must not be in use by another
@@ -307,34 +303,35 @@ func (s *Store) Create(ctx context.Context, a tenant.Actor, tenantID, register s
 		if err != nil {
 			return err
 		}
-		var existing string
-		err = o.tx.QueryRow(ctx, `SELECT id::text FROM register_record WHERE tenant_id = $1 AND register = $2 AND subject_index = $3 AND deleted_at IS NULL`,
-			tenantID, register, subject).Scan(&existing)
-		if err == nil {
-			return refuse(KindConflict, "register %s has a record for this subject key already: %s", register, existing)
-		} else if !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("register: look up subject: %w", err)
-		}
 		id := newID()
-		o.recordID = id
 		var now time.Time
 		err = o.tx.QueryRow(ctx, `INSERT INTO register_record (id, tenant_id, register, subject_index, revision, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, 1, now(), now()) RETURNING created_at`, id, tenantID, register, subject).Scan(&now)
-		if isUniqueViolation(err) {
-			return refuse(KindConflict, "register %s has a record for this subject key already", register)
+			VALUES ($1, $2, $3, $4, 1, now(), now())
+			ON CONFLICT (tenant_id, register, subject_index) WHERE deleted_at IS NULL DO NOTHING RETURNING created_at`,
+			id, tenantID, register, subject).Scan(&now)
+		if errors.Is(err, pgx.ErrNoRows) {
+			var existing string
+			if err := o.tx.QueryRow(ctx, `SELECT id::text FROM register_record WHERE tenant_id = $1 AND register = $2 AND subject_index = $3 AND deleted_at IS NULL`,
+				tenantID, register, subject).Scan(&existing); err != nil {
+				return fmt.Errorf("register: look up subject: %w", err)
+			}
+			return refuse(KindConflict, "register %s has a record for this subject key already: %s", register, existing)
 		} else if err != nil {
 			return fmt.Errorf("register: create record: %w", err)
 		}
+		o.recordID = id
 		attrs := merge(nil, in.Attributes)
 		v := &row{seq: 1, revision: 1, from: from, to: ending, subject: in.SubjectKey, attrs: attrs}
-		if err := s.insertRows(ctx, o, id, v); err != nil {
+		b := &pgx.Batch{}
+		if err := s.queueRows(ctx, o, b, id, v); err != nil {
 			return err
 		}
-		if err := s.reindex(ctx, o, id, in.SubjectKey, []*row{v}); err != nil {
+		if err := s.queueIndex(ctx, o, b, id, in.SubjectKey, []*row{v}); err != nil {
 			return err
 		}
-		if err := s.remember(ctx, o, in.Idempotency, "create", id, 1); err != nil {
-			return err
+		s.queueRemember(b, o, in.Idempotency, "create", id, 1)
+		if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("register: create record: %w", err)
 		}
 		o.detail = "created"
 		rec = Record{ID: id, Register: register, SubjectKey: in.SubjectKey, Revision: 1, ValidFrom: day(from), RecordedAt: now, Attributes: attrs}
@@ -501,34 +498,43 @@ func (s *Store) Update(ctx context.Context, a tenant.Actor, tenantID, register, 
 			r.seq, r.revision = h.maxSeq+1+i, revision
 		}
 		o.detail = fmt.Sprintf("%s from %s to %s: %d versions replaced", name, day(from), day(to), len(superseded))
+		b := &pgx.Batch{}
 		if len(superseded) > 0 {
-			if _, err := o.tx.Exec(ctx, `UPDATE register_version SET superseded_at = now()
-				WHERE tenant_id = $1 AND record_id = $2 AND seq = ANY($3) AND superseded_at = 'infinity'`, tenantID, id, superseded); err != nil {
-				return fmt.Errorf("register: supersede versions: %w", err)
-			}
-			if err := s.insertRows(ctx, o, id, added...); err != nil {
+			b.Queue(`UPDATE register_version SET superseded_at = now()
+				WHERE tenant_id = $1 AND record_id = $2 AND seq = ANY($3) AND superseded_at = 'infinity'`, tenantID, id, superseded)
+			if err := s.queueRows(ctx, o, b, id, added...); err != nil {
 				return err
 			}
-			if _, err := o.tx.Exec(ctx, `UPDATE register_record SET revision = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2`,
-				tenantID, id, revision); err != nil {
-				return fmt.Errorf("register: update record: %w", err)
-			}
-			if current, err = s.rows(ctx, o, id, time.Time{}, ""); err != nil {
-				return err
-			}
-			if err := s.reindex(ctx, o, id, current[0].subject, current); err != nil {
+			b.Queue(`UPDATE register_record SET revision = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2`, tenantID, id, revision)
+			current = replaceRows(current, superseded, added)
+			if err := s.queueIndex(ctx, o, b, id, current[0].subject, current); err != nil {
 				return err
 			}
 		} else {
 			revision = h.revision
 		}
-		if err := s.remember(ctx, o, ch.Idempotency, name, id, revision); err != nil {
-			return err
+		s.queueRemember(b, o, ch.Idempotency, name, id, revision)
+		if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("register: update record %s: %w", id, err)
 		}
 		rec, err = s.view(o, id, revision, current, from)
 		return err
 	})
 	return rec, err
+}
+
+// replaceRows is current without the superseded versions and with the
+// added ones, ordered by valid time.
+func replaceRows(current []*row, superseded []int, added []*row) []*row {
+	out := make([]*row, 0, len(current)+len(added))
+	for _, r := range current {
+		if !slices.Contains(superseded, r.seq) {
+			out = append(out, r)
+		}
+	}
+	out = append(out, added...)
+	slices.SortFunc(out, func(a, b *row) int { return cmpDay(a.from, b.from) })
+	return out
 }
 
 // respan applies changes to the current versions over [from, to): the
@@ -636,11 +642,12 @@ func (s *Store) Delete(ctx context.Context, a tenant.Actor, tenantID, register, 
 		b.Queue(`UPDATE register_version SET superseded_at = now() WHERE tenant_id = $1 AND record_id = $2 AND superseded_at = 'infinity'`, tenantID, id)
 		b.Queue(`UPDATE register_record SET deleted_at = now(), updated_at = now(), revision = revision + 1 WHERE tenant_id = $1 AND id = $2`, tenantID, id)
 		b.Queue(`DELETE FROM register_index WHERE tenant_id = $1 AND record_id = $2`, tenantID, id)
+		s.queueRemember(b, o, idem, "delete", id, h.revision+1)
 		if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("register: delete record: %w", err)
 		}
 		o.detail = "deleted"
-		return s.remember(ctx, o, idem, "delete", id, h.revision+1)
+		return nil
 	})
 }
 
@@ -755,9 +762,9 @@ func indexKeys(registerType string, attrs Attributes) map[string]string {
 	return out
 }
 
-// reindex replaces the record's blind indexes with those of its current
-// versions.
-func (s *Store) reindex(ctx context.Context, o *op, id, subjectKey string, current []*row) error {
+// queueIndex queues the replacement of the record's blind indexes by
+// those of its current versions.
+func (s *Store) queueIndex(ctx context.Context, o *op, b *pgx.Batch, id, subjectKey string, current []*row) error {
 	type entry struct {
 		kind  string
 		value []byte
@@ -783,14 +790,10 @@ func (s *Store) reindex(ctx context.Context, o *op, id, subjectKey string, curre
 			}
 		}
 	}
-	b := &pgx.Batch{}
 	b.Queue(`DELETE FROM register_index WHERE tenant_id = $1 AND record_id = $2`, o.tenant, id)
 	for _, e := range entries {
 		b.Queue(`INSERT INTO register_index (tenant_id, register, kind, value, record_id) VALUES ($1, $2, $3, $4, $5)`,
 			o.tenant, o.register.Name, e.kind, e.value, id)
-	}
-	if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("register: index record: %w", err)
 	}
 	return nil
 }
@@ -907,9 +910,9 @@ func (s *Store) rows(ctx context.Context, o *op, id string, knownAt time.Time, v
 	return out, nil
 }
 
-// insertRows encrypts and stores new version rows, recorded now.
-func (s *Store) insertRows(ctx context.Context, o *op, id string, rows ...*row) error {
-	b := &pgx.Batch{}
+// queueRows encrypts new version rows and queues their inserts (recorded
+// now; their recordedAt is set when the batch runs).
+func (s *Store) queueRows(ctx context.Context, o *op, b *pgx.Batch, id string, rows ...*row) error {
 	for _, r := range rows {
 		pt, err := json.Marshal(payload{r.subject, r.attrs})
 		if err != nil {
@@ -922,9 +925,6 @@ func (s *Store) insertRows(ctx context.Context, o *op, id string, rows ...*row) 
 		b.Queue(`INSERT INTO register_version (tenant_id, record_id, seq, revision, valid_from, valid_to, recorded_at, key_version, payload)
 			VALUES ($1, $2, $3, $4, $5::date, $6::date, now(), $7, $8) RETURNING recorded_at`,
 			o.tenant, id, r.seq, r.revision, r.from, r.to, kv, ct).QueryRow(func(row pgx.Row) error { return row.Scan(&r.recordedAt) })
-	}
-	if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("register: store versions of %s: %w", id, err)
 	}
 	return nil
 }
@@ -1007,9 +1007,4 @@ func validID(id string) bool {
 		}
 	}
 	return true
-}
-
-func isUniqueViolation(err error) bool {
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "23505"
 }
