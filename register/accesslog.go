@@ -113,7 +113,7 @@ func (s *Store) ExportAccessLog(ctx context.Context, a tenant.Actor, tenantID, r
 		args := []any{tenantID, register, f.From, to}
 		if f.IDNr != "" {
 			if !ValidIDNr(f.IDNr) {
-				return refuse(KindInvalid, "%q is not a valid Identifikationsnummer", f.IDNr)
+				return refuse(KindInvalid, "the idnr to export is not a valid Identifikationsnummer (11 digits, check digit per § 139b AO)")
 			}
 			index, err := s.sealer.blind(ctx, o.tx, tenantID, register, "idnr", f.IDNr)
 			if err != nil {

@@ -128,6 +128,12 @@ func (api *API) authenticate(c *call) error {
 			return &badRequest{problemBadToken, err.Error()}
 		}
 		switch {
+		case a.Tenant == c.tenant && !mayCarry(p, a.Tenant):
+			// A token is not a pass for any certificate: the client that
+			// carries it must itself be a client of the token's tenant.
+			// Otherwise the certificate acts on its own, which that
+			// tenant's policy refuses (and audits).
+			return api.certificateActor(c, p, purpose)
 		case a.Purpose == "":
 			a.Purpose = purpose
 		case purpose != "" && purpose != a.Purpose:
@@ -136,6 +142,12 @@ func (api *API) authenticate(c *call) error {
 		c.actor = a
 		return nil
 	}
+	return api.certificateActor(c, p, purpose)
+}
+
+// certificateActor makes the client certificate the actor: in its role for
+// the addressed tenant, or, when it has none there, for its own tenant.
+func (api *API) certificateActor(c *call, p *tenant.Principal, purpose string) error {
 	if a, ok := p.Actor(c.tenant, purpose); ok {
 		c.actor = a
 		return nil
@@ -144,6 +156,12 @@ func (api *API) authenticate(c *call) error {
 		c.actor, _ = p.Actor(p.Grants[0].Tenant, purpose)
 	}
 	return nil
+}
+
+// mayCarry reports whether the certificate is a client of the tenant.
+func mayCarry(p *tenant.Principal, tenantID string) bool {
+	_, ok := p.Actor(tenantID, "")
+	return ok
 }
 
 func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {

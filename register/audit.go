@@ -185,16 +185,17 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, tenantID string) (Chai
 		if err != nil {
 			return err
 		}
-		if r.FirstBad == 0 && (headSeq != want-1 || !bytes.Equal(headHash, prev)) {
-			switch last := want - 1; {
-			case headSeq > last:
-				r.FirstBad = want
-			case headSeq < last:
-				r.FirstBad = headSeq + 1
-			default:
-				r.FirstBad = max(last, 1)
-			}
-			r.Problem = fmt.Sprintf("the chain ends at entry %d but its head records entry %d: entries at the end were deleted or the head was altered", want-1, headSeq)
+		switch last := want - 1; {
+		case r.FirstBad != 0:
+		case headSeq > last:
+			r.FirstBad = want
+			r.Problem = fmt.Sprintf("the chain ends at entry %d but its head records entry %d: entries at the end were deleted", last, headSeq)
+		case headSeq < last:
+			r.FirstBad = headSeq + 1
+			r.Problem = fmt.Sprintf("the chain goes on to entry %d but its head records entry %d: the head was altered or entries were added around it", last, headSeq)
+		case !bytes.Equal(headHash, prev):
+			r.FirstBad = max(last, 1)
+			r.Problem = fmt.Sprintf("the head's hash does not match entry %d: the head was altered, or entries were rewritten and their hashes recomputed", last)
 		}
 		return nil
 	})

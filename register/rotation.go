@@ -155,7 +155,7 @@ func (s *Store) reencrypt(ctx context.Context, tenantID string, version int) (in
 	var rot Rotation
 	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT v.record_id::text, v.seq, v.key_version, v.payload, r.register
-			FROM register_version v JOIN register_record r ON r.id = v.record_id
+			FROM register_version v JOIN register_record r ON r.tenant_id = v.tenant_id AND r.id = v.record_id
 			WHERE v.tenant_id = $1 AND v.key_version < $2 LIMIT $3 FOR UPDATE OF v SKIP LOCKED`, tenantID, version, reencryptBatch)
 		if err != nil {
 			return err

@@ -241,12 +241,17 @@ func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, ope
 		s.metrics.done(tenantID, label, operation, OutcomeGranted)
 		return nil
 	}
+	// A refusal is audited with its reason; any other error (a database
+	// failure, a ciphertext that does not decrypt) as an error whose
+	// details are in the node's log, not in the audit log.
+	o.detail, o.disclosed = "error: the operation could not be completed", nil
 	var refusal *Error
-	if !errors.As(err, &refusal) {
-		return err
+	if errors.As(err, &refusal) {
+		o.detail = refusal.Detail
+	} else {
+		s.log.Error("register operation failed", "tenant", tenantID, "register", label, "operation", operation, "error", err)
 	}
 	s.metrics.done(tenantID, label, operation, OutcomeFailed)
-	o.detail, o.disclosed = refusal.Detail, nil
 	if aerr := s.audit(ctx, o, OutcomeFailed); aerr != nil {
 		return errors.Join(err, aerr)
 	}
@@ -668,7 +673,7 @@ func (s *Store) Search(ctx context.Context, a tenant.Actor, tenantID, register s
 			return err
 		}
 		rows, err := o.tx.Query(ctx, `SELECT DISTINCT i.record_id::text FROM register_index i
-			JOIN register_record r ON r.id = i.record_id AND r.deleted_at IS NULL
+			JOIN register_record r ON r.tenant_id = i.tenant_id AND r.id = i.record_id AND r.deleted_at IS NULL
 			WHERE i.tenant_id = $1 AND i.register = $2 AND i.kind = $3 AND i.value = $4
 			ORDER BY 1 LIMIT $5`, tenantID, register, kind, index, maxResults+1)
 		if err != nil {
@@ -721,7 +726,7 @@ func (q Query) key(registerType string) (kind, value string, err error) {
 		return "subject", q.SubjectKey, nil
 	case q.IDNr != "" && registerType == TypePerson:
 		if !ValidIDNr(q.IDNr) {
-			return "", "", refuse(KindInvalid, "%q is not a valid Identifikationsnummer", q.IDNr)
+			return "", "", refuse(KindInvalid, "the idnr searched for is not a valid Identifikationsnummer (11 digits, check digit per § 139b AO)")
 		}
 		return "idnr", q.IDNr, nil
 	case q.Name != "" && registerType == TypeBusiness:
@@ -731,7 +736,7 @@ func (q Query) key(registerType string) (kind, value string, err error) {
 			return "", "", refuse(KindInvalid, "a search by name needs familienname, vornamen and geburtsdatum")
 		}
 		if !validPartialDate(q.Geburtsdatum) {
-			return "", "", refuse(KindInvalid, "geburtsdatum %q is not a date", q.Geburtsdatum)
+			return "", "", refuse(KindInvalid, "the geburtsdatum searched for is not a date (YYYY-MM-DD, YYYY-MM or YYYY)")
 		}
 		return "name", personName(q.Familienname, q.Vornamen, q.Geburtsdatum), nil
 	}
@@ -818,7 +823,7 @@ func (h head) visible(id string, at Temporal) error {
 // another register.
 func (s *Store) head(ctx context.Context, o *op, id string, lock bool) (head, error) {
 	if !validID(id) {
-		return head{}, refuse(KindNotFound, "%q is not a record id", id)
+		return head{}, refuse(KindNotFound, "the record id is not a UUID")
 	}
 	q := `SELECT r.revision, r.deleted_at, (SELECT coalesce(max(seq), 0) FROM register_version v WHERE v.tenant_id = r.tenant_id AND v.record_id = r.id)
 		FROM register_record r WHERE r.tenant_id = $1 AND r.register = $2 AND r.id = $3`

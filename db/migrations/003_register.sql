@@ -28,7 +28,10 @@ CREATE TABLE register_record (
     revision      integer NOT NULL,
     created_at    timestamptz NOT NULL,
     updated_at    timestamptz NOT NULL,
-    deleted_at    timestamptz
+    deleted_at    timestamptz,
+    -- Rows that refer to a record name its tenant too, so that no tenant
+    -- can attach a row to (or probe for) another tenant's record.
+    UNIQUE (tenant_id, id)
 );
 CREATE UNIQUE INDEX register_record_subject ON register_record (tenant_id, register, subject_index) WHERE deleted_at IS NULL;
 SELECT parzelle_tenant_table('register_record', 'SELECT, INSERT, UPDATE');
@@ -42,7 +45,7 @@ SELECT parzelle_tenant_table('register_record', 'SELECT, INSERT, UPDATE');
 -- its additional data binding tenant, register, record and seq.
 CREATE TABLE register_version (
     tenant_id     text NOT NULL,
-    record_id     uuid NOT NULL REFERENCES register_record (id),
+    record_id     uuid NOT NULL,
     seq           integer NOT NULL CHECK (seq > 0),
     revision      integer NOT NULL,
     valid_from    date NOT NULL,
@@ -51,11 +54,12 @@ CREATE TABLE register_version (
     superseded_at timestamptz NOT NULL DEFAULT 'infinity',
     key_version   integer NOT NULL,
     payload       bytea NOT NULL,
-    PRIMARY KEY (record_id, seq),
+    PRIMARY KEY (tenant_id, record_id, seq),
+    FOREIGN KEY (tenant_id, record_id) REFERENCES register_record (tenant_id, id),
     CHECK (valid_from < valid_to),
     CHECK (recorded_at < superseded_at)
 );
-CREATE INDEX register_version_current ON register_version (record_id, valid_from) WHERE superseded_at = 'infinity';
+CREATE INDEX register_version_current ON register_version (tenant_id, record_id, valid_from) WHERE superseded_at = 'infinity';
 CREATE INDEX register_version_key ON register_version (tenant_id, key_version);
 SELECT parzelle_tenant_table('register_version', 'SELECT, INSERT, UPDATE');
 
@@ -66,10 +70,11 @@ CREATE TABLE register_index (
     register  text NOT NULL,
     kind      text NOT NULL,
     value     bytea NOT NULL,
-    record_id uuid NOT NULL REFERENCES register_record (id),
-    PRIMARY KEY (tenant_id, register, kind, value, record_id)
+    record_id uuid NOT NULL,
+    PRIMARY KEY (tenant_id, register, kind, value, record_id),
+    FOREIGN KEY (tenant_id, record_id) REFERENCES register_record (tenant_id, id)
 );
-CREATE INDEX register_index_record ON register_index (record_id);
+CREATE INDEX register_index_record ON register_index (tenant_id, record_id);
 SELECT parzelle_tenant_table('register_index', 'SELECT, INSERT, DELETE');
 
 -- The audit log, one hash chain per tenant: entry seq commits to entry
