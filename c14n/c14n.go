@@ -12,6 +12,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/parzelle/parzelle/xmlsafe"
 )
@@ -66,6 +67,7 @@ func (m Method) URI() string {
 // must have been parsed with xmlsafe.Options.Preserve.
 func Document(w io.Writer, doc *xmlsafe.Document, m Method, skip *xmlsafe.Element) error {
 	c := newCanonicalizer(w, m, skip)
+	defer c.release()
 	for _, n := range doc.Prolog {
 		if c.misc(n) {
 			c.buf = append(c.buf, '\n')
@@ -87,6 +89,7 @@ func Document(w io.Writer, doc *xmlsafe.Document, m Method, skip *xmlsafe.Elemen
 // not nil, is left out with its subtree.
 func Subtree(w io.Writer, el *xmlsafe.Element, m Method, skip *xmlsafe.Element) error {
 	c := newCanonicalizer(w, m, skip)
+	defer c.release()
 	c.element(el, true)
 	return c.flush()
 }
@@ -120,8 +123,12 @@ type attr struct {
 
 const flushAt = 64 << 10
 
+// pool keeps canonicalizers with their buffers between uses.
+var pool = sync.Pool{New: func() any { return &canonicalizer{buf: make([]byte, 0, flushAt+4096)} }}
+
 func newCanonicalizer(w io.Writer, m Method, skip *xmlsafe.Element) *canonicalizer {
-	c := &canonicalizer{w: w, m: m, skip: skip, buf: make([]byte, 0, flushAt+4096)}
+	c := pool.Get().(*canonicalizer)
+	c.w, c.m, c.skip, c.err = w, m, skip, nil
 	for _, p := range m.InclusivePrefixes {
 		if p == "#default" {
 			p = ""
@@ -129,6 +136,18 @@ func newCanonicalizer(w io.Writer, m Method, skip *xmlsafe.Element) *canonicaliz
 		c.inclusive = append(c.inclusive, p)
 	}
 	return c
+}
+
+// release returns c to the pool, cleared of references to the tree and
+// the writer.
+func (c *canonicalizer) release() {
+	clear(c.rendered[:cap(c.rendered)])
+	clear(c.ns[:cap(c.ns)])
+	clear(c.attrs[:cap(c.attrs)])
+	clear(c.inclusive[:cap(c.inclusive)])
+	c.rendered, c.ns, c.attrs, c.inclusive = c.rendered[:0], c.ns[:0], c.attrs[:0], c.inclusive[:0]
+	c.w, c.skip, c.m, c.buf = nil, nil, Method{}, c.buf[:0]
+	pool.Put(c)
 }
 
 func (c *canonicalizer) flush() error {
@@ -257,14 +276,14 @@ func (c *canonicalizer) element(el *xmlsafe.Element, apex bool) {
 			c.buf = append(c.buf, b.prefix...)
 			c.buf = append(c.buf, `="`...)
 		}
-		c.escape(b.uri, attrEscaping)
+		c.escape(b.uri, &attrEscaping)
 		c.buf = append(c.buf, '"')
 	}
 	for _, a := range c.attrs {
 		c.buf = append(c.buf, ' ')
 		c.name(a.prefix, a.local)
 		c.buf = append(c.buf, `="`...)
-		c.escape(a.value, attrEscaping)
+		c.escape(a.value, &attrEscaping)
 		c.buf = append(c.buf, '"')
 	}
 	c.buf = append(c.buf, '>')
@@ -274,7 +293,7 @@ func (c *canonicalizer) element(el *xmlsafe.Element, apex bool) {
 		case *xmlsafe.Element:
 			c.element(t, false)
 		case xmlsafe.CharData:
-			c.escape(string(t), textEscaping)
+			c.escape(string(t), &textEscaping)
 		default:
 			c.misc(n)
 		}
@@ -318,29 +337,25 @@ func (c *canonicalizer) name(prefix, local string) {
 	c.buf = append(c.buf, local...)
 }
 
-// escaping is one of C14N's two escaping rules: the characters it
-// replaces and their replacements.
-type escaping struct {
-	special string
-	with    map[byte]string
-}
+// escaping is one of C14N's two escaping rules: the replacement of each
+// byte that needs one.
+type escaping [256]string
 
 var (
 	// textEscaping is for text nodes.
-	textEscaping = escaping{"&<>\r", map[byte]string{'&': "&amp;", '<': "&lt;", '>': "&gt;", '\r': "&#xD;"}}
+	textEscaping = escaping{'&': "&amp;", '<': "&lt;", '>': "&gt;", '\r': "&#xD;"}
 	// attrEscaping is for attribute values and namespace URIs.
-	attrEscaping = escaping{"&<\"\t\n\r", map[byte]string{'&': "&amp;", '<': "&lt;", '"': "&quot;", '\t': "&#x9;", '\n': "&#xA;", '\r': "&#xD;"}}
+	attrEscaping = escaping{'&': "&amp;", '<': "&lt;", '"': "&quot;", '\t': "&#x9;", '\n': "&#xA;", '\r': "&#xD;"}
 )
 
-func (c *canonicalizer) escape(s string, e escaping) {
-	for len(s) > 0 {
-		i := strings.IndexAny(s, e.special)
-		if i < 0 {
-			c.buf = append(c.buf, s...)
-			return
+func (c *canonicalizer) escape(s string, e *escaping) {
+	last := 0
+	for i := 0; i < len(s); i++ {
+		if r := e[s[i]]; r != "" {
+			c.buf = append(c.buf, s[last:i]...)
+			c.buf = append(c.buf, r...)
+			last = i + 1
 		}
-		c.buf = append(c.buf, s[:i]...)
-		c.buf = append(c.buf, e.with[s[i]]...)
-		s = s[i+1:]
 	}
+	c.buf = append(c.buf, s[last:]...)
 }

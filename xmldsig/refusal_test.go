@@ -39,6 +39,34 @@ func TestRefusals(t *testing.T) {
 		return err
 	}
 	trusted := &Verifier{Trust: p.trust}
+	// signedWith signs doc with one validly signed reference as given,
+	// the signature placed into the element with the Id into ("" for the
+	// root): the refusal must come from the reference, not the signature.
+	signedWith := func(doc []byte, into string, ref reference) []byte {
+		t.Helper()
+		d, err := ParseDocument(bytes.NewReader(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := IndexIDs(d.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parent := d.Root
+		if into != "" {
+			parent = ids[into]
+		}
+		s := p.rsa.signer()
+		method, digest, err := s.methods()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := s.signature(parent, []reference{ref}, c14n.Method{Exclusive: true}, method, digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return insertFirstChild(doc, parent, sig)
+	}
 	cases := []struct {
 		name string
 		err  func() error
@@ -62,6 +90,12 @@ func TestRefusals(t *testing.T) {
 		{"MIME part changed", func() error {
 			return verify(&Verifier{Trust: p.trust, Resolve: func(string) ([]byte, error) { return []byte("other"), nil }}, withPart)
 		}, `(URI "cid:part"): the digest does not match`},
+		{"enveloped-signature transform outside the referenced data", func() error {
+			return verify(trusted, signedWith(soap, "h", reference{uri: "#b", transforms: []string{EnvelopedSignature, c14n.Exclusive}, digest: make([]byte, 32)}))
+		}, "the signature is not inside the referenced data"},
+		{"C14N before another transform", func() error {
+			return verify(trusted, signedWith(doc, "", reference{uri: "", transforms: []string{c14n.Exclusive, EnvelopedSignature}, digest: make([]byte, 32)}))
+		}, "must be the last transform"},
 		{"no Trust configured", func() error { return verify(&Verifier{}, signed) }, "Verifier.Trust is not set"},
 		{"sign into a missing Id", func() error {
 			_, err := p.rsa.signer().SignDetached(soap, "nope", []string{"b"}, nil, c14n.Method{})

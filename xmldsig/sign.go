@@ -5,9 +5,9 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/xml"
 	"errors"
 	"fmt"
-	"html"
 
 	"github.com/parzelle/parzelle/c14n"
 	"github.com/parzelle/parzelle/xmlsafe"
@@ -135,51 +135,69 @@ func (s *Signer) SignDetached(doc []byte, into string, ids []string, external []
 	return insertFirstChild(doc, parent, sig), nil
 }
 
-const signatureValueMark = "<ds:SignatureValue>"
-
 // signature builds the ds:Signature element for the references, as it will
-// stand as a child of parent: SignedInfo is canonicalized in that context.
+// stand as a child of parent. The element is built as a tree, so SignedInfo
+// is canonicalized in that context without parsing it back, and the same
+// tree is then written out.
 func (s *Signer) signature(parent *xmlsafe.Element, refs []reference, m c14n.Method, method, digest string) ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteString(`<ds:Signature xmlns:ds="` + Namespace + `"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="` + m.URI() + `"/>`)
-	b.WriteString(`<ds:SignatureMethod Algorithm="` + method + `"/>`)
+	sig := &xmlsafe.Element{
+		Name: xml.Name{Space: Namespace, Local: "Signature"}, Prefix: "ds", Parent: parent,
+		NS: []xml.Attr{{Name: xml.Name{Local: "ds"}, Value: Namespace}},
+	}
+	signedInfo := dsChild(sig, "SignedInfo", "")
+	dsChild(signedInfo, "CanonicalizationMethod", m.URI())
+	dsChild(signedInfo, "SignatureMethod", method)
 	for _, r := range refs {
-		b.WriteString(`<ds:Reference URI="` + html.EscapeString(r.uri) + `">`)
+		ref := dsChild(signedInfo, "Reference", "")
+		ref.Attr, ref.AttrPrefix = []xml.Attr{{Name: xml.Name{Local: "URI"}, Value: r.uri}}, []string{""}
 		if len(r.transforms) > 0 {
-			b.WriteString(`<ds:Transforms>`)
+			transforms := dsChild(ref, "Transforms", "")
 			for _, t := range r.transforms {
-				b.WriteString(`<ds:Transform Algorithm="` + t + `"/>`)
+				dsChild(transforms, "Transform", t)
 			}
-			b.WriteString(`</ds:Transforms>`)
 		}
-		b.WriteString(`<ds:DigestMethod Algorithm="` + digest + `"/><ds:DigestValue>` + base64.StdEncoding.EncodeToString(r.digest) + `</ds:DigestValue></ds:Reference>`)
+		dsChild(ref, "DigestMethod", digest)
+		setText(dsChild(ref, "DigestValue", ""), base64.StdEncoding.EncodeToString(r.digest))
 	}
-	b.WriteString(`</ds:SignedInfo>` + signatureValueMark + `</ds:SignatureValue>`)
+	value := dsChild(sig, "SignatureValue", "")
 	if len(s.Certificates) > 0 {
-		b.WriteString(`<ds:KeyInfo><ds:X509Data>`)
+		data := dsChild(dsChild(sig, "KeyInfo", ""), "X509Data", "")
 		for _, c := range s.Certificates {
-			b.WriteString(`<ds:X509Certificate>` + base64.StdEncoding.EncodeToString(c.Raw) + `</ds:X509Certificate>`)
+			setText(dsChild(data, "X509Certificate", ""), base64.StdEncoding.EncodeToString(c.Raw))
 		}
-		b.WriteString(`</ds:X509Data></ds:KeyInfo>`)
 	}
-	b.WriteString(`</ds:Signature>`)
+	canonical := bytes.NewBuffer(make([]byte, 0, 1024))
+	if err := c14n.Subtree(canonical, signedInfo, m, nil); err != nil {
+		return nil, err
+	}
+	v, err := sign(s.Key, method, canonical.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	setText(value, base64.StdEncoding.EncodeToString(v))
+	sig.Parent = nil // written on its own, with the ds namespace declared on it
+	var out bytes.Buffer
+	if err := sig.Write(&out, map[string]string{Namespace: "ds"}); err != nil {
+		return nil, fmt.Errorf("xmldsig: write signature: %w", err)
+	}
+	return out.Bytes(), nil
+}
 
-	frag, err := ParseDocument(bytes.NewReader(b.Bytes()))
-	if err != nil {
-		return nil, fmt.Errorf("xmldsig: build signature: %w", err)
+// dsChild appends a ds: element to parent, with an Algorithm attribute
+// when algorithm is not empty.
+func dsChild(parent *xmlsafe.Element, local, algorithm string) *xmlsafe.Element {
+	el := &xmlsafe.Element{Name: xml.Name{Space: Namespace, Local: local}, Prefix: "ds", Parent: parent}
+	if algorithm != "" {
+		el.Attr, el.AttrPrefix = []xml.Attr{{Name: xml.Name{Local: "Algorithm"}, Value: algorithm}}, []string{""}
 	}
-	frag.Root.Parent = parent // SignedInfo inherits the namespaces where it will stand
-	var signedInfo bytes.Buffer
-	if err := c14n.Subtree(&signedInfo, frag.Root.Child(Namespace, "SignedInfo"), m, nil); err != nil {
-		return nil, err
-	}
-	value, err := sign(s.Key, method, signedInfo.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	out := b.Bytes()
-	i := bytes.Index(out, []byte(signatureValueMark)) + len(signatureValueMark)
-	return append(out[:i:i], append([]byte(base64.StdEncoding.EncodeToString(value)), out[i:]...)...), nil
+	parent.Children = append(parent.Children, el)
+	parent.Nodes = append(parent.Nodes, el)
+	return el
+}
+
+func setText(el *xmlsafe.Element, text string) {
+	el.Text = text
+	el.Nodes = append(el.Nodes, xmlsafe.CharData(text))
 }
 
 // insertFirstChild splices child into doc right after parent's start tag,
