@@ -69,7 +69,8 @@ func (s *Store) RotateKey(ctx context.Context, jobs *river.Client[pgx.Tx], tenan
 		r.KeyVersion = v
 		err = tx.QueryRow(ctx, `INSERT INTO register_rotation (tenant_id, key_version, total)
 			VALUES ($1, $2, (SELECT count(*) FROM register_version WHERE tenant_id = $1 AND key_version < $2)
-				+ (SELECT count(*) FROM register_access_log WHERE tenant_id = $1 AND key_version < $2))
+				+ (SELECT count(*) FROM register_access_log WHERE tenant_id = $1 AND key_version < $2)
+				+ (SELECT count(*) FROM register_fact WHERE tenant_id = $1 AND key_version < $2))
 			RETURNING started_at, total`, tenantID, v).Scan(&r.StartedAt, &r.Total)
 		if err != nil {
 			return fmt.Errorf("register: record rotation: %w", err)
@@ -201,7 +202,30 @@ func (s *Store) reencrypt(ctx context.Context, tenantID string, version int) (in
 			}
 			b.Queue(`UPDATE register_access_log SET key_version = $3, idnr = $4 WHERE tenant_id = $1 AND id = $2`, tenantID, l.ID, version, ct)
 		}
-		n = len(versions) + len(logs)
+		rows, err = tx.Query(ctx, `SELECT register, event_index, key_version, payload FROM register_fact
+			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, reencryptBatch)
+		if err != nil {
+			return err
+		}
+		type factRow struct {
+			Register string
+			Event    []byte
+			Key      int
+			Payload  []byte
+		}
+		facts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[factRow])
+		if err != nil {
+			return err
+		}
+		for _, f := range facts {
+			ct, err := s.keyring.reseal(ctx, tx, tenantID, f.Key, version, factAAD(tenantID, f.Register, f.Event), f.Payload)
+			if err != nil {
+				return fmt.Errorf("a fact: %w", err)
+			}
+			b.Queue(`UPDATE register_fact SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND register = $2 AND event_index = $3`,
+				tenantID, f.Register, f.Event, version, ct)
+		}
+		n = len(versions) + len(logs) + len(facts)
 		b.Queue(`UPDATE register_rotation SET done = done + $3 WHERE tenant_id = $1 AND key_version = $2`, tenantID, version, n)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
@@ -224,7 +248,8 @@ func (s *Store) finishRotation(ctx context.Context, tenantID string, version int
 		b.Queue(`UPDATE register_rotation SET finished_at = now() WHERE tenant_id = $1 AND key_version = $2`, tenantID, version)
 		b.Queue(`DELETE FROM register_key k WHERE k.tenant_id = $1 AND k.kind = 'data' AND k.version < $2
 			AND NOT EXISTS (SELECT 1 FROM register_version v WHERE v.tenant_id = $1 AND v.key_version = k.version)
-			AND NOT EXISTS (SELECT 1 FROM register_access_log l WHERE l.tenant_id = $1 AND l.key_version = k.version)`, tenantID, version)
+			AND NOT EXISTS (SELECT 1 FROM register_access_log l WHERE l.tenant_id = $1 AND l.key_version = k.version)
+			AND NOT EXISTS (SELECT 1 FROM register_fact f WHERE f.tenant_id = $1 AND f.key_version = k.version)`, tenantID, version)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("register: finish rotation of %s: %w", tenantID, err)
 		}

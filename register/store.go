@@ -77,6 +77,9 @@ type Record struct {
 	ValidTo    string     `json:"validTo,omitempty"`
 	RecordedAt time.Time  `json:"recordedAt"`
 	Attributes Attributes `json:"attributes"`
+	// Sources are the mapping specs (id@version) whose facts made these
+	// attributes, for records that process messages derive.
+	Sources []string `json:"sources,omitempty"`
 	// Replayed is true when an idempotency key returned an earlier write's
 	// result instead of writing again.
 	Replayed bool `json:"-"`
@@ -92,6 +95,9 @@ type Version struct {
 	RecordedAt   time.Time  `json:"recordedAt"`
 	SupersededAt *time.Time `json:"supersededAt,omitempty"`
 	Attributes   Attributes `json:"attributes"`
+	// Sources are the mapping specs (id@version) whose facts made a
+	// version that process messages derived.
+	Sources []string `json:"sources,omitempty"`
 }
 
 // Temporal selects what a read sees: the day the attributes are valid
@@ -391,7 +397,7 @@ func (s *Store) read(ctx context.Context, o *op, id string, at Temporal) (Record
 	r := rows[0]
 	o.detail = fmt.Sprintf("read valid on %s as known %s", validAt, known)
 	return Record{ID: id, Register: o.register.Name, SubjectKey: r.subject, Revision: h.revision, ValidFrom: day(r.from), ValidTo: day(r.to),
-		RecordedAt: r.recordedAt, Attributes: r.attrs}, nil
+		RecordedAt: r.recordedAt, Attributes: r.attrs, Sources: r.sources}, nil
 }
 
 // check refuses a Temporal that is not well-formed.
@@ -424,7 +430,7 @@ func (s *Store) History(ctx context.Context, a tenant.Actor, tenantID, register,
 		}
 		out = make([]Version, 0, len(rows))
 		for _, r := range rows {
-			v := Version{Seq: r.seq, Revision: r.revision, ValidFrom: day(r.from), ValidTo: day(r.to), RecordedAt: r.recordedAt, Attributes: r.attrs}
+			v := Version{Seq: r.seq, Revision: r.revision, ValidFrom: day(r.from), ValidTo: day(r.to), RecordedAt: r.recordedAt, Attributes: r.attrs, Sources: r.sources}
 			if !r.supersededAt.IsZero() {
 				t := r.supersededAt
 				v.SupersededAt = &t
@@ -566,7 +572,7 @@ func respan(current []*row, from, to string, changes Attributes, sc schema) (add
 		changed = true
 		superseded = append(superseded, r.seq)
 		piece := func(f, t string, attrs Attributes) {
-			spans = append(spans, span{&row{from: f, to: t, subject: r.subject, attrs: attrs}, true})
+			spans = append(spans, span{&row{from: f, to: t, subject: r.subject, attrs: attrs, sources: r.sources}, true})
 		}
 		if cmpDay(r.from, from) < 0 {
 			piece(r.from, from, r.attrs)
@@ -596,7 +602,7 @@ func respan(current []*row, from, to string, changes Attributes, sc schema) (add
 				superseded = append(superseded, sp.seq)
 			}
 		}
-		added = append(added, &row{from: spans[i].from, to: spans[j-1].to, subject: spans[i].subject, attrs: spans[i].attrs})
+		added = append(added, &row{from: spans[i].from, to: spans[j-1].to, subject: spans[i].subject, attrs: spans[i].attrs, sources: spans[i].sources})
 		i = j
 	}
 	return added, superseded, nil
@@ -622,7 +628,7 @@ func (s *Store) view(o *op, id string, revision int, current []*row, fallback st
 	}
 	o.disclose(id, r.attrs)
 	return Record{ID: id, Register: o.register.Name, SubjectKey: r.subject, Revision: revision, ValidFrom: day(r.from), ValidTo: day(r.to),
-		RecordedAt: r.recordedAt, Attributes: r.attrs}, nil
+		RecordedAt: r.recordedAt, Attributes: r.attrs, Sources: r.sources}, nil
 }
 
 // Delete ends a record: it no longer appears in reads and searches of the
@@ -849,12 +855,16 @@ type row struct {
 	supersededAt  time.Time // zero while current
 	subject       string
 	attrs         Attributes
+	// sources are the mapping specs (id@version) whose facts made a
+	// version derived from facts.
+	sources []string
 }
 
 // payload is what a version row encrypts.
 type payload struct {
 	SubjectKey string     `json:"s"`
 	Attributes Attributes `json:"a"`
+	Sources    []string   `json:"src,omitempty"`
 }
 
 // aad binds a version row's ciphertext to its tenant, register, record and
@@ -906,7 +916,7 @@ func (s *Store) rows(ctx context.Context, o *op, id string, knownAt time.Time, v
 		if err := json.Unmarshal(pt, &p); err != nil {
 			return nil, fmt.Errorf("register: version %d of record %s: %w", r.seq, id, err)
 		}
-		r.subject, r.attrs = p.SubjectKey, p.Attributes
+		r.subject, r.attrs, r.sources = p.SubjectKey, p.Attributes, p.Sources
 		out = append(out, r)
 	}
 	if err := dbRows.Err(); err != nil {
@@ -919,7 +929,7 @@ func (s *Store) rows(ctx context.Context, o *op, id string, knownAt time.Time, v
 // now; their recordedAt is set when the batch runs).
 func (s *Store) queueRows(ctx context.Context, o *op, b *pgx.Batch, id string, rows ...*row) error {
 	for _, r := range rows {
-		pt, err := json.Marshal(payload{r.subject, r.attrs})
+		pt, err := json.Marshal(payload{r.subject, r.attrs, r.sources})
 		if err != nil {
 			return fmt.Errorf("register: encode version: %w", err)
 		}

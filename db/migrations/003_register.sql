@@ -159,3 +159,26 @@ CREATE TABLE register_rotation (
     PRIMARY KEY (tenant_id, key_version)
 );
 SELECT parzelle_tenant_table('register_rotation', 'SELECT, INSERT, UPDATE');
+
+-- The facts process messages stated about a subject, from which the
+-- register derives the subject's record: one row per event and subject,
+-- found by blind indexes of the subject key and the event id (an event id
+-- may contain the subject key), the fact itself encrypted.
+CREATE TABLE register_fact (
+    tenant_id     text NOT NULL REFERENCES tenant (tenant_id),
+    register      text NOT NULL,
+    event_index   bytea NOT NULL,
+    subject_index bytea NOT NULL,
+    record_id     uuid NOT NULL,
+    message_id    text NOT NULL,
+    day           date NOT NULL,
+    source        text NOT NULL,
+    key_version   integer NOT NULL,
+    payload       bytea NOT NULL,
+    applied_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, register, event_index),
+    FOREIGN KEY (tenant_id, record_id) REFERENCES register_record (tenant_id, id)
+);
+CREATE INDEX register_fact_record ON register_fact (tenant_id, record_id);
+CREATE INDEX register_fact_key ON register_fact (tenant_id, key_version);
+SELECT parzelle_tenant_table('register_fact', 'SELECT, INSERT, UPDATE');
