@@ -11,6 +11,7 @@ package xmlschema
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 #include <libxml/xmlerror.h>
@@ -81,11 +82,13 @@ static int pz_remote(const char *url) {
 
 // pz_loader resolves every external resource through the XML catalog and
 // refuses what is still not a local file: libxml2 never opens a network
-// connection in this process.
+// connection in this process. A local file that does not exist is looked
+// up in the catalog too (relative imports of files not installed beside
+// the importing schema).
 static xmlParserInputPtr pz_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt) {
 	xmlChar *resolved = NULL;
 	const char *res = url;
-	if (pz_remote(url)) {
+	if (pz_remote(url) || (url != NULL && url[0] == '/' && access(url, F_OK) != 0)) {
 		resolved = xmlCatalogResolveURI((const xmlChar *) url);
 		if (resolved == NULL) resolved = xmlCatalogResolve((const xmlChar *) id, (const xmlChar *) url);
 		if (resolved != NULL) res = (const char *) resolved;
@@ -164,12 +167,17 @@ static int pz_catalog_add_uri(const char *from, const char *to) {
 static int pz_catalog_add_system(const char *from, const char *to) {
 	return xmlCatalogAdd((const xmlChar *) "system", (const xmlChar *) from, (const xmlChar *) to);
 }
+
+static int pz_catalog_remove(const char *from) {
+	return xmlCatalogRemove((const xmlChar *) from);
+}
 */
 import "C"
 
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -212,6 +220,12 @@ func problemList(e *C.pz_errors, minLevel C.int) (out []Problem, total int) {
 // although an import could not be loaded is refused too: it would accept
 // documents it cannot check.
 func compileFile(path string) (*schema, error) {
+	// An absolute path makes libxml2 resolve relative imports to absolute
+	// paths, the form the generated catalog entries for missing siblings
+	// have.
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	initLibxml()
 	compileMu.Lock()
 	defer compileMu.Unlock()
@@ -293,6 +307,26 @@ func catalogAdd(from, to string) error {
 	defer C.free(unsafe.Pointer(ct))
 	if C.pz_catalog_add_uri(cf, ct) != 0 || C.pz_catalog_add_system(cf, ct) != 0 {
 		return fmt.Errorf("xmlschema: catalog entry %s → %s refused by libxml2", from, to)
+	}
+	generated[from] = true
+	return nil
+}
+
+// catalogForgetGenerated removes the entries catalogAdd made, so that a
+// new Load maps locations afresh (an official module installed since then
+// replaces a stand-in; a directory no longer configured provides nothing).
+func catalogForgetGenerated() error {
+	initLibxml()
+	compileMu.Lock()
+	defer compileMu.Unlock()
+	for from := range generated {
+		cf := C.CString(from)
+		ret := C.pz_catalog_remove(cf)
+		C.free(unsafe.Pointer(cf))
+		if ret < 0 {
+			return fmt.Errorf("xmlschema: libxml2 refuses to remove the catalog entry for %s", from)
+		}
+		delete(generated, from)
 	}
 	return nil
 }

@@ -5,7 +5,10 @@
 // offline, through the XML catalogs found in the directories and entries
 // the node generates for the namespaces it finds there; libxml2 is never
 // allowed onto the network. A set that is not installed, or does not
-// compile, is reported, never fetched.
+// compile, is reported, never fetched. Modules that are not published can
+// be filled in by stand-in schemas (a directory marked by StandInMarker);
+// official files of the same namespace always win over them, and sets
+// compiled with stand-ins say so.
 package xmlschema
 
 import (
@@ -19,6 +22,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // ErrNotInstalled is returned when a document's schema set is not installed.
@@ -78,6 +82,10 @@ func (e *ValidationError) Summary(n int) string {
 type Installed struct {
 	Set
 	Dir string
+	// StandIns are the stand-in schemas (see StandInMarker) the set was
+	// compiled with: the parts of documents they cover are validated only
+	// approximately. Covers then says so too.
+	StandIns []string
 }
 
 // Broken describes a set whose files were found but did not compile.
@@ -98,23 +106,38 @@ type Registry struct {
 	catalog   *Catalog
 }
 
+// loadMu serialises Loads: each replaces the catalog entries the previous
+// one generated.
+var loadMu sync.Mutex
+
 // Load looks for every known set under dirs (searched recursively),
 // makes the catalogs there effective and compiles what it finds. Sets it
 // does not find are listed by Missing, sets that do not compile by Broken
 // (with an ERROR log): neither stops the node. libxml2's catalog is
 // process-wide, so mappings of earlier Loads stay in effect.
+//
+// Stand-in schemas (in a directory marked by StandInMarker) fill in for
+// official modules that are not installed; an official schema of the same
+// namespace anywhere in dirs always wins. Sets compiled with stand-ins are
+// installed, with the stand-ins listed in Installed.StandIns.
 func Load(dirs []string, log *slog.Logger) (*Registry, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	loadMu.Lock()
+	defer loadMu.Unlock()
 	r := &Registry{compiled: map[string]*schema{}, byNS: map[string][]string{}}
-	xsds, catalogs, err := scan(dirs)
+	xsds, catalogs, superseded, err := scan(dirs)
 	if err != nil {
 		return nil, err
 	}
 	r.catalog, err = installCatalog(xsds, catalogs)
 	if err != nil {
 		return nil, err
+	}
+	r.catalog.Superseded = superseded
+	for _, s := range superseded {
+		log.Info("stand-in schema not used: an official schema of its namespace is installed", "file", s)
 	}
 	namespaces := map[string]string{}
 	markers := map[string]string{}
@@ -138,7 +161,17 @@ func Load(dirs []string, log *slog.Logger) (*Registry, error) {
 			continue
 		}
 		r.compiled[set.Name] = s
-		r.installed = append(r.installed, Installed{Set: set, Dir: dir})
+		inst := Installed{Set: set, Dir: dir, StandIns: standInsReached(dir, set.Schemas, xsds, r.catalog)}
+		if len(inst.StandIns) > 0 {
+			names := make([]string, len(inst.StandIns))
+			for i, f := range inst.StandIns {
+				names[i] = namespaces[f]
+			}
+			sort.Strings(names)
+			inst.Covers += fmt.Sprintf(" [STAND-INS in use for %s: those parts are validated approximately; install the official modules to replace them]", strings.Join(names, ", "))
+			log.Warn("schema set compiled with stand-in schemas: validation of the parts they cover is approximate", "set", set.Name, "stand_ins", inst.StandIns)
+		}
+		r.installed = append(r.installed, inst)
 		for _, ns := range set.Documents {
 			r.byNS[ns] = append(r.byNS[ns], set.Name)
 		}
