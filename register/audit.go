@@ -204,3 +204,10 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, tenantID string) (Chai
 	}
 	return r, nil
 }
+
+// AuditTx appends an entry for an operation outside the register's own
+// (an operator retrying a dead letter) to the tenant's audit log, in tx,
+// which must be in the tenant.
+func AuditTx(ctx context.Context, tx pgx.Tx, a tenant.Actor, tenantID, operation, detail string) error {
+	return appendAudit(ctx, tx, &AuditEntry{Tenant: tenantID, Actor: a, Operation: operation, Register: "-", Outcome: OutcomeGranted, Detail: detail}, nil)
+}

@@ -35,24 +35,33 @@ type Config struct {
 	// Schemas is the tenant's policy for messages without an installed
 	// schema (see policy.go).
 	Schemas SchemaPolicy `yaml:"schemas"`
+	// Inboxes are the identities whose messages feed a register (see
+	// inbox.go).
+	Inboxes []Inbox `yaml:"inboxes"`
 	// RegisterDecls are the tenant's registers, the `registers:` section
 	// (see access.go; read them with Register and Registers).
 	RegisterDecls []RegisterDecl `yaml:"registers"`
 	// Access is who may do what with the tenant's register data (see
 	// access.go).
 	Access Access `yaml:"access"`
+	// Mappings are the tenant's mapping spec files, relative to the tenant
+	// file (see mappings.go; read them with MappingFiles).
+	Mappings []string `yaml:"mappings"`
 
 	// File is the tenant file's path.
 	File string `yaml:"-"`
 	// Document is the file's content.
 	Document []byte `yaml:"-"`
-	// SHA256 covers the file and every certificate file it references, so
-	// that replacing a trust anchor is a new version too.
+	// SHA256 covers the file and every certificate and mapping spec file it
+	// references, so that replacing a trust anchor or editing a spec is a
+	// new version too.
 	SHA256 string `yaml:"-"`
 
 	clientCAs *x509.CertPool
 	caCerts   []*x509.Certificate
 	pos       *strictyaml.Positions
+
+	mappingFiles []MappingFile
 }
 
 // Identity is a transport identity the tenant owns: an XTA account or OSCI
@@ -186,6 +195,8 @@ func Parse(file string, data []byte) (*Config, error) {
 	c.checkKeys(pos, h)
 	c.checkSchemaPolicy(pos)
 	c.checkAccess(pos, h)
+	c.checkMappings(pos, h)
+	c.checkInboxes(pos)
 	if err := pos.Err(); err != nil {
 		return nil, err
 	}

@@ -82,8 +82,11 @@ func TestParseDemoTenants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.ID != id || len(c.Identities) != 1 || c.Identities[0].ID != ags || c.Identities[0].Type != "xoev" || c.Identities[0].Category != "Meldebehörde" {
+		if c.ID != id || len(c.Identities) < 2 || c.Identities[0].ID != ags || c.Identities[0].Type != "xoev" || c.Identities[0].Category != "Meldebehörde" {
 			t.Errorf("%s: got %+v", id, c.Identities)
+		}
+		if in, ok := c.Inbox("register:" + strings.TrimPrefix(ags, "ags:")); !ok || in.Register != "melderegister" || !in.MayWrite(ags) {
+			t.Errorf("%s: register inbox %+v %v", id, in, ok)
 		}
 		if len(c.caCerts) != 1 {
 			t.Errorf("%s: %d client CAs", id, len(c.caCerts))

@@ -37,6 +37,11 @@ const (
 	RecordClosed     = "CLOSED"
 	RecordCancelled  = "CANCELLED"
 	RecordFailed     = "FAILED"
+	// Records of messages a register inbox consumes.
+	RecordApplied    = "APPLIED"
+	RecordDeadLetter = "DEAD_LETTER"
+	RecordRetried    = "RETRIED"
+	RecordDiscarded  = "DISCARDED"
 	// RecordSchemaMissing warns that the content's schema is not installed
 	// and the author tenant's policy accepted it unvalidated.
 	RecordSchemaMissing = "SCHEMA_MISSING"
@@ -440,8 +445,20 @@ func (w *DeliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 		if err := db.EnterTenant(ctx, tx, *readerTenant); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE xta_message SET delivered_at = $2 WHERE id = $1 AND box = 'inbox' AND delivered_at IS NULL`, *inbox, now); err != nil {
+		var messageID, author, messageType string
+		if err := tx.QueryRow(ctx, `UPDATE xta_message SET delivered_at = $2 WHERE id = $1 AND box = 'inbox' AND delivered_at IS NULL
+			RETURNING message_id, author, message_type`, *inbox, now).Scan(&messageID, &author, &messageType); err != nil {
 			return fmt.Errorf("xta: deliver: %w", err)
+		}
+		consumed := false
+		if s.inbox != nil {
+			if err := db.LeaveTenant(ctx, tx); err != nil {
+				return err
+			}
+			d := Delivery{ReaderTenant: *readerTenant, Inbox: *inbox, Reader: reader, Author: author, MessageID: messageID, MessageType: messageType}
+			if consumed, err = s.inbox.Consume(ctx, tx, d); err != nil {
+				return fmt.Errorf("xta: hand over to the register inbox: %w", err)
+			}
 		}
 		if err := db.EnterTenant(ctx, tx, job.Args.Tenant); err != nil {
 			return err
@@ -450,10 +467,17 @@ func (w *DeliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 		if warnings > 0 {
 			status = StatusYellow
 		}
+		note := record{now, "info", RecordDelivered, "Nachricht in das Postfach von " + reader + " zugestellt"}
+		if consumed {
+			// The report turns green or red once the register applied the
+			// message or refused it.
+			status = StatusOpen
+			note.reason = "Nachricht an den Registerposteingang " + reader + " übergeben; die Einarbeitung steht aus"
+		}
 		if _, err := tx.Exec(ctx, `UPDATE xta_message SET delivered_at = $2, status = $3 WHERE id = $1`, job.Args.Outbox, now, status); err != nil {
 			return fmt.Errorf("xta: deliver: %w", err)
 		}
-		return addRecords(ctx, tx, job.Args.Tenant, job.Args.Outbox, record{now, "info", RecordDelivered, "Nachricht in das Postfach von " + reader + " zugestellt"})
+		return addRecords(ctx, tx, job.Args.Tenant, job.Args.Outbox, note)
 	})
 }
 

@@ -83,6 +83,8 @@ type Server struct {
 	Identity string
 	// MaxContent is the container limit; MaxContent by default.
 	MaxContent int64
+
+	inbox InboxConsumer
 	// SpoolDir holds the temporary files of large contents ("" = os.TempDir).
 	SpoolDir string
 }
@@ -97,13 +99,15 @@ type Config struct {
 	Log       *slog.Logger
 	Metrics   prometheus.Registerer
 	Identity  string
+	// Inbox, if set, takes over messages delivered to register inboxes.
+	Inbox InboxConsumer
 }
 
 // NewServer returns the XTA service. Mount its Handler for each port path.
 func NewServer(c Config) *Server {
 	s := &Server{
 		pool: c.Pool, tenants: c.Tenants, principal: c.Principal, schemas: c.Schemas,
-		directory: c.Directory, log: c.Log, now: time.Now, Identity: c.Identity, MaxContent: MaxContent,
+		directory: c.Directory, log: c.Log, now: time.Now, Identity: c.Identity, MaxContent: MaxContent, inbox: c.Inbox,
 	}
 	s.metrics = newMetrics(c.Metrics)
 	return s

@@ -34,6 +34,7 @@ func init() {
 		{"schemas", "[--config FILE]", "list the installed XML schema sets and the message types without a schema", cmdSchemas},
 		{"keys", "list [--config FILE]", "list each tenant's keys and certificates with their expiry", cmdKeys},
 		{"audit", "verify --tenant ID [--json] [--config FILE]", "check a tenant's audit log chain; exit 1 naming the first edited, deleted or reordered entry", cmdAudit},
+		{"dlq", "list|show|retry|discard --tenant ID [N]", "the register pipeline's dead letters of a tenant: list, show, retry with the current specs, discard", cmdDLQ},
 		{"register", "rotate --tenant ID [--kek] [--wait] | rotations --tenant ID", "rotate a tenant's register data key (and KEK) and follow the re-encryption", cmdRegister},
 		{"xml", "sign|verify|encrypt|decrypt|validate [FLAGS] FILE", "sign, verify, encrypt, decrypt and validate XML files", cmdXML},
 		{"token", "issue --key FILE --issuer URL --audience A --tenant T --subject S --role R [--purpose P] [--ttl 1h]", "print a signed token for a person (demos, tests, curl examples)", cmdToken},

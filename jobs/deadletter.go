@@ -1,0 +1,163 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xta"
+)
+
+// DeadLetter is a register inbox message the pipeline could not apply.
+type DeadLetter struct {
+	ID          int64      `json:"id"`
+	Tenant      string     `json:"tenant"`
+	Inbox       int64      `json:"inbox"`
+	MessageID   string     `json:"messageId"`
+	Author      string     `json:"author"`
+	Reader      string     `json:"reader"`
+	MessageType string     `json:"messageType"`
+	Step        string     `json:"step"`
+	Reason      string     `json:"reason"`
+	Problems    []string   `json:"problems,omitempty"`
+	Attempts    int        `json:"attempts"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	ResolvedAt  *time.Time `json:"resolvedAt,omitempty"`
+	Resolution  string     `json:"resolution,omitempty"`
+}
+
+// DeadLetters are the operations on a tenant's dead letters; every one is
+// confined to the tenant and those that change something are audited in
+// its audit log.
+type DeadLetters struct {
+	Pool *pgxpool.Pool
+	// Jobs inserts the pipeline job of a retried message (an insert-only
+	// client will do: the node's workers run it).
+	Jobs *river.Client[pgx.Tx]
+}
+
+// ErrNoDeadLetter is returned for a dead letter the tenant does not have,
+// or that is resolved already.
+var ErrNoDeadLetter = errors.New("jobs: no such open dead letter")
+
+const deadLetterColumns = `id, tenant_id, inbox, message_id, author, reader, message_type, step, reason, problems, attempts, created_at, resolved_at, coalesce(resolution, '')`
+
+func scanDeadLetter(row pgx.Row) (DeadLetter, error) {
+	var d DeadLetter
+	var problems []byte
+	err := row.Scan(&d.ID, &d.Tenant, &d.Inbox, &d.MessageID, &d.Author, &d.Reader, &d.MessageType, &d.Step, &d.Reason, &problems,
+		&d.Attempts, &d.CreatedAt, &d.ResolvedAt, &d.Resolution)
+	if err == nil {
+		err = json.Unmarshal(problems, &d.Problems)
+	}
+	return d, err
+}
+
+// List returns the tenant's dead letters, newest first: the open ones, or
+// with all also the resolved.
+func (o *DeadLetters) List(ctx context.Context, tenantID string, all bool) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := db.InTenant(ctx, o.Pool, tenantID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+deadLetterColumns+` FROM pipeline_dead_letter
+			WHERE tenant_id = $1 AND ($2 OR resolved_at IS NULL) ORDER BY id DESC LIMIT 1000`, tenantID, all)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			d, err := scanDeadLetter(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: dead letters of %s: %w", tenantID, err)
+	}
+	return out, nil
+}
+
+// Show returns one of the tenant's dead letters.
+func (o *DeadLetters) Show(ctx context.Context, tenantID string, id int64) (DeadLetter, error) {
+	var d DeadLetter
+	err := db.InTenant(ctx, o.Pool, tenantID, func(tx pgx.Tx) error {
+		var err error
+		d, err = scanDeadLetter(tx.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM pipeline_dead_letter WHERE tenant_id = $1 AND id = $2`, tenantID, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNoDeadLetter
+		}
+		return err
+	})
+	if err != nil {
+		return d, fmt.Errorf("jobs: dead letter %d of %s: %w", id, tenantID, err)
+	}
+	return d, nil
+}
+
+// Retry sends an open dead letter's message through the pipeline again,
+// with the tenant's current mapping specs: the message is reopened, its
+// author's report open again, and its job enqueued, in one transaction.
+func (o *DeadLetters) Retry(ctx context.Context, a tenant.Actor, tenantID string, id int64) error {
+	return o.resolve(ctx, a, tenantID, id, "retried", func(tx pgx.Tx, d DeadLetter) error {
+		ok, err := xta.Reopen(ctx, tx, tenantID, d.Inbox, fmt.Sprintf("Erneute Einarbeitung durch %s angestoßen (Dead Letter %d)", a.Subject, d.ID))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: the message of dead letter %d is no longer stored", ErrNoDeadLetter, d.ID)
+		}
+		if err := db.LeaveTenant(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := o.Jobs.InsertTx(ctx, tx, PipelineArgs{Tenant: tenantID, Inbox: d.Inbox}, nil); err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+		return db.EnterTenant(ctx, tx, tenantID)
+	})
+}
+
+// Discard gives up an open dead letter: the message's content is deleted
+// and its author's report stays red, with the reason.
+func (o *DeadLetters) Discard(ctx context.Context, a tenant.Actor, tenantID string, id int64, reason string) error {
+	if reason == "" {
+		return errors.New("jobs: discarding a dead letter needs a reason")
+	}
+	return o.resolve(ctx, a, tenantID, id, "discarded", func(tx pgx.Tx, d DeadLetter) error {
+		return xta.Discard(ctx, tx, tenantID, d.Inbox, fmt.Sprintf("Verworfen durch %s: %s", a.Subject, reason))
+	})
+}
+
+// resolve marks an open dead letter resolved, runs fn and audits it, in one
+// transaction of the tenant.
+func (o *DeadLetters) resolve(ctx context.Context, a tenant.Actor, tenantID string, id int64, resolution string, fn func(pgx.Tx, DeadLetter) error) error {
+	err := db.InTenant(ctx, o.Pool, tenantID, func(tx pgx.Tx) error {
+		d, err := scanDeadLetter(tx.QueryRow(ctx, `UPDATE pipeline_dead_letter SET resolved_at = now(), resolution = $3
+			WHERE tenant_id = $1 AND id = $2 AND resolved_at IS NULL RETURNING `+deadLetterColumns, tenantID, id, resolution))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNoDeadLetter
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(tx, d); err != nil {
+			return err
+		}
+		return register.AuditTx(ctx, tx, a, tenantID, "dead-letter "+resolution,
+			fmt.Sprintf("dead letter %d (message %s from %s, step %s) %s", d.ID, d.MessageID, d.Author, d.Step, resolution))
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: %s dead letter %d of %s: %w", resolution, id, tenantID, err)
+	}
+	return nil
+}

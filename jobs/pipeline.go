@@ -1,0 +1,338 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmlschema"
+	"github.com/parzelle/parzelle/xta"
+)
+
+// Mapper turns a process message into facts for a tenant's registers.
+type Mapper interface {
+	// Map returns the register the message's mapping spec writes and the
+	// facts the message states, or an error a clerk can act on (no spec
+	// for the message type, a value that does not convert).
+	Map(cfg *tenant.Config, doc []byte) (register string, facts []register.Fact, err error)
+}
+
+// The pipeline's steps, as dead letters name them.
+const (
+	StepAuthorize = "authorize"
+	StepValidate  = "validate"
+	StepMap       = "map"
+	StepApply     = "apply"
+)
+
+// PipelineArgs is the River job that applies one message of a register
+// inbox to the inbox tenant's register.
+type PipelineArgs struct {
+	Tenant string `json:"tenant"`
+	// Inbox is the message's row in the tenant's message box.
+	Inbox int64 `json:"inbox"`
+}
+
+// Kind is the job kind.
+func (PipelineArgs) Kind() string { return "register_pipeline" }
+
+// InsertOpts puts the job in its tenant's queue, so that one tenant's
+// flood waits in its own queue while other tenants' messages go on.
+func (a PipelineArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: TenantQueue(a.Tenant), MaxAttempts: pipelineAttempts}
+}
+
+// pipelineAttempts is how often a message is tried before it becomes a
+// dead letter: River's backoff spreads them over about an hour and a half,
+// long enough for a message that overtook the one it depends on.
+const pipelineAttempts = 8
+
+// TenantQueue is the River queue of a tenant's pipeline jobs.
+func TenantQueue(tenantID string) string { return "pipeline_" + strings.ReplaceAll(tenantID, "-", "_") }
+
+// PipelineWorkersPerTenant is how many of a tenant's messages are applied
+// at once.
+const PipelineWorkersPerTenant = 4
+
+// Pipeline takes over the messages of register inboxes and applies them:
+// authorize the author, validate the schema, map, apply, settle the
+// transport report; a message that cannot succeed becomes a dead letter.
+type Pipeline struct {
+	Pool    *pgxpool.Pool
+	Store   *register.Store
+	Tenants func() *tenant.Set
+	Schemas *xmlschema.Registry
+	Mapper  Mapper
+	Log     *slog.Logger
+	Metrics *PipelineMetrics
+
+	client *river.Client[pgx.Tx]
+}
+
+// SetClient gives the pipeline the River client its jobs run on (made after
+// the workers, which include the pipeline's) and adds each tenant's queue.
+func (p *Pipeline) SetClient(c *river.Client[pgx.Tx]) error {
+	p.client = c
+	for _, t := range p.Tenants().Tenants() {
+		if err := p.ensureQueue(t.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureQueue adds the tenant's queue to the client unless it has it.
+func (p *Pipeline) ensureQueue(tenantID string) error {
+	err := p.client.Queues().Add(TenantQueue(tenantID), river.QueueConfig{MaxWorkers: PipelineWorkersPerTenant})
+	if err != nil && !strings.Contains(err.Error(), "already") {
+		return fmt.Errorf("jobs: queue of tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
+// Queues returns the River queue configuration for the current tenants,
+// for the client's construction.
+func (p *Pipeline) Queues() map[string]river.QueueConfig {
+	q := map[string]river.QueueConfig{}
+	for _, t := range p.Tenants().Tenants() {
+		q[TenantQueue(t.ID)] = river.QueueConfig{MaxWorkers: PipelineWorkersPerTenant}
+	}
+	return q
+}
+
+// Consume takes over a message delivered to one of a tenant's register
+// inboxes: it enqueues the message's job in the delivering transaction.
+func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, d xta.Delivery) (bool, error) {
+	cfg := p.Tenants().Tenant(d.ReaderTenant)
+	if cfg == nil {
+		return false, nil
+	}
+	if _, ok := cfg.Inbox(d.Reader); !ok {
+		return false, nil
+	}
+	if err := p.ensureQueue(d.ReaderTenant); err != nil {
+		return false, err
+	}
+	if _, err := p.client.InsertTx(ctx, tx, PipelineArgs{Tenant: d.ReaderTenant, Inbox: d.Inbox}, nil); err != nil {
+		return false, fmt.Errorf("jobs: enqueue the register pipeline: %w", err)
+	}
+	return true, nil
+}
+
+// PipelineWorker runs PipelineArgs jobs.
+type PipelineWorker struct {
+	river.WorkerDefaults[PipelineArgs]
+	Pipeline *Pipeline
+}
+
+// Work applies the message. Every step is idempotent: a settled message is
+// left alone, facts the register holds are skipped.
+func (w *PipelineWorker) Work(ctx context.Context, job *river.Job[PipelineArgs]) error {
+	p, a := w.Pipeline, job.Args
+	m, err := p.load(ctx, a)
+	if errors.Is(err, errSettled) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := p.Log.With("tenant", a.Tenant, "message", m.messageID, "type", m.messageType)
+	f := p.process(ctx, m)
+	switch {
+	case f == nil:
+		if err := p.settle(ctx, m, xta.Settlement{Applied: true, Code: xta.RecordApplied, Reason: m.summary}); err != nil {
+			return err
+		}
+		p.Metrics.done(m, "applied")
+		log.Info("message applied to the register", "register", m.register, "records", m.records)
+		return nil
+	case f.permanent || job.Attempt >= job.MaxAttempts:
+		f.attempts = job.Attempt
+		if err := p.deadLetter(ctx, m, f); err != nil {
+			return err
+		}
+		p.Metrics.done(m, "dead_letter")
+		log.Warn("message is a dead letter", "step", f.step, "reason", f.reason, "attempts", job.Attempt)
+		return river.JobCancel(fmt.Errorf("%s: %s", f.step, f.reason))
+	default:
+		log.Info("message not applied yet; will retry", "step", f.step, "reason", f.reason, "attempt", job.Attempt)
+		return fmt.Errorf("%s: %s", f.step, f.reason)
+	}
+}
+
+// message is a consumed message as the pipeline works on it.
+type message struct {
+	tenant, register                       string
+	inbox                                  int64
+	messageID, author, reader, messageType string
+	sentAt                                 time.Time
+	content                                []byte
+	records                                int
+	summary                                string
+}
+
+// failure is why a message did not apply.
+type failure struct {
+	step, reason string
+	problems     []string
+	// permanent failures cannot succeed by retrying.
+	permanent bool
+	attempts  int
+}
+
+var errSettled = errors.New("jobs: message settled")
+
+// load reads the message's box row and content.
+func (p *Pipeline) load(ctx context.Context, a PipelineArgs) (*message, error) {
+	m := &message{tenant: a.Tenant, inbox: a.Inbox}
+	err := db.InTenant(ctx, p.Pool, a.Tenant, func(tx pgx.Tx) error {
+		var closed *time.Time
+		err := tx.QueryRow(ctx, `SELECT message_id, author, reader, message_type, sent_at, closed_at FROM xta_message
+			WHERE tenant_id = $1 AND id = $2 AND box = 'inbox'`, a.Tenant, a.Inbox).Scan(&m.messageID, &m.author, &m.reader, &m.messageType, &m.sentAt, &closed)
+		if errors.Is(err, pgx.ErrNoRows) || closed != nil {
+			return errSettled
+		}
+		if err != nil {
+			return err
+		}
+		m.content, err = xta.ReadContent(ctx, tx, a.Inbox)
+		return err
+	})
+	if errors.Is(err, errSettled) || errors.Is(err, xta.ErrContentGone) {
+		return nil, errSettled
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: load message %d of %s: %w", a.Inbox, a.Tenant, err)
+	}
+	return m, nil
+}
+
+// process runs the steps; nil means applied.
+func (p *Pipeline) process(ctx context.Context, m *message) *failure {
+	cfg := p.Tenants().Tenant(m.tenant)
+	if cfg == nil {
+		return &failure{step: StepAuthorize, reason: "the tenant is no longer configured"}
+	}
+	inbox, ok := cfg.Inbox(m.reader)
+	if !ok {
+		return &failure{step: StepAuthorize, reason: fmt.Sprintf("%s is no longer a register inbox of the tenant", m.reader), permanent: true}
+	}
+	m.register = inbox.Register
+	if !inbox.MayWrite(m.author) {
+		return &failure{step: StepAuthorize, reason: fmt.Sprintf("%s may not write to the register inbox %s (writers: %s)", m.author, m.reader, strings.Join(inbox.Writers, ", ")), permanent: true}
+	}
+	if f := p.validate(cfg, m); f != nil {
+		return f
+	}
+	reg, facts, err := p.Mapper.Map(cfg, m.content)
+	if err != nil {
+		return &failure{step: StepMap, reason: err.Error(), permanent: true}
+	}
+	if reg != inbox.Register {
+		return &failure{step: StepMap, reason: fmt.Sprintf("the mapping spec writes register %s, but inbox %s feeds register %s", reg, m.reader, inbox.Register), permanent: true}
+	}
+	for i := range facts {
+		if facts[i].MessageID == "" {
+			facts[i].MessageID = m.messageID
+		}
+	}
+	actor := tenant.Actor{Tenant: m.tenant, Kind: "pipeline", Subject: fmt.Sprintf("%s from %s via %s", m.messageID, m.author, m.reader),
+		Role: tenant.InboxRole, Purpose: inbox.Purpose}
+	applied, err := p.Store.Apply(ctx, actor, m.tenant, inbox.Register, facts)
+	if err != nil {
+		var re *register.Error
+		if errors.As(err, &re) {
+			f := &failure{step: StepApply, reason: re.Detail, permanent: re.Kind != register.KindNotFound && re.Kind != register.KindConflict}
+			for _, fe := range re.Fields {
+				f.problems = append(f.problems, fe.Attribute+": "+fe.Detail)
+			}
+			return f
+		}
+		return &failure{step: StepApply, reason: "the register could not apply the message: " + err.Error()}
+	}
+	m.records = len(applied)
+	m.summary = fmt.Sprintf("In das %s eingearbeitet: %d Datensätze", inbox.Register, len(applied))
+	return nil
+}
+
+// validate checks the message against its installed schema, or applies the
+// tenant's policy for messages without one.
+func (p *Pipeline) validate(cfg *tenant.Config, m *message) *failure {
+	ns, ok := xmlschema.RootNamespace(m.content)
+	if !ok {
+		return &failure{step: StepValidate, reason: "the content is not an XML document", permanent: true}
+	}
+	set, installed := p.Schemas.ForNamespace(ns)
+	if !installed {
+		if cfg.Schemas.RefusesMissing() {
+			return &failure{step: StepValidate, reason: fmt.Sprintf("no schema is installed for namespace %s, and the tenant's policy refuses such messages", ns), permanent: true}
+		}
+		return nil
+	}
+	err := p.Schemas.Validate(set, m.content)
+	var verr *xmlschema.ValidationError
+	if errors.As(err, &verr) {
+		f := &failure{step: StepValidate, reason: fmt.Sprintf("the message does not match the schema %s: %s", set, verr.Summary(3)), permanent: true}
+		for _, pr := range verr.Problems {
+			f.problems = append(f.problems, fmt.Sprintf("line %d, column %d: %s", pr.Line, pr.Column, pr.Message))
+		}
+		return f
+	}
+	if err != nil {
+		return &failure{step: StepValidate, reason: "the schema could not be applied: " + err.Error()}
+	}
+	return nil
+}
+
+// settle ends the message and resolves its open dead letter, if any.
+func (p *Pipeline) settle(ctx context.Context, m *message, st xta.Settlement) error {
+	err := db.InTenant(ctx, p.Pool, m.tenant, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE pipeline_dead_letter SET resolved_at = now(), resolution = 'applied'
+			WHERE tenant_id = $1 AND inbox = $2 AND resolved_at IS NULL`, m.tenant, m.inbox); err != nil {
+			return err
+		}
+		_, err := xta.Settle(ctx, tx, m.tenant, m.inbox, st)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: settle message %s of %s: %w", m.messageID, m.tenant, err)
+	}
+	if st.Applied {
+		p.Metrics.latency.WithLabelValues(m.tenant).Observe(time.Since(m.sentAt).Seconds())
+	}
+	return nil
+}
+
+// deadLetter records the failure and settles the message as refused.
+func (p *Pipeline) deadLetter(ctx context.Context, m *message, f *failure) error {
+	problems, err := json.Marshal(append([]string{}, f.problems...))
+	if err != nil {
+		return err
+	}
+	err = db.InTenant(ctx, p.Pool, m.tenant, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, reason, problems, attempts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant_id, inbox) WHERE resolved_at IS NULL
+			DO UPDATE SET step = $7, reason = $8, problems = $9, attempts = pipeline_dead_letter.attempts + $10`,
+			m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, f.reason, problems, f.attempts); err != nil {
+			return err
+		}
+		reason := fmt.Sprintf("Nicht eingearbeitet (Schritt %s): %s", f.step, f.reason)
+		_, err := xta.Settle(ctx, tx, m.tenant, m.inbox, xta.Settlement{Code: xta.RecordDeadLetter, Reason: reason})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: dead letter for message %s of %s: %w", m.messageID, m.tenant, err)
+	}
+	return nil
+}

@@ -1,0 +1,225 @@
+// Package nodetest starts a whole Parzelle node for tests and load
+// commands: a fresh PostgreSQL database, real River, real TLS with
+// certificates it makes, the XTA service, the register with its API and the
+// register pipeline, on random ports.
+package nodetest
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/parzelle/parzelle/config"
+	"github.com/parzelle/parzelle/db/dbtest"
+	"github.com/parzelle/parzelle/jobs"
+	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/node"
+	"github.com/parzelle/parzelle/pki"
+	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmlschema"
+	"github.com/parzelle/parzelle/xta"
+)
+
+// Options say what node to start.
+type Options struct {
+	// Tenants are tenant files by id; "{{CA}}" in them stands for the
+	// test CA's certificate file and "{{DIR}}" for the directory the
+	// files are written to.
+	Tenants map[string]string
+	// Files are further files (mapping specs …) written beside the
+	// tenant files, by name.
+	Files map[string][]byte
+	// Clients are the common names of client certificates to issue (the
+	// subject is pki.DemoClientSubject(cn)).
+	Clients []string
+	// Schemas is the schema registry; nil loads none.
+	Schemas *xmlschema.Registry
+	// Mapper maps register inbox messages.
+	Mapper jobs.Mapper
+	// Log, if set, receives the node's log.
+	Log *slog.Logger
+	// MaxConns sizes the pool (default 16).
+	MaxConns int32
+}
+
+// Node is a running node.
+type Node struct {
+	Pool     *pgxpool.Pool
+	DBURL    string
+	Base     string
+	Dir      string
+	CA       *pki.Authority
+	Tenants  *tenant.Registry
+	Store    *register.Store
+	XTA      *xta.Server
+	Pipeline *jobs.Pipeline
+	Jobs     *river.Client[pgx.Tx]
+	Letters  *jobs.DeadLetters
+
+	certs map[string]tls.Certificate
+}
+
+// Start starts a node; it stops when the test ends.
+func Start(t testing.TB, o Options) *Node {
+	t.Helper()
+	n := &Node{Dir: t.TempDir(), certs: map[string]tls.Certificate{}}
+	now := time.Now()
+	ca, err := pki.NewAuthority(pkix.Name{CommonName: "Node Test CA"}, pki.ECDSAP256, now.Add(-48*time.Hour), now.AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.CA = ca
+	caFile := filepath.Join(n.Dir, "ca.crt")
+	if err := os.WriteFile(caFile, pki.EncodeCertificate(ca.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	server, serverKey, err := ca.Issue(pki.Template{Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0), Server: true}, pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, serverKeyFile := filepath.Join(n.Dir, "server.crt"), filepath.Join(n.Dir, "server.key")
+	if err := pki.WriteFiles(serverCert, serverKeyFile, server, serverKey); err != nil {
+		t.Fatal(err)
+	}
+	for _, cn := range o.Clients {
+		cert, key, err := ca.Issue(pki.Template{Subject: pki.DemoClientSubject(cn), NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0), Client: true}, pki.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.certs[cn] = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+	}
+	dir := filepath.Join(n.Dir, "tenants")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range o.Files {
+		if err := os.WriteFile(filepath.Join(n.Dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, body := range o.Tenants {
+		body = strings.NewReplacer("{{CA}}", caFile, "{{DIR}}", n.Dir).Replace(body)
+		if err := os.WriteFile(filepath.Join(dir, id+".yaml"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	n.DBURL = dbtest.NewURL(t)
+	maxConns := o.MaxConns
+	if maxConns == 0 {
+		maxConns = 16
+	}
+	pcfg, err := pgxpool.ParseConfig(n.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.MaxConns = maxConns
+	if n.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		t.Fatal(err)
+	}
+	reg := node.NewMetricsRegistry("test")
+	n.Tenants = tenant.NewRegistry(dir, n.Pool, log, reg)
+	if rep, err := n.Tenants.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
+		t.Fatalf("tenants: %v %v", err, rep.Rejected)
+	}
+	schemas := o.Schemas
+	if schemas == nil {
+		if schemas, err = xmlschema.Load(nil, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	provider := keys.NewFileProvider(filepath.Join(n.Dir, "keys"), func() keys.Tenants { return n.Tenants.Current() })
+	n.Store = register.NewStore(register.Config{Pool: n.Pool, Keys: provider, Tenants: n.Tenants.Current, Log: log, Metrics: reg})
+	n.Pipeline = &jobs.Pipeline{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Schemas: schemas, Mapper: o.Mapper, Log: log,
+		Metrics: jobs.NewPipelineMetrics(reg, n.Pool, n.Tenants.Current)}
+	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: serverCert, Key: serverKeyFile}}
+	nd := node.New(cfg, n.Pool, n.Tenants, reg, log)
+	n.XTA = xta.NewServer(xta.Config{Pool: n.Pool, Tenants: n.Tenants.Current, Principal: node.PrincipalFrom, Schemas: schemas,
+		Directory: &xta.StaticDirectory{Tenants: n.Tenants.Current}, Log: log, Metrics: reg, Identity: "https://localhost/xta/v3", Inbox: n.Pipeline})
+	workers := river.NewWorkers()
+	n.XTA.AddWorkers(workers)
+	river.AddWorker(workers, &jobs.PipelineWorker{Pipeline: n.Pipeline})
+	if n.Jobs, err = jobs.NewClient(n.Pool, workers, log); err != nil {
+		t.Fatal(err)
+	}
+	n.XTA.SetJobClient(n.Jobs)
+	if err := n.Pipeline.SetClient(n.Jobs); err != nil {
+		t.Fatal(err)
+	}
+	n.Letters = &jobs.DeadLetters{Pool: n.Pool, Jobs: n.Jobs}
+	n.XTA.Mount(nd.HandleTransport)
+	register.NewAPI(n.Store, node.PrincipalFrom).Mount(nd.HandleTransport)
+	addrs, err := nd.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Jobs.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- nd.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		_ = n.Jobs.Stop(stop)
+		n.Pool.Close()
+	})
+	n.Base = "https://" + addrs.Transport
+	return n
+}
+
+// HTTP returns an HTTPS client presenting the named client certificate.
+func (n *Node) HTTP(cn string) *http.Client {
+	roots := x509.NewCertPool()
+	roots.AddCert(n.CA.Cert)
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	if c, ok := n.certs[cn]; ok {
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 64}}
+}
+
+// XTAClient returns an XTA client acting for the account with the named
+// client certificate.
+func (n *Node) XTAClient(cn, account string) *xta.Client {
+	return &xta.Client{HTTP: n.HTTP(cn), BaseURL: n.Base, Account: account}
+}
+
+// Send sends one XML message from author to reader over XTA and returns
+// its message id.
+func (n *Node) Send(ctx context.Context, c *xta.Client, author, reader, messageType, namespace string, doc []byte) (string, error) {
+	id, err := c.CreateMessageID(ctx)
+	if err != nil {
+		return "", fmt.Errorf("create message id: %w", err)
+	}
+	err = c.Send(ctx, &xta.OutgoingMessage{
+		MessageID: id, Author: xta.Party{ID: author}, Reader: xta.Party{ID: reader},
+		Service: "urn:xoev-de:xmeld", BusinessScenario: "XMELD_DATA", MessageType: messageType, MessageTypeSchema: namespace,
+		Message: xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: messageType + ".xml", Data: strings.NewReader(string(doc)), Size: int64(len(doc))},
+	})
+	return id, err
+}

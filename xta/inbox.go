@@ -1,0 +1,174 @@
+package xta
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parzelle/parzelle/db"
+)
+
+// Delivery is a message delivered into the message box of a reader hosted
+// here, as an InboxConsumer sees it.
+type Delivery struct {
+	// ReaderTenant owns the reader's box; Inbox is the message's row there.
+	ReaderTenant string
+	Inbox        int64
+	Reader       string
+	Author       string
+	MessageID    string
+	MessageType  string
+}
+
+// InboxConsumer takes over messages delivered to some readers (register
+// inboxes) instead of leaving them for the reader to fetch.
+type InboxConsumer interface {
+	// Consume is called in the delivering transaction, in no tenant, for
+	// every delivered message; it returns true when it took the message
+	// over (and, say, enqueued its processing in tx). The author's report
+	// then stays open until the consumer settles the message.
+	Consume(ctx context.Context, tx pgx.Tx, d Delivery) (bool, error)
+}
+
+// MaxConsumedContent bounds the content a consumer reads into memory: a
+// process message is small, a 40 MB container is not a register message.
+const MaxConsumedContent = 16 << 20
+
+// ErrContentGone is returned for a message whose content was deleted (it
+// was settled or closed).
+var ErrContentGone = errors.New("xta: the message's content is no longer stored")
+
+// ReadContent reads a consumed message's first content part (the xta:Message)
+// in tx, which must be in the reader's tenant.
+func ReadContent(ctx context.Context, tx pgx.Tx, inbox int64) ([]byte, error) {
+	var size int64
+	err := tx.QueryRow(ctx, `SELECT size FROM xta_part WHERE message = $1 AND part = 0`, inbox).Scan(&size)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrContentGone
+	}
+	if err != nil {
+		return nil, fmt.Errorf("xta: content of message %d: %w", inbox, err)
+	}
+	if size > MaxConsumedContent {
+		return nil, fmt.Errorf("xta: content of message %d is %d bytes, more than the %d a register message may have", inbox, size, MaxConsumedContent)
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(size))
+	if err := copyChunks(ctx, tx, &buf, inbox, 0); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Settlement is how a consumed message ended: applied (green), or refused
+// for good (red, with the reason a clerk reads in the author's report).
+type Settlement struct {
+	Applied bool
+	// Code and Reason become a record of the author's report.
+	Code, Reason string
+}
+
+// Settle ends a consumed message: its box row counts as received, the
+// author's report gets the settlement's record and status. An applied
+// message's content is deleted (the node has no business keeping it); a
+// refused one's is kept for the dead-letter console. tx must be in the
+// reader's tenant and is left there. It reports false when the message
+// was settled before (the call changed nothing).
+func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, st Settlement) (bool, error) {
+	var peerTenant *string
+	var peerID *int64
+	err := tx.QueryRow(ctx, `UPDATE xta_message SET fetched_at = coalesce(fetched_at, now()), closed_at = now()
+		WHERE id = $1 AND box = 'inbox' AND closed_at IS NULL RETURNING peer_tenant, peer_id`, inbox).Scan(&peerTenant, &peerID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("xta: settle message %d: %w", inbox, err)
+	}
+	if st.Applied {
+		if _, err := tx.Exec(ctx, `DELETE FROM xta_part WHERE message = $1`, inbox); err != nil {
+			return false, fmt.Errorf("xta: settle message %d: %w", inbox, err)
+		}
+	}
+	if peerTenant == nil || peerID == nil {
+		return true, nil
+	}
+	level, status := "info", StatusGreen
+	if !st.Applied {
+		level, status = "error", StatusRed
+	}
+	if err := db.EnterTenant(ctx, tx, *peerTenant); err != nil {
+		return false, err
+	}
+	// A warning recorded on the way (a missing schema) keeps an applied
+	// message's report yellow.
+	if _, err := tx.Exec(ctx, `UPDATE xta_message SET status = CASE WHEN $2 = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
+			WHERE r.message = xta_message.id AND r.level = 'warning') THEN 2 ELSE $2 END WHERE id = $1 AND box = 'outbox'`, *peerID, status); err != nil {
+		return false, fmt.Errorf("xta: settle message %d: %w", inbox, err)
+	}
+	if err := addRecords(ctx, tx, *peerTenant, *peerID, record{time.Now(), level, st.Code, st.Reason}); err != nil {
+		return false, err
+	}
+	return true, db.EnterTenant(ctx, tx, readerTenant)
+}
+
+// Reopen puts a settled message back for its consumer (an operator retries
+// a dead letter): its box row is open again and the author's report open,
+// with a record saying why. tx must be in the reader's tenant and is left
+// there. It reports false when the message is not settled or its content is
+// gone.
+func Reopen(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, reason string) (bool, error) {
+	var peerTenant *string
+	var peerID *int64
+	err := tx.QueryRow(ctx, `UPDATE xta_message SET closed_at = NULL
+		WHERE id = $1 AND box = 'inbox' AND closed_at IS NOT NULL AND EXISTS (SELECT 1 FROM xta_part p WHERE p.message = $1)
+		RETURNING peer_tenant, peer_id`, inbox).Scan(&peerTenant, &peerID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("xta: reopen message %d: %w", inbox, err)
+	}
+	if peerTenant == nil || peerID == nil {
+		return true, nil
+	}
+	if err := db.EnterTenant(ctx, tx, *peerTenant); err != nil {
+		return false, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE xta_message SET status = $2 WHERE id = $1 AND box = 'outbox'`, *peerID, StatusOpen); err != nil {
+		return false, fmt.Errorf("xta: reopen message %d: %w", inbox, err)
+	}
+	if err := addRecords(ctx, tx, *peerTenant, *peerID, record{time.Now(), "info", RecordRetried, reason}); err != nil {
+		return false, err
+	}
+	return true, db.EnterTenant(ctx, tx, readerTenant)
+}
+
+// Discard deletes a settled message's content (an operator discards its
+// dead letter); the author's report keeps its red status and gets a record
+// saying why. tx must be in the reader's tenant and is left there.
+func Discard(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, reason string) error {
+	var peerTenant *string
+	var peerID *int64
+	err := tx.QueryRow(ctx, `SELECT peer_tenant, peer_id FROM xta_message WHERE id = $1 AND box = 'inbox'`, inbox).Scan(&peerTenant, &peerID)
+	if err != nil {
+		return fmt.Errorf("xta: discard message %d: %w", inbox, err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM xta_part WHERE message = $1`, inbox); err != nil {
+		return fmt.Errorf("xta: discard message %d: %w", inbox, err)
+	}
+	if peerTenant == nil || peerID == nil {
+		return nil
+	}
+	if err := db.EnterTenant(ctx, tx, *peerTenant); err != nil {
+		return err
+	}
+	if err := addRecords(ctx, tx, *peerTenant, *peerID, record{time.Now(), "error", RecordDiscarded, reason}); err != nil {
+		return err
+	}
+	return db.EnterTenant(ctx, tx, readerTenant)
+}
