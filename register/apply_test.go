@@ -123,11 +123,13 @@ func TestApplyRefusals(t *testing.T) {
 	h := startHarness(t)
 	good := moves("p-ok")[0]
 	for name, mutate := range map[string]func(*register.Fact){
-		"unknown attribute": func(f *register.Fact) { f.Set = append(f.Set, register.Assignment{Attribute: "schuhgroesse", Value: "42"}) },
-		"bad value":         func(f *register.Fact) { f.Set = append(f.Set, register.Assignment{Attribute: "idnr", Value: "123"}) },
-		"no date":           func(f *register.Fact) { f.Date = "" },
-		"no event":          func(f *register.Fact) { f.EventID = "" },
-		"bad from":          func(f *register.Fact) { f.Set[0].From = "1.3.2024" },
+		"unknown attribute": func(f *register.Fact) {
+			f.Set = append(f.Set, register.Assignment{Attribute: "schuhgroesse", Value: "42"})
+		},
+		"bad value": func(f *register.Fact) { f.Set = append(f.Set, register.Assignment{Attribute: "idnr", Value: "123"}) },
+		"no date":   func(f *register.Fact) { f.Date = "" },
+		"no event":  func(f *register.Fact) { f.EventID = "" },
+		"bad from":  func(f *register.Fact) { f.Set[0].From = "1.3.2024" },
 	} {
 		f := good
 		f.Set = append([]register.Assignment(nil), good.Set...)
