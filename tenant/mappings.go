@@ -1,0 +1,62 @@
+package tenant
+
+import (
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/parzelle/parzelle/strictyaml"
+)
+
+// MappingFile is a mapping spec file a tenant file names under
+// `mappings:`, read when the tenant file was parsed (package mapping
+// compiles it).
+//
+//	mappings:
+//	  - ../mappings/xmeld-0201.yaml   # relative to the tenant file
+type MappingFile struct {
+	// Name is the path as the tenant file writes it; Path is resolved.
+	Name, Path string
+	Data       []byte
+}
+
+// MappingFiles returns the tenant's mapping spec files in the order its
+// file lists them. The slice is shared: do not modify it.
+func (c *Config) MappingFiles() []MappingFile { return c.mappingFiles }
+
+// checkMappings reads the mapping spec files the tenant file names,
+// feeding them into h so that an edited spec is a new config version.
+func (c *Config) checkMappings(pos *strictyaml.Positions, h hash.Hash) {
+	seen := map[string]bool{}
+	for i, rel := range c.Mappings {
+		field := fmt.Sprintf("mappings[%d]", i)
+		path := rel
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(c.File), rel)
+		}
+		if seen[path] {
+			pos.Errorf(field, "%s is listed twice", rel)
+			continue
+		}
+		seen[path] = true
+		data, err := os.ReadFile(path)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			pos.Errorf(field, "cannot read %s: %v", path, err)
+			continue
+		}
+		if len(data) > strictyaml.MaxFileSize {
+			pos.Errorf(field, "%s is larger than %d bytes", path, strictyaml.MaxFileSize)
+			continue
+		}
+		h.Write([]byte(path))
+		h.Write(data)
+		c.mappingFiles = append(c.mappingFiles, MappingFile{Name: rel, Path: path, Data: data})
+	}
+}
