@@ -3,6 +3,7 @@ module github.com/parzelle/parzelle
 go 1.26.8
 
 require (
+	github.com/antchfx/xpath v1.3.9
 	github.com/beevik/etree v1.8.1
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/jackc/pgx/v5 v5.12.0

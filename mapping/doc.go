@@ -1,5 +1,80 @@
-// Package mapping will be the declarative mapping engine that turns XÖV
-// process messages into register operations.
+// Package mapping is the declarative mapping engine: it turns XÖV process
+// messages (XMeld, XGewerbeanzeige, …) into register facts
+// ([]register.Fact), as the tenant's mapping specs say.
 //
-// Nothing is built here yet; see the mapping issue.
+// A spec is a YAML file, one per message type and register, versioned;
+// every fact it makes carries "id@version" as its Source:
+//
+//	id: xmeld-0201                     # [a-z0-9][a-z0-9.-]*
+//	version: 3                         # raise it whenever the spec changes
+//	register: melderegister            # the tenant's register ...
+//	type: person                       # ... and its type (person, business)
+//	match: {namespace: "http://www.osci.de/xmeld243", root: rueckmeldung.anmeldunginland.0201}
+//	namespaces:                        # prefixes for the XPath expressions
+//	  - {prefix: x, uri: "http://www.osci.de/xmeld243"}
+//	messageId: "nachrichtenkopf/identifikation.nachricht/nachrichtenUUID"
+//	subjects:                          # fan-out rules, each giving one fact per node
+//	  - each: "x:umzugsverband/x:betroffener"   # default: the root
+//	    when: "..."                     # optional condition
+//	    key: {select: "concat('person/', ...)"}  # the subject key (text)
+//	    event: "x:identifikation.ereignis/ereignis.zeichen"
+//	    date: {select: "x:identifikation.ereignis/ereignis.zeitpunkt"}  # convert: date
+//	    set:                            # attribute assignments
+//	      - attribute: familienname
+//	        select: "x:zuzugsperson/x:NAMENATUERLICHEPERSON/x:familienname"
+//	        convert: name
+//	        from: always                # always | event (default) | an XPath to a date
+//	        required: true              # a message without it is an error
+//	      - attribute: auskunftssperre
+//	        select: "boolean(x:zuzugsperson/x:AUSKUNFTSSPERRE)"
+//	        convert: bool
+//	      - attribute: hauptwohnung     # an object: select picks its node,
+//	        select: "x:zuzugsperson/x:WOHNUNG[x:statusderwohnung/code = '1']"
+//	        fields:                     # fields are relative to it
+//	          - {field: strasse, select: "x:anschrift/x:anschrift.inland/x:anschrift.inland/strasse"}
+//	          - {field: seit, select: "x:datumDesBeziehens", convert: date}
+//	      - attribute: staatsangehoerigkeit   # a list: one value (or object) per node
+//	        each: "x:zuzugsperson/x:STAATSANGEHOERIGKEIT/x:staatsangehoerigkeit"
+//	        convert: code
+//	      - {attribute: status, value: aktiv}  # a constant
+//	    clear: [ende]                   # attributes the event ends from its date
+//	    retracts:                       # events this one withdraws (storno, correction)
+//	      - {when: "x:istKorrektur/code = '1'", select: "x:uuid"}
+//	    delete: true                    # the event ends the record
+//
+// All XPath is XPath 1.0 (github.com/antchfx/xpath over the xmlsafe tree),
+// namespace-aware: a prefixed name test matches by namespace URI, an
+// unprefixed one only elements in no namespace. Plain child paths
+// ("x:a/x:b/c", "..") are walked directly, which is most of a spec's work.
+// Expressions are relative to the subject's node (fields: to the object's
+// node; each: to each node). Keep a predicate inside a function's
+// arguments last: antchfx/xpath evaluates the arguments after it from the
+// wrong node (Lint warns).
+//
+// Conversions (convert): text (the default: white space collapsed, NFC,
+// only characters of DIN 91379), name (XMeld structured names —
+// namensbestandteil and nachname —, XInneres AllgemeinerName, or
+// unstructured text), date (xs:date with or without a time zone, the day
+// of an xs:dateTime as written, XInneres TagesdatumMitUnbekannt), partialDate
+// (XInneres teilbekanntesDatum: jahr, jahrMonat or jahrMonatTag, kept as
+// transmitted), ddmmyyyy (XGewerbeanzeige birth dates, 00 for unknown
+// parts), bool (XPath boolean, xs:boolean, or a yes/no code 1/0), code (an
+// XÖV code element: its code child, checked against listURI when the rule
+// names one and mapped through codes: [{code, value}] when given), idnr
+// (an Identifikationsnummer with a valid check digit).
+//
+// Event ids: a fact's EventID is the event reference (event:, else the
+// message id with the rule's and node's positions) followed by "/" and the
+// subject key; retracts: references are completed the same way. An event
+// reference that is stable across messages (the Meldebehörde's
+// ereignis.zeichen, the satz uuid) lets a later message retract it. The
+// register keeps the facts and derives the record from them in the order
+// of their own dates, so ordering, duplicates and corrections are its
+// business; mapping is deterministic.
+//
+// Compile a spec with Compile, map with Spec.Map; a Set holds one tenant's
+// specs by message type, and ForTenant compiles (and caches, per
+// configuration version) the specs a tenant file names under `mappings:`.
+// Lint checks a spec against the message schemas. `parzelle mapping test`
+// and `parzelle mapping lint` are the command-line faces of Map and Lint.
 package mapping

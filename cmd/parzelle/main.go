@@ -37,6 +37,7 @@ func init() {
 		{"dlq", "list|show|retry|discard --tenant ID [N]", "the register pipeline's dead letters of a tenant: list, show, retry with the current specs, discard", cmdDLQ},
 		{"register", "rotate --tenant ID [--kek] [--wait] | rotations --tenant ID", "rotate a tenant's register data key (and KEK) and follow the re-encryption", cmdRegister},
 		{"xml", "sign|verify|encrypt|decrypt|validate [FLAGS] FILE", "sign, verify, encrypt, decrypt and validate XML files", cmdXML},
+		{"mapping", "test --spec FILE --message FILE | lint --spec FILE [--schemas DIR]...", "print the facts a message maps to (dry run); check a spec against the message schemas", cmdMapping},
 		{"token", "issue --key FILE --issuer URL --audience A --tenant T --subject S --role R [--purpose P] [--ttl 1h]", "print a signed token for a person (demos, tests, curl examples)", cmdToken},
 		{"version", "", "print the version", func([]string) error { fmt.Println("parzelle", version); return nil }},
 	}

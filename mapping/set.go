@@ -1,0 +1,128 @@
+package mapping
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmlsafe"
+)
+
+// Set is one tenant's mapping specs, keyed by the message type they map
+// (namespace and root element). A Set is safe for concurrent use.
+type Set struct {
+	specs  []*Spec
+	byRoot map[xml.Name]*Spec
+}
+
+// NewSet collects specs; two specs for the same message type are an error.
+func NewSet(specs ...*Spec) (*Set, error) {
+	s := &Set{byRoot: make(map[xml.Name]*Spec, len(specs))}
+	for _, sp := range specs {
+		if other, dup := s.byRoot[sp.Root]; dup {
+			return nil, fmt.Errorf("mapping: %s and %s both map {%s}%s", other.File, sp.File, sp.Root.Space, sp.Root.Local)
+		}
+		s.byRoot[sp.Root] = sp
+		s.specs = append(s.specs, sp)
+	}
+	return s, nil
+}
+
+// Specs returns the set's specs in the order they were given.
+func (s *Set) Specs() []*Spec { return s.specs }
+
+// Lookup returns the spec for messages with the root element name.
+func (s *Set) Lookup(root xml.Name) (*Spec, bool) {
+	sp, ok := s.byRoot[root]
+	return sp, ok
+}
+
+// Map maps a parsed message with the spec for its type; a message no spec
+// maps is ErrNoSpec.
+func (s *Set) Map(doc *xmlsafe.Element) (*Spec, []register.Fact, error) {
+	sp, ok := s.byRoot[doc.Name]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: {%s}%s", ErrNoSpec, doc.Name.Space, doc.Name.Local)
+	}
+	facts, err := sp.Map(doc)
+	return sp, facts, err
+}
+
+// MapXML parses a message (within xmlsafe's default limits) and maps it.
+func (s *Set) MapXML(data []byte) (*Spec, []register.Fact, error) {
+	doc, err := ParseMessage(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.Map(doc)
+}
+
+// ParseMessage parses a message for mapping: xmlsafe's default limits, no
+// node preservation.
+func ParseMessage(data []byte) (*xmlsafe.Element, error) {
+	doc, err := xmlsafe.Parse(bytes.NewReader(data), xmlsafe.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("mapping: parsing the message: %w", err)
+	}
+	return doc, nil
+}
+
+// tenantSets caches each tenant's compiled set by its configuration
+// version: a new version (an edited spec file) compiles anew.
+var tenantSets = struct {
+	sync.Mutex
+	m map[string]cachedSet // by tenant id
+}{m: map[string]cachedSet{}}
+
+type cachedSet struct {
+	sha string
+	set *Set
+	err error
+}
+
+// ForTenant returns the compiled specs the tenant's file names under
+// `mappings:`, checked against the tenant's registers. The result is
+// cached per tenant and configuration version (Config.SHA256).
+func ForTenant(cfg *tenant.Config) (*Set, error) {
+	tenantSets.Lock()
+	c, ok := tenantSets.m[cfg.ID]
+	tenantSets.Unlock()
+	if ok && c.sha == cfg.SHA256 {
+		return c.set, c.err
+	}
+	set, err := compileTenant(cfg)
+	tenantSets.Lock()
+	tenantSets.m[cfg.ID] = cachedSet{sha: cfg.SHA256, set: set, err: err}
+	tenantSets.Unlock()
+	return set, err
+}
+
+func compileTenant(cfg *tenant.Config) (*Set, error) {
+	var specs []*Spec
+	var errs []error
+	for _, f := range cfg.MappingFiles() {
+		sp, err := Compile(f.Path, f.Data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		reg, ok := cfg.Register(sp.Register)
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s: register %q is not one of tenant %s's registers", f.Path, sp.Register, cfg.ID))
+			continue
+		case reg.Type != sp.RegisterType:
+			errs = append(errs, fmt.Errorf("%s: register %q of tenant %s is of type %s, the spec maps to %s", f.Path, sp.Register, cfg.ID, reg.Type, sp.RegisterType))
+			continue
+		}
+		specs = append(specs, sp)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("mapping: tenant %s: %w", cfg.ID, err)
+	}
+	return NewSet(specs...)
+}

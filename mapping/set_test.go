@@ -1,0 +1,124 @@
+package mapping
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/parzelle/parzelle/tenant"
+)
+
+const tenantFile = `id: demo
+name: Demo
+identities:
+  - {id: "ags:05111000", type: xoev, category: Meldebehörde, transports: [xta]}
+registers:
+  - {name: melderegister, type: person}
+mappings:
+  - mappings/xmeld-0201.yaml
+  - mappings/xmeld-0090.yaml
+`
+
+// writeTenant lays out a tenant file and the specs it names.
+func writeTenant(t *testing.T, dir, doc string) *tenant.Config {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "mappings"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"xmeld-0201.yaml", "xmeld-0090.yaml", "xgewerbeanzeige-2.2.yaml"} {
+		if _, err := os.Stat(filepath.Join(dir, "mappings", f)); err == nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(specDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "mappings", f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "demo.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := tenant.Parse(path, []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestForTenant compiles a tenant's specs, caches them per configuration
+// version, and compiles anew when a spec file changes.
+func TestForTenant(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeTenant(t, dir, tenantFile)
+	set, err := ForTenant(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(set.Specs()); n != 2 {
+		t.Fatalf("%d specs, want 2", n)
+	}
+	data, err := os.ReadFile(filepath.Join(xmeldDir, "03-fortschreibung-anschrift-0090.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp, facts, err := set.MapXML(data); err != nil || sp.ID != "xmeld-0090" || len(facts) != 1 {
+		t.Fatalf("mapping with the tenant's set: %v, %v", facts, err)
+	}
+	again, err := ForTenant(cfg)
+	if err != nil || again != set {
+		t.Errorf("the same configuration version compiled again (%v)", err)
+	}
+
+	// Editing a spec is a new configuration version with the new spec.
+	specPath := filepath.Join(dir, "mappings", "xmeld-0090.yaml")
+	spec, _ := os.ReadFile(specPath)
+	if err := os.WriteFile(specPath, []byte(strings.Replace(string(spec), "version: 1", "version: 2", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := writeTenant(t, dir, tenantFile)
+	if cfg2.SHA256 == cfg.SHA256 {
+		t.Fatal("editing a mapping spec did not change the configuration version")
+	}
+	set2, err := ForTenant(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp, _, err := set2.MapXML(data); err != nil || sp.Source() != "xmeld-0090@2" {
+		t.Errorf("after the edit: %v, %v", sp, err)
+	}
+
+	// A spec for a register the tenant does not keep is refused.
+	cfg3 := writeTenant(t, dir, tenantFile+"  - mappings/xgewerbeanzeige-2.2.yaml\n")
+	if _, err := ForTenant(cfg3); err == nil || !strings.Contains(err.Error(), `register "gewerberegister" is not one of tenant demo's registers`) {
+		t.Errorf("got %v, want a refusal of the gewerberegister spec", err)
+	}
+}
+
+// TestTenantMappingFiles checks the tenant file's errors for mapping files.
+func TestTenantMappingFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeTenant(t, dir, tenantFile)
+	for _, c := range []struct{ add, want string }{
+		{"  - mappings/missing.yaml\n", "demo.yaml:10: mappings[2]: cannot read"},
+		{"  - mappings/xmeld-0201.yaml\n", "demo.yaml:10: mappings[2]: mappings/xmeld-0201.yaml is listed twice"},
+	} {
+		doc := tenantFile + c.add
+		path := filepath.Join(dir, "demo.yaml")
+		_, err := tenant.Parse(path, []byte(doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("got %v, want %q", err, c.want)
+		}
+	}
+}
+
+func TestSetDuplicate(t *testing.T) {
+	a := mustCompile(t, filepath.Join(specDir, "xmeld-0201.yaml"))
+	b := mustCompile(t, filepath.Join(specDir, "xmeld-0201.yaml"))
+	if _, err := NewSet(a, b); err == nil {
+		t.Error("two specs for one message type were accepted")
+	}
+}
