@@ -14,19 +14,12 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/mapping"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xta"
 )
-
-// Mapper turns a process message into facts for a tenant's registers.
-type Mapper interface {
-	// Map returns the register the message's mapping spec writes and the
-	// facts the message states, or an error a clerk can act on (no spec
-	// for the message type, a value that does not convert).
-	Map(cfg *tenant.Config, doc []byte) (register string, facts []register.Fact, err error)
-}
 
 // The pipeline's steps, as dead letters name them.
 const (
@@ -73,7 +66,6 @@ type Pipeline struct {
 	Store   *register.Store
 	Tenants func() *tenant.Set
 	Schemas *xmlschema.Registry
-	Mapper  Mapper
 	Log     *slog.Logger
 	Metrics *PipelineMetrics
 
@@ -235,12 +227,16 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 	if f := p.validate(cfg, m); f != nil {
 		return f
 	}
-	reg, facts, err := p.Mapper.Map(cfg, m.content)
+	specs, err := mapping.ForTenant(cfg)
+	if err != nil {
+		return &failure{step: StepMap, reason: "the tenant's mapping specs do not compile: " + err.Error(), permanent: true}
+	}
+	spec, facts, err := specs.MapXML(m.content)
 	if err != nil {
 		return &failure{step: StepMap, reason: err.Error(), permanent: true}
 	}
-	if reg != inbox.Register {
-		return &failure{step: StepMap, reason: fmt.Sprintf("the mapping spec writes register %s, but inbox %s feeds register %s", reg, m.reader, inbox.Register), permanent: true}
+	if spec.Register != inbox.Register {
+		return &failure{step: StepMap, reason: fmt.Sprintf("mapping spec %s writes register %s, but inbox %s feeds register %s", spec.Source(), spec.Register, m.reader, inbox.Register), permanent: true}
 	}
 	for i := range facts {
 		if facts[i].MessageID == "" {

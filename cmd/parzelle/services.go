@@ -34,23 +34,30 @@ func mountServices(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registr
 	if err != nil {
 		return nil, err
 	}
+	store := register.NewStore(register.Config{Pool: pool, Keys: keyProvider, Tenants: tenants.Current, Log: log.With("service", "register"), Metrics: reg})
+	register.NewAPI(store, node.PrincipalFrom).Mount(n.HandleTransport)
+	go expireRegisterLogs(store, log.With("service", "register"))
+	pipeline := &jobs.Pipeline{Pool: pool, Store: store, Tenants: tenants.Current, Schemas: schemas, Log: log.With("service", "pipeline"),
+		Metrics: jobs.NewPipelineMetrics(reg, pool, tenants.Current)}
 	xs := xta.NewServer(xta.Config{
 		Pool: pool, Tenants: tenants.Current, Principal: node.PrincipalFrom, Schemas: schemas,
 		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory},
 		Log:       log.With("service", "xta"), Metrics: reg, Identity: "https://" + cfg.Listen.Transport + "/xta/v3",
+		Inbox: pipeline,
 	})
-	store := register.NewStore(register.Config{Pool: pool, Keys: keyProvider, Tenants: tenants.Current, Log: log.With("service", "register"), Metrics: reg})
-	register.NewAPI(store, node.PrincipalFrom).Mount(n.HandleTransport)
-	go expireRegisterLogs(store, log.With("service", "register"))
 
 	workers := river.NewWorkers()
 	xs.AddWorkers(workers)
 	river.AddWorker(workers, &register.ReencryptWorker{Store: store})
+	river.AddWorker(workers, &jobs.PipelineWorker{Pipeline: pipeline})
 	client, err := jobs.NewClient(pool, workers, log.With("service", "jobs"))
 	if err != nil {
 		return nil, err
 	}
 	xs.SetJobClient(client)
+	if err := pipeline.SetClient(client); err != nil {
+		return nil, err
+	}
 	xs.Mount(n.HandleTransport)
 	return client, nil
 }

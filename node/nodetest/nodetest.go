@@ -50,8 +50,6 @@ type Options struct {
 	Clients []string
 	// Schemas is the schema registry; nil loads none.
 	Schemas *xmlschema.Registry
-	// Mapper maps register inbox messages.
-	Mapper jobs.Mapper
 	// Log, if set, receives the node's log.
 	Log *slog.Logger
 	// MaxConns sizes the pool (default 16).
@@ -152,7 +150,7 @@ func Start(t testing.TB, o Options) *Node {
 	}
 	provider := keys.NewFileProvider(filepath.Join(n.Dir, "keys"), func() keys.Tenants { return n.Tenants.Current() })
 	n.Store = register.NewStore(register.Config{Pool: n.Pool, Keys: provider, Tenants: n.Tenants.Current, Log: log, Metrics: reg})
-	n.Pipeline = &jobs.Pipeline{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Schemas: schemas, Mapper: o.Mapper, Log: log,
+	n.Pipeline = &jobs.Pipeline{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Schemas: schemas, Log: log,
 		Metrics: jobs.NewPipelineMetrics(reg, n.Pool, n.Tenants.Current)}
 	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: serverCert, Key: serverKeyFile}}
 	nd := node.New(cfg, n.Pool, n.Tenants, reg, log)

@@ -1,0 +1,375 @@
+package jobs_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parzelle/parzelle/jobs"
+	"github.com/parzelle/parzelle/node/nodetest"
+	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmlschema"
+	"github.com/parzelle/parzelle/xta"
+)
+
+const (
+	specs    = "../../shared/specs"
+	fixtures = "../fixtures"
+	xmeldNS  = "http://www.osci.de/xmeld243"
+)
+
+// tenantFile is a Melderegister tenant with a register inbox fed by its own
+// Fachverfahren, mapping the XMeld specs given.
+const tenantFile = `id: %[1]s
+name: Melderegister %[1]s
+identities:
+  - {id: "ags:%[2]s", type: xoev, category: Meldebehörde, transports: [xta]}
+  - {id: "register:%[2]s", type: xoev, category: Melderegister, transports: [xta]}
+clients:
+  - {name: fachverfahren, subject: "CN=%[1]s,OU=Fachverfahren,O=Parzelle Demo", identities: ["ags:%[2]s"], role: fachverfahren}
+trust:
+  clientCAs: ["{{CA}}"]
+registers:
+  - {name: melderegister, type: person}
+access:
+  rules:
+    - {role: fachverfahren, operations: [read, search], purposes: [meldewesen], legalBasis: "§ 3 BMG"}
+    - {role: register-inbox, operations: [write], purposes: [meldewesen], legalBasis: "§ 33 BMG"}
+inboxes:
+  - {identity: "register:%[2]s", register: melderegister, writers: ["ags:%[2]s"], purpose: meldewesen}
+schemas:
+  missing: refuse
+mappings:
+%[3]s`
+
+var ags = map[string]string{"duesseldorf": "05111000", "koeln": "05315000"}
+
+// tenantWith renders a tenant file mapping the named XMeld specs.
+func tenantWith(t testing.TB, id string, names ...string) string {
+	var lines []string
+	for _, n := range names {
+		abs, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xmeld-"+n+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, "  - "+abs+"\n")
+	}
+	return fmt.Sprintf(tenantFile, id, ags[id], strings.Join(lines, ""))
+}
+
+var (
+	schemasOnce sync.Once
+	schemaSet   *xmlschema.Registry
+	schemaErr   error
+)
+
+func loadSchemas(t testing.TB) *xmlschema.Registry {
+	schemasOnce.Do(func() {
+		schemaSet, schemaErr = xmlschema.Load([]string{specs, filepath.Join(fixtures, "schemas")}, nil)
+	})
+	if schemaErr != nil {
+		t.Fatal(schemaErr)
+	}
+	return schemaSet
+}
+
+func startNode(t testing.TB, tenants map[string]string) *nodetest.Node {
+	return nodetest.Start(t, nodetest.Options{Tenants: tenants, Clients: []string{"duesseldorf", "koeln"}, Schemas: loadSchemas(t)})
+}
+
+// message reads a fixture message by its file name prefix ("01").
+func message(t testing.TB, prefix string) (messageType string, doc []byte) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(fixtures, "messages", "xmeld", prefix+"-*.xml"))
+	if len(files) != 1 {
+		t.Fatalf("fixture %s: %v", prefix, files)
+	}
+	doc, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(bytes.NewReader(doc))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			t.Fatalf("fixture %s: %v", prefix, err)
+		}
+		if start, ok := tok.(xml.StartElement); ok {
+			return start.Name.Local, doc
+		}
+	}
+}
+
+// send sends fixture messages from the tenant's Fachverfahren to its
+// register inbox and returns their transport message ids.
+func send(t testing.TB, n *nodetest.Node, tenantID string, prefixes ...string) []string {
+	t.Helper()
+	author := "ags:" + ags[tenantID]
+	c := n.XTAClient(tenantID, author)
+	var ids []string
+	for _, p := range prefixes {
+		typ, doc := message(t, p)
+		id, err := n.Send(t.Context(), c, author, "register:"+ags[tenantID], typ, xmeldNS, doc)
+		if err != nil {
+			t.Fatalf("send %s: %v", p, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// settle waits until the messages' transport reports are no longer open
+// and returns their status by message id (1 green, 3 red).
+func settle(t testing.TB, n *nodetest.Node, ids ...string) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out := map[string]int{}
+		rows, err := n.Pool.Query(t.Context(), `SELECT message_id, status FROM xta_message WHERE box = 'outbox' AND message_id = ANY($1)`, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			var status int
+			if err := rows.Scan(&id, &status); err != nil {
+				t.Fatal(err)
+			}
+			if status != xta.StatusOpen {
+				out[id] = status
+			}
+		}
+		if len(out) == len(ids) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("messages not settled after 60 s: %d of %d", len(out), len(ids))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// clerk reads a tenant's register.
+func clerk(tenantID string) tenant.Actor {
+	return tenant.Actor{Tenant: tenantID, Kind: tenant.ActorCertificate, Subject: "test", Role: "fachverfahren", Purpose: "meldewesen"}
+}
+
+// cosic finds Mirela Ana Ćosić in the tenant's register and returns her
+// record and history (without transaction times).
+func cosic(t testing.TB, n *nodetest.Node, tenantID string) (register.Record, string) {
+	t.Helper()
+	ctx := t.Context()
+	found, err := n.Store.Search(ctx, clerk(tenantID), tenantID, "melderegister", register.Query{Familienname: "Ćosić", Vornamen: "Mirela Ana", Geburtsdatum: "1987-04"})
+	if err != nil || len(found) != 1 {
+		t.Fatalf("search in %s: %d records, %v", tenantID, len(found), err)
+	}
+	vs, err := n.Store.History(ctx, clerk(tenantID), tenantID, "melderegister", found[0].ID, register.Temporal{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct {
+		From, To   string
+		Attributes register.Attributes
+		Sources    []string
+	}
+	var spans []span
+	for _, v := range vs {
+		spans = append(spans, span{v.ValidFrom, v.ValidTo, v.Attributes, v.Sources})
+	}
+	b, _ := json.MarshalIndent(spans, "", "  ")
+	return found[0], string(b)
+}
+
+// TestPipelineEndToEnd sends the XMeld sequence over XTA to Düsseldorf's
+// register inbox in order, and to Köln's shuffled with duplicates: both
+// registers end with the same person, each in the tenant whose inbox got
+// the messages, and every report is green.
+func TestPipelineEndToEnd(t *testing.T) {
+	all := []string{"0201", "0203", "0090", "0040", "0075"}
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", all...), "koeln": tenantWith(t, "koeln", all...)})
+	sequence := []string{"01", "02", "03", "04", "05"}
+
+	var ids []string
+	for _, p := range sequence { // one after the other, as a Fachverfahren sends them
+		id := send(t, n, "duesseldorf", p)
+		settle(t, n, id...)
+		ids = append(ids, id...)
+	}
+	for id, status := range settle(t, n, ids...) {
+		if status != xta.StatusGreen {
+			t.Errorf("message %s: report status %d, want green", id, status)
+		}
+	}
+	rec, want := cosic(t, n, "duesseldorf")
+	a := rec.Attributes
+	home, _ := a["hauptwohnung"].(map[string]any)
+	if a["familienname"] != "Ćosić" || a["geburtsdatum"] != "1987-04" || a["idnr"] != "47158309248" || a["auskunftssperre"] != true ||
+		a["sterbedatum"] != "2026-01-20" || home["strasse"] != "Lindemannstraße" || home["hausnummer"] != "18" || home["postleitzahl"] != "40237" ||
+		home["wohnort"] != "Düsseldorf" || home["seit"] != "2025-03-01" {
+		t.Errorf("Düsseldorf's record: %v", a)
+	}
+	if strings.Contains(want, "Kölner Landstraße") {
+		t.Errorf("the taken-back address is in the history:\n%s", want)
+	}
+	if !slices.Contains(rec.Sources, "xmeld-0201@1") {
+		t.Errorf("record sources %v, want the 0201 spec's version", rec.Sources)
+	}
+	var reports int
+	if err := n.Pool.QueryRow(t.Context(), `SELECT count(*) FROM xta_report_record WHERE code = 'APPLIED'`).Scan(&reports); err != nil || reports != len(sequence) {
+		t.Errorf("%d APPLIED report records (%v), want %d", reports, err, len(sequence))
+	}
+
+	// Köln: the same messages (their XÖV headers name Düsseldorf) shuffled,
+	// each sent twice, all at once.
+	shuffled := append(slices.Clone(sequence), sequence...)
+	rand.New(rand.NewPCG(7, 11)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	for id, status := range settle(t, n, send(t, n, "koeln", shuffled...)...) {
+		if status != xta.StatusGreen {
+			t.Errorf("Köln message %s: report status %d, want green", id, status)
+		}
+	}
+	if _, got := cosic(t, n, "koeln"); got != want {
+		t.Errorf("Köln's record, from the shuffled and repeated sequence:\n%s\nwant Düsseldorf's:\n%s", got, want)
+	}
+	if found, err := n.Store.Search(t.Context(), clerk("koeln"), "koeln", "melderegister", register.Query{Familienname: "Ćosić", Vornamen: "Mirela Ana", Geburtsdatum: "1987-04"}); err != nil || len(found) != 1 {
+		t.Errorf("Köln has %d records of her (%v), want exactly one", len(found), err)
+	}
+}
+
+// TestPipelineDeadLetters: a schema-invalid message is refused by the
+// transport at once (9050, with line and column); a message from an author
+// the inbox does not accept and a message without a mapping spec end as
+// dead letters with reasons a clerk understands, their reports red; once
+// the spec is there, retrying applies the message with the new spec and the
+// report turns green.
+func TestPipelineDeadLetters(t *testing.T) {
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201"), "koeln": tenantWith(t, "koeln", "0201")})
+	ctx := t.Context()
+	typ, doc := message(t, "08")
+	_, err := n.Send(ctx, n.XTAClient("duesseldorf", "ags:05111000"), "ags:05111000", "register:05111000", typ, xmeldNS, doc)
+	if err == nil || !strings.Contains(err.Error(), "9050") || !strings.Contains(err.Error(), "line 81") {
+		t.Errorf("schema-invalid message: %v, want fault 9050 naming line 81", err)
+	}
+	ids := send(t, n, "duesseldorf", "01", "05")
+	typ, doc = message(t, "01")
+	stranger, err := n.Send(ctx, n.XTAClient("koeln", "ags:05315000"), "ags:05315000", "register:05111000", typ, xmeldNS, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, stranger)
+	status := settle(t, n, ids...)
+	if status[ids[0]] != xta.StatusGreen || status[ids[1]] != xta.StatusRed || status[ids[2]] != xta.StatusRed {
+		t.Fatalf("report status: %v, want green, red, red", status)
+	}
+	letters, err := n.Letters.List(ctx, "duesseldorf", false)
+	if err != nil || len(letters) != 2 {
+		t.Fatalf("dead letters: %+v %v", letters, err)
+	}
+	byMessage := map[string]jobs.DeadLetter{}
+	for _, d := range letters {
+		byMessage[d.MessageID] = d
+	}
+	nospec, foreign := byMessage[ids[1]], byMessage[ids[2]]
+	if nospec.Step != jobs.StepMap || !strings.Contains(nospec.Reason, "no mapping spec") || nospec.MessageType != "fortschreibung.tod.0040" {
+		t.Errorf("unmapped message's dead letter: %+v", nospec)
+	}
+	if foreign.Step != jobs.StepAuthorize || !strings.Contains(foreign.Reason, "ags:05315000 may not write to the register inbox register:05111000") {
+		t.Errorf("foreign author's dead letter: %+v", foreign)
+	}
+	var reason string
+	if err := n.Pool.QueryRow(ctx, `SELECT reason FROM xta_report_record r JOIN xta_message m ON m.id = r.message
+		WHERE m.message_id = $1 AND m.box = 'outbox' AND r.code = 'DEAD_LETTER'`, ids[1]).Scan(&reason); err != nil || !strings.Contains(reason, "no mapping spec") {
+		t.Errorf("the author's report of the unmapped message says %q (%v)", reason, err)
+	}
+	if found, err := n.Store.Search(ctx, clerk("duesseldorf"), "duesseldorf", "melderegister", register.Query{Familienname: "Ćosić", Vornamen: "Mirela Ana", Geburtsdatum: "1987-04"}); err != nil || len(found) != 1 {
+		t.Fatalf("the foreign author's copy changed the register: %d records (%v)", len(found), err)
+	}
+
+	// The 0040 spec is added to the tenant file; a retry applies it.
+	file := filepath.Join(n.Dir, "tenants", "duesseldorf.yaml")
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(tenantWith(t, "duesseldorf", "0201", "0040"), "{{CA}}", filepath.Join(n.Dir, "ca.crt"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := n.Tenants.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
+		t.Fatalf("reload: %v %v", err, rep.Rejected)
+	}
+	operator := tenant.Actor{Tenant: "duesseldorf", Kind: "operator", Subject: "ops@test", Role: "operator", Purpose: "betrieb"}
+	if err := n.Letters.Retry(ctx, operator, "duesseldorf", nospec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Letters.Retry(ctx, operator, "duesseldorf", nospec.ID); err == nil {
+		t.Error("a resolved dead letter was retried twice")
+	}
+	if st := settle(t, n, ids[1]); st[ids[1]] != xta.StatusGreen {
+		again, _ := n.Letters.List(ctx, "duesseldorf", false)
+		t.Fatalf("retried message: status %d, want green; dead letters now %+v", st[ids[1]], again)
+	}
+	rec, _ := cosic(t, n, "duesseldorf")
+	if rec.Attributes["sterbedatum"] != "2026-01-20" || !slices.Contains(rec.Sources, "xmeld-0040@1") {
+		t.Errorf("after the retry: %v from %v", rec.Attributes, rec.Sources)
+	}
+	if err := n.Letters.Discard(ctx, operator, "duesseldorf", foreign.ID, "Köln schreibt nicht in Düsseldorfs Register"); err != nil {
+		t.Fatal(err)
+	}
+	open, err := n.Letters.List(ctx, "duesseldorf", false)
+	if err != nil || len(open) != 0 {
+		t.Errorf("open dead letters after retry and discard: %+v %v", open, err)
+	}
+	var audited int
+	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry WHERE tenant_id = 'duesseldorf' AND operation LIKE 'dead-letter %' AND actor = 'ops@test'`).Scan(&audited); err != nil || audited != 2 {
+		t.Errorf("%d audited dead-letter operations (%v), want 2", audited, err)
+	}
+	report, err := register.VerifyAudit(ctx, n.Pool, "duesseldorf")
+	if err != nil || !report.OK() {
+		t.Errorf("audit chain: %+v %v", report, err)
+	}
+}
+
+// TestPipelineFairness: while one tenant's mass import waits in its queue,
+// another tenant's few messages are applied long before the import ends.
+func TestPipelineFairness(t *testing.T) {
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201"), "koeln": tenantWith(t, "koeln", "0201")})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	// The import: the family move sent 150 times (each a new transport
+	// message, applied as a no-op after the first).
+	const flood = 150
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var floodIDs []string
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < flood; i += 6 {
+				id := send(t, n, "duesseldorf", "07")
+				mu.Lock()
+				floodIDs = append(floodIDs, id...)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	koeln := send(t, n, "koeln", "01", "07")
+	settle(t, n, koeln...)
+	var pending int
+	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM xta_message WHERE box = 'outbox' AND status = 0 AND message_id = ANY($1)`, floodIDs).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("when Köln's 2 messages were applied, %d of Düsseldorf's %d were still waiting", pending, flood)
+	if pending == 0 {
+		t.Errorf("Köln's messages were applied only after Düsseldorf's whole import")
+	}
+	settle(t, n, floodIDs...)
+}
