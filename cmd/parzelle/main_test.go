@@ -51,10 +51,17 @@ func demoCheckout(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(root, "fixtures", "tenants"), 0o755); err != nil {
-		t.Fatal(err)
+	files := []string{"node.yaml", "tenants/duesseldorf.yaml", "tenants/koeln.yaml"}
+	specs, _ := filepath.Glob(filepath.Join("..", "..", "fixtures", "mappings", "*.yaml"))
+	for _, s := range specs {
+		files = append(files, filepath.Join("mappings", filepath.Base(s)))
 	}
-	for _, f := range []string{"node.yaml", "tenants/duesseldorf.yaml", "tenants/koeln.yaml"} {
+	for _, d := range []string{"tenants", "mappings"} {
+		if err := os.MkdirAll(filepath.Join(root, "fixtures", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
 		data, err := os.ReadFile(filepath.Join("..", "..", "fixtures", f))
 		if err != nil {
 			t.Fatal(err)
