@@ -3,8 +3,8 @@ package jobs_test
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"math/rand/v2"
 	"os"
