@@ -22,6 +22,7 @@ import (
 	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/db/dbtest"
+	"github.com/parzelle/parzelle/fixtures"
 	"github.com/parzelle/parzelle/node"
 	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/problem"
@@ -36,19 +37,7 @@ func demoLayout(t *testing.T) string {
 	if _, err := pki.Demo(filepath.Join(root, "var", "pki"), []string{"duesseldorf", "koeln"}, nil, pki.ECDSAP256, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	tenants := filepath.Join(root, "fixtures", "tenants")
-	if err := os.MkdirAll(tenants, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"duesseldorf", "koeln"} {
-		data, err := os.ReadFile(filepath.Join("..", "fixtures", "tenants", id+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(tenants, id+".yaml"), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fixtures.CopyDemo(t, root)
 	return root
 }
 

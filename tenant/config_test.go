@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/fixtures"
 	"github.com/parzelle/parzelle/golden"
 	"github.com/parzelle/parzelle/pki"
 )
@@ -68,17 +69,9 @@ func TestParseDemoTenants(t *testing.T) {
 	if _, err := pki.Demo(filepath.Join(root, "var", "pki"), []string{"duesseldorf", "koeln"}, nil, pki.ECDSAP256, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	fixtures.CopyDemo(t, root)
 	for id, ags := range map[string]string{"duesseldorf": "ags:05111000", "koeln": "ags:05315000"} {
-		data, err := os.ReadFile(filepath.Join("..", "fixtures", "tenants", id+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(root, "fixtures", "tenants", id+".yaml")
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c, err := ParseFile(path)
+		c, err := ParseFile(filepath.Join(root, "fixtures", "tenants", id+".yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}

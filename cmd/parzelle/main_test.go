@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/parzelle/parzelle/db/dbtest"
+	"github.com/parzelle/parzelle/fixtures"
 	"github.com/parzelle/parzelle/pgcluster"
 )
 
@@ -51,27 +52,7 @@ func demoCheckout(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	files := []string{"node.yaml", "tenants/duesseldorf.yaml", "tenants/koeln.yaml"}
-	specs, _ := filepath.Glob(filepath.Join("..", "..", "fixtures", "mappings", "*.yaml"))
-	for _, s := range specs {
-		files = append(files, filepath.Join("mappings", filepath.Base(s)))
-	}
-	for _, d := range []string{"tenants", "mappings"} {
-		if err := os.MkdirAll(filepath.Join(root, "fixtures", d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(filepath.Join("..", "..", "fixtures", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		data = bytes.ReplaceAll(data, []byte(":8443"), []byte(":0"))
-		data = bytes.ReplaceAll(data, []byte(":8080"), []byte(":0"))
-		if err := os.WriteFile(filepath.Join(root, "fixtures", f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fixtures.CopyDemo(t, root, ":8443", ":0", ":8080", ":0")
 	if out, err := parzelle(root, nil, "pki", "demo", "--out", "var/pki").CombinedOutput(); err != nil {
 		t.Fatalf("pki demo: %v\n%s", err, out)
 	}
