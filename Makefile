@@ -16,7 +16,7 @@ PKGS    ?= ./...
 FUZZTIME ?= 4s
 FUZZ_TARGETS := ./xmlsafe:FuzzParse ./xmlsafe:FuzzDifferential ./c14n:FuzzCanonicalize ./xmldsig:FuzzVerify ./xmlenc:FuzzDecrypt
 
-.PHONY: run test build deps bench-xta bench-xml bench-register fuzz
+.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline fuzz
 
 run: build
 	$(BIN) pki demo --out var/pki
@@ -61,3 +61,9 @@ bench-xml: build
 # IDNr, and the cost of encryption per operation (goal: under 25 %).
 bench-register: build
 	$(BIN) pg temp -- $(GO) test ./register -run '^$$' -bench BenchmarkRegister -benchtime 1x
+
+# XMeld messages per second from XTA to the register (accepted, applied,
+# latency) beside raw INSERT+COMMIT in the same run and database, and the
+# mapping engine alone; PIPELINE_BENCH_N=… PIPELINE_BENCH_CLIENTS=… size it.
+bench-pipeline: build
+	$(BIN) pg temp -- $(GO) test ./jobs -run '^$$' -bench BenchmarkPipeline -benchtime 1x

@@ -16,13 +16,17 @@ import (
 // commits.
 func NewClient(pool *pgxpool.Pool, workers *river.Workers, log *slog.Logger) (*river.Client[pgx.Tx], error) {
 	c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
 		Workers: workers,
 		Logger:  log,
 		// Jobs that exhausted their retries stay visible for a month, not
 		// River's default week, so an operator back from leave still finds them.
 		DiscardedJobRetentionPeriod: 30 * 24 * time.Hour,
 		FetchPollInterval:           200 * time.Millisecond,
+		// River fetches at most a queue's free workers per fetch and waits
+		// its cooldown (100 ms by default) between fetches, which capped a
+		// queue at a few dozen jobs a second; the pipeline needs hundreds.
+		FetchCooldown: 5 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)

@@ -56,7 +56,7 @@ func TenantQueue(tenantID string) string { return "pipeline_" + strings.ReplaceA
 
 // PipelineWorkersPerTenant is how many of a tenant's messages are applied
 // at once.
-const PipelineWorkersPerTenant = 4
+const PipelineWorkersPerTenant = 8
 
 // Pipeline takes over the messages of register inboxes and applies them:
 // authorize the author, validate the schema, map, apply, settle the

@@ -133,7 +133,7 @@ func send(t testing.TB, n *nodetest.Node, tenantID string, prefixes ...string) [
 // and returns their status by message id (1 green, 3 red).
 func settle(t testing.TB, n *nodetest.Node, ids ...string) map[string]int {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		out := map[string]int{}
 		rows, err := n.Pool.Query(t.Context(), `SELECT message_id, status FROM xta_message WHERE box = 'outbox' AND message_id = ANY($1)`, ids)
@@ -154,7 +154,7 @@ func settle(t testing.TB, n *nodetest.Node, ids ...string) map[string]int {
 			return out
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("messages not settled after 60 s: %d of %d", len(out), len(ids))
+			t.Fatalf("messages not settled after 3 minutes: %d of %d", len(out), len(ids))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

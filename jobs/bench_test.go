@@ -1,0 +1,167 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parzelle/parzelle/mapping"
+	"github.com/parzelle/parzelle/xta"
+)
+
+// envInt reads a positive integer setting of the benchmark.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// letters spells n in letters, for names that must be DIN 91379 text.
+func letters(n int) string {
+	s := ""
+	for {
+		s = string(rune('a'+n%26)) + s
+		n /= 26
+		if n == 0 {
+			return s
+		}
+	}
+}
+
+// moveIns makes n different 0201 messages from the fixture: each a new
+// person (another surname), event and message id.
+func moveIns(t testing.TB, n int) [][]byte {
+	_, doc := message(t, "01")
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = []byte(strings.NewReplacer(
+			"Ćosić", "Ćosić-"+strings.ToUpper(letters(i)[:1])+letters(i)[1:]+"x",
+			"DUS-EW-2025-0301-004711", fmt.Sprintf("DUS-EW-BENCH-%07d", i),
+			"6f1c2a9e-3b7d-4e21-9a55-0c8d2f41b701", fmt.Sprintf("6f1c2a9e-3b7d-4e21-9a55-%012d", i),
+		).Replace(string(doc)))
+	}
+	return out
+}
+
+// BenchmarkPipeline prints what `make bench-pipeline` reports: N XMeld
+// move-ins (0201) sent over XTA at C concurrent clients to Düsseldorf's
+// register inbox, waited for until every one is applied to the register:
+// accepted/s, applied/s, and the accept-to-applied latency; beside it a raw
+// baseline in the same run and database, the same number of register
+// writes straight through pgx (one INSERT+COMMIT each, at the same
+// concurrency); and pure mapping throughput on one core. It runs once
+// whatever b.N is; PIPELINE_BENCH_N and PIPELINE_BENCH_CLIENTS size it.
+func BenchmarkPipeline(b *testing.B) {
+	n, clients := envInt("PIPELINE_BENCH_N", 2000), envInt("PIPELINE_BENCH_CLIENTS", 16)
+	node := startNode(b, map[string]string{"duesseldorf": tenantWith(b, "duesseldorf", "0201")})
+	ctx := context.Background()
+	docs := moveIns(b, n)
+
+	// Raw baseline: one encrypted-size row per message, INSERT+COMMIT.
+	if _, err := node.Pool.Exec(ctx, `CREATE TABLE bench_raw (id bigserial PRIMARY KEY, subject text NOT NULL, payload bytea NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	raw := run(b, n, clients, func(i int) error {
+		return pgx.BeginFunc(ctx, node.Pool, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO bench_raw (subject, payload) VALUES ($1, $2)`, strconv.Itoa(i), docs[i][:600])
+			return err
+		})
+	})
+
+	// The pipeline: send everything, then wait for the last application.
+	author, reader := "ags:05111000", "register:05111000"
+	xc := make([]*xta.Client, clients)
+	for c := range xc {
+		xc[c] = node.XTAClient("duesseldorf", author)
+	}
+	ids := make([]string, n)
+	start := time.Now()
+	accept := run(b, n, clients, func(i int) error {
+		id, err := node.Send(ctx, xc[i%clients], author, reader, "rueckmeldung.anmeldunginland.0201", xmeldNS, docs[i])
+		ids[i] = id
+		return err
+	})
+	status := settle(b, node, ids...)
+	applied := time.Since(start)
+	for _, s := range status {
+		if s != xta.StatusGreen {
+			b.Fatalf("a message was not applied: status %d", s)
+		}
+	}
+	var lat []time.Duration
+	rows, err := node.Pool.Query(ctx, `SELECT r.at - m.sent_at FROM xta_message m JOIN xta_report_record r ON r.message = m.id AND r.code = 'APPLIED'
+		WHERE m.box = 'outbox'`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for rows.Next() {
+		var d time.Duration
+		if err := rows.Scan(&d); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, d)
+	}
+	if len(lat) != n {
+		b.Fatalf("%d applied messages, want %d", len(lat), n)
+	}
+	slices.Sort(lat)
+
+	// Mapping alone: parse and map the messages on one goroutine.
+	set, err := mapping.ForTenant(node.Tenants.Current().Tenant("duesseldorf"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	events, mapStart := 0, time.Now()
+	for _, d := range docs {
+		_, facts, err := set.MapXML(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events += len(facts)
+	}
+	mapped := time.Since(mapStart)
+
+	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
+	fmt.Printf("register pipeline, %d XMeld 0201 move-ins over XTA at %d clients, same run and database\n", n, clients)
+	fmt.Printf("  accepted (sendMessage answered)   %8.0f messages/s\n", rate(accept))
+	fmt.Printf("  applied end to end                %8.0f messages/s   (goal: 1,000)\n", rate(applied))
+	fmt.Printf("  raw baseline (INSERT+COMMIT)      %8.0f writes/s     applied = %.0f %% of raw (goal: 40 %%)\n", rate(raw), 100*rate(applied)/rate(raw))
+	fmt.Printf("  accept to applied                 p50 %v   p99 %v   max %v\n",
+		lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	fmt.Printf("  mapping alone (parse + map, one goroutine, no database) %8.0f events/s   (goal: 20,000)\n", float64(events)/mapped.Seconds())
+}
+
+// run calls work(i) for i in [0, n) on the given number of goroutines and
+// returns the elapsed time.
+func run(b *testing.B, n, clients int, work func(i int) error) time.Duration {
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	start := time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c; i < n; i += clients {
+				if err := work(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
