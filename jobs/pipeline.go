@@ -35,6 +35,9 @@ type PipelineArgs struct {
 	Tenant string `json:"tenant"`
 	// Inbox is the message's row in the tenant's message box.
 	Inbox int64 `json:"inbox"`
+	// Validated is true when the transport validated the content against
+	// its schema on acceptance; the pipeline then does not again.
+	Validated bool `json:"validated,omitempty"`
 }
 
 // Kind is the job kind.
@@ -103,23 +106,27 @@ func (p *Pipeline) Queues() map[string]river.QueueConfig {
 	return q
 }
 
-// Consume takes over a message delivered to one of a tenant's register
-// inboxes: it enqueues the message's job in the delivering transaction.
-func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, d xta.Delivery) (bool, error) {
-	cfg := p.Tenants().Tenant(d.ReaderTenant)
+// Claims reports whether the reader is one of the tenant's register
+// inboxes.
+func (p *Pipeline) Claims(readerTenant, reader string) bool {
+	cfg := p.Tenants().Tenant(readerTenant)
 	if cfg == nil {
-		return false, nil
+		return false
 	}
-	if _, ok := cfg.Inbox(d.Reader); !ok {
-		return false, nil
-	}
+	_, ok := cfg.Inbox(reader)
+	return ok
+}
+
+// Consume takes over a message for a register inbox: it enqueues the
+// message's job in the transaction that stores it.
+func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, d xta.Delivery) error {
 	if err := p.ensureQueue(d.ReaderTenant); err != nil {
-		return false, err
+		return err
 	}
-	if _, err := p.client.InsertTx(ctx, tx, PipelineArgs{Tenant: d.ReaderTenant, Inbox: d.Inbox}, nil); err != nil {
-		return false, fmt.Errorf("jobs: enqueue the register pipeline: %w", err)
+	if _, err := p.client.InsertTx(ctx, tx, PipelineArgs{Tenant: d.ReaderTenant, Inbox: d.Inbox, Validated: d.Validated}, nil); err != nil {
+		return fmt.Errorf("jobs: enqueue the register pipeline: %w", err)
 	}
-	return true, nil
+	return nil
 }
 
 // PipelineWorker runs PipelineArgs jobs.
@@ -169,6 +176,7 @@ type message struct {
 	inbox                                  int64
 	messageID, author, reader, messageType string
 	sentAt                                 time.Time
+	validated                              bool
 	content                                []byte
 	records                                int
 	summary                                string
@@ -187,7 +195,7 @@ var errSettled = errors.New("jobs: message settled")
 
 // load reads the message's box row and content.
 func (p *Pipeline) load(ctx context.Context, a PipelineArgs) (*message, error) {
-	m := &message{tenant: a.Tenant, inbox: a.Inbox}
+	m := &message{tenant: a.Tenant, inbox: a.Inbox, validated: a.Validated}
 	err := db.InTenant(ctx, p.Pool, a.Tenant, func(tx pgx.Tx) error {
 		var closed *time.Time
 		err := tx.QueryRow(ctx, `SELECT message_id, author, reader, message_type, sent_at, closed_at FROM xta_message
@@ -224,8 +232,10 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 	if !inbox.MayWrite(m.author) {
 		return &failure{step: StepAuthorize, reason: fmt.Sprintf("%s may not write to the register inbox %s (writers: %s)", m.author, m.reader, strings.Join(inbox.Writers, ", ")), permanent: true}
 	}
-	if f := p.validate(cfg, m); f != nil {
-		return f
+	if !m.validated {
+		if f := p.validate(cfg, m); f != nil {
+			return f
+		}
 	}
 	specs, err := mapping.ForTenant(cfg)
 	if err != nil {

@@ -22,16 +22,22 @@ type Delivery struct {
 	Author       string
 	MessageID    string
 	MessageType  string
+	// Validated is true when the transport validated the message's content
+	// against its installed schema on acceptance.
+	Validated bool
 }
 
 // InboxConsumer takes over messages delivered to some readers (register
 // inboxes) instead of leaving them for the reader to fetch.
 type InboxConsumer interface {
-	// Consume is called in the delivering transaction, in no tenant, for
-	// every delivered message; it returns true when it took the message
-	// over (and, say, enqueued its processing in tx). The author's report
-	// then stays open until the consumer settles the message.
-	Consume(ctx context.Context, tx pgx.Tx, d Delivery) (bool, error)
+	// Claims reports whether the consumer takes over messages to the
+	// reader, an identity of the tenant.
+	Claims(readerTenant, reader string) bool
+	// Consume takes over a message it claims, in the transaction that
+	// stores or delivers it (in no tenant), say by enqueuing its
+	// processing there. The author's report stays open until the consumer
+	// settles the message.
+	Consume(ctx context.Context, tx pgx.Tx, d Delivery) error
 }
 
 // MaxConsumedContent bounds the content a consumer reads into memory: a

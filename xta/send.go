@@ -171,6 +171,10 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 	if err := c.req.Metadata.Write(&metaXML, prefixes); err != nil {
 		return fmt.Errorf("xta: serialize metadata: %w", err)
 	}
+	// A message for a register inbox is handed to its consumer at once,
+	// in this transaction, unless it waits for its NotBefore.
+	scheduled := sm.notBefore != nil && sm.notBefore.After(now)
+	consumed := readerTenant != nil && s.inbox != nil && !scheduled && s.inbox.Claims(readerTenant.ID, sm.reader.ID)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var outbox, inbox int64
 		if err := tx.QueryRow(ctx, `SELECT nextval('xta_message_id_seq'), nextval('xta_message_id_seq')`).Scan(&outbox, &inbox); err != nil {
@@ -192,6 +196,9 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 			businessScenario: sm.businessScenario, messageType: sm.messageType, metadata: metaXML.String(),
 			size: size, test: sm.test, notBefore: sm.notBefore, sentAt: now,
 		}
+		if consumed {
+			row.deliveredAt = &now
+		}
 		contentTenant, contentOwner := author.ID, outbox
 		if readerTenant != nil {
 			row.peerTenant, row.peerID = &readerTenant.ID, &inbox
@@ -207,6 +214,9 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 			records = append(records, record{now, "warning", RecordValidated, w})
 		}
 		records = append(records, contentRecords...)
+		if consumed {
+			records = append(records, record{now, "info", RecordDelivered, "Nachricht an den Registerposteingang " + sm.reader.ID + " übergeben; die Einarbeitung steht aus"})
+		}
 		if readerTenant == nil {
 			records = append(records, record{now, "info", RecordForwarding, fmt.Sprintf("Leser %s wird nicht von diesem Knoten bedient; Weiterleitung über OSCI steht aus", sm.reader.ID)})
 		}
@@ -235,8 +245,16 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 				return fmt.Errorf("xta: store message: %w", err)
 			}
 		}
+		if consumed {
+			d := Delivery{ReaderTenant: readerTenant.ID, Inbox: inbox, Reader: sm.reader.ID, Author: sm.author.ID,
+				MessageID: sm.messageID, MessageType: sm.messageType, Validated: c.validated[0]}
+			if err := s.inbox.Consume(ctx, tx, d); err != nil {
+				return fmt.Errorf("xta: hand over to the register inbox: %w", err)
+			}
+			return nil
+		}
 		opts := &river.InsertOpts{}
-		if sm.notBefore != nil && sm.notBefore.After(now) {
+		if scheduled {
 			opts.ScheduledAt = *sm.notBefore
 		}
 		if _, err := s.river.InsertTx(ctx, tx, DeliverArgs{Tenant: author.ID, Outbox: outbox}, opts); err != nil {
@@ -317,6 +335,10 @@ func (s *Server) checkContents(c *call, author *tenant.Config, now time.Time) ([
 			return nil, fmt.Errorf("xta: validate content %q against %s: %w", name, set, err)
 		}
 		records = append(records, record{now, "info", RecordValidated, fmt.Sprintf("Inhalt %s gegen das Schema %s geprüft", name, set)})
+		if c.validated == nil {
+			c.validated = map[int]bool{}
+		}
+		c.validated[i] = true
 	}
 	return records, nil
 }
@@ -337,16 +359,17 @@ type messageRow struct {
 	test                                             bool
 	notBefore                                        *time.Time
 	sentAt                                           time.Time
+	deliveredAt                                      *time.Time
 	peerTenant                                       *string
 	peerID                                           *int64
 }
 
 func (m messageRow) insert(ctx context.Context, tx db.Execer, tenantID string, id int64, box, account string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO xta_message (id, tenant_id, box, message_id, account, author, reader, peer_tenant, peer_id,
-		service, business_scenario, message_type, metadata, content_size, test_msg, not_before, sent_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+		service, business_scenario, message_type, metadata, content_size, test_msg, not_before, sent_at, delivered_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)`,
 		id, tenantID, box, m.messageID, account, m.author, m.reader, m.peerTenant, m.peerID,
-		m.service, m.businessScenario, m.messageType, m.metadata, m.size, m.test, m.notBefore, m.sentAt)
+		m.service, m.businessScenario, m.messageType, m.metadata, m.size, m.test, m.notBefore, m.sentAt, m.deliveredAt)
 	if err != nil {
 		return fmt.Errorf("xta: store %s message: %w", box, err)
 	}
@@ -450,13 +473,14 @@ func (w *DeliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 			RETURNING message_id, author, message_type`, *inbox, now).Scan(&messageID, &author, &messageType); err != nil {
 			return fmt.Errorf("xta: deliver: %w", err)
 		}
-		consumed := false
-		if s.inbox != nil {
+		// A scheduled message for a register inbox is handed over now.
+		consumed := s.inbox != nil && s.inbox.Claims(*readerTenant, reader)
+		if consumed {
 			if err := db.LeaveTenant(ctx, tx); err != nil {
 				return err
 			}
 			d := Delivery{ReaderTenant: *readerTenant, Inbox: *inbox, Reader: reader, Author: author, MessageID: messageID, MessageType: messageType}
-			if consumed, err = s.inbox.Consume(ctx, tx, d); err != nil {
+			if err := s.inbox.Consume(ctx, tx, d); err != nil {
 				return fmt.Errorf("xta: hand over to the register inbox: %w", err)
 			}
 		}

@@ -123,6 +123,8 @@ type call struct {
 	account   string // the account acting, once account checked it
 	bytesOut  int
 	warnings  []string
+	// validated are the content parts checked against an installed schema.
+	validated map[int]bool
 }
 
 // Handler serves one port.
