@@ -373,3 +373,68 @@ func TestPipelineFairness(t *testing.T) {
 	}
 	settle(t, n, floodIDs...)
 }
+
+// gewerbeTenant keeps a Gewerberegister fed through gewerbe:05111000 with
+// the XGewerbeanzeige 2.2 spec; no XGewerbeanzeige schema is installed, so
+// its policy accepts such messages with a warning.
+const gewerbeTenant = `id: duesseldorf
+name: Gewerberegister Düsseldorf
+identities:
+  - {id: "ags:05111000", type: xoev, category: Gewerbeamt, transports: [xta]}
+  - {id: "gewerbe:05111000", type: xoev, category: Gewerberegister, transports: [xta]}
+clients:
+  - {name: fachverfahren, subject: "CN=duesseldorf,OU=Fachverfahren,O=Parzelle Demo", identities: ["ags:05111000"], role: fachverfahren}
+trust:
+  clientCAs: ["{{CA}}"]
+registers:
+  - {name: gewerberegister, type: business}
+access:
+  rules:
+    - {role: fachverfahren, operations: [read, search], purposes: [gewerbeaufsicht], legalBasis: "§ 14 GewO"}
+    - {role: register-inbox, operations: [write], purposes: [gewerbeaufsicht], legalBasis: "§ 14 GewO"}
+inboxes:
+  - {identity: "gewerbe:05111000", register: gewerberegister, writers: ["ags:05111000"], purpose: gewerbeaufsicht}
+mappings:
+  - %s
+`
+
+// TestPipelineGewerbe: the genuine XGewerbeanzeige Anmeldung and an
+// Ummeldung of the same business, sent over XTA, end as one business in the
+// Gewerberegister whose status follows the messages; the reports are
+// yellow, since no XGewerbeanzeige schema is installed.
+func TestPipelineGewerbe(t *testing.T) {
+	spec, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xgewerbeanzeige-2.2.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, map[string]string{"duesseldorf": fmt.Sprintf(gewerbeTenant, spec)})
+	ctx := t.Context()
+	c := n.XTAClient("duesseldorf", "ags:05111000")
+	var ids []string
+	for _, file := range []string{filepath.Join(specs, "xoev", "xgewerbeanzeige", "samples", "xgwa2.2-valid.xml"), filepath.Join("..", "mapping", "testdata", "xgwa2.2-ummeldung.xml")} {
+		doc, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := n.Send(ctx, c, "ags:05111000", "gewerbe:05111000", "gewerbemeldung", "http://www.xgewerbeanzeige.de/spezifikation/2.2", doc)
+		if err != nil {
+			t.Fatalf("send %s: %v", file, err)
+		}
+		ids = append(ids, id)
+		if st := settle(t, n, id); st[id] != xta.StatusYellow {
+			t.Fatalf("%s: report status %d, want yellow (applied, schema missing)", file, st[id])
+		}
+	}
+	actor := tenant.Actor{Tenant: "duesseldorf", Kind: tenant.ActorCertificate, Subject: "test", Role: "fachverfahren", Purpose: "gewerbeaufsicht"}
+	found, err := n.Store.Search(ctx, actor, "duesseldorf", "gewerberegister", register.Query{Name: "tibor pick e.k."})
+	if err != nil || len(found) != 1 {
+		t.Fatalf("search by name: %d records, %v", len(found), err)
+	}
+	if a := found[0].Attributes; a["status"] != "umgemeldet" || a["taetigkeit"] == nil {
+		t.Errorf("the business after Anmeldung and Ummeldung: %v", a)
+	}
+	vs, err := n.Store.History(ctx, actor, "duesseldorf", "gewerberegister", found[0].ID, register.Temporal{})
+	if err != nil || len(vs) < 2 || vs[len(vs)-2].Attributes["status"] != "aktiv" || vs[len(vs)-1].ValidFrom != "2019-04-01" {
+		t.Errorf("history: %+v %v", vs, err)
+	}
+}
