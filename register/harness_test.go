@@ -3,19 +3,14 @@ package register_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -23,7 +18,7 @@ import (
 	"github.com/parzelle/parzelle/db/dbtest"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/node"
-	"github.com/parzelle/parzelle/pki"
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 )
@@ -36,11 +31,10 @@ type harness struct {
 	dbURL   string
 	base    string
 	dir     string
-	ca      *pki.Authority
+	pki     *nodetest.PKI
 	store   *register.Store
 	tenants *tenant.Registry
 	keys    *keys.FileProvider
-	certs   map[string]tls.Certificate
 }
 
 // The test tenants' clients: each tenant's Fachverfahren (role
@@ -70,39 +64,22 @@ access:
 
 func startHarness(t testing.TB) *harness {
 	t.Helper()
-	h := &harness{dir: t.TempDir(), certs: map[string]tls.Certificate{}}
-	now := time.Now()
-	ca, err := pki.NewAuthority(pkix.Name{CommonName: "Register Test CA"}, pki.ECDSAP256, now.Add(-48*time.Hour), now.AddDate(1, 0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ca = ca
-	caFile := filepath.Join(h.dir, "ca.crt")
-	if err := os.WriteFile(caFile, pki.EncodeCertificate(ca.Cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	server, serverKey, err := ca.Issue(pki.Template{Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0), Server: true}, pki.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverCert, serverKeyFile := filepath.Join(h.dir, "server.crt"), filepath.Join(h.dir, "server.key")
-	if err := pki.WriteFiles(serverCert, serverKeyFile, server, serverKey); err != nil {
-		t.Fatal(err)
-	}
+	h := &harness{dir: t.TempDir()}
+	h.pki = nodetest.NewPKI(t, h.dir)
+	caFile := h.pki.CAFile
 	tenants := filepath.Join(h.dir, "tenants")
 	if err := os.MkdirAll(tenants, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for id, ags := range map[string]string{"duesseldorf": "05111000", "koeln": "05315000"} {
 		for _, cn := range []string{id, id + "-sb", id + "-dsb", id + "-norole"} {
-			h.issue(t, cn)
+			h.pki.Issue(t, cn)
 		}
 		if err := os.WriteFile(filepath.Join(tenants, id+".yaml"), fmt.Appendf(nil, tenantFile, id, ags, caFile), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	h.issue(t, "stranger")
+	h.pki.Issue(t, "stranger")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	h.dbURL = dbtest.NewURL(t)
@@ -124,7 +101,7 @@ func startHarness(t testing.TB) *harness {
 	h.store = register.NewStore(register.Config{Pool: h.pool, Keys: h.keys, Tenants: h.tenants.Current, Log: log, Metrics: reg})
 	cfg := &config.Node{
 		Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"},
-		TLS:    config.TLS{Cert: serverCert, Key: serverKeyFile},
+		TLS:    config.TLS{Cert: h.pki.ServerCert, Key: h.pki.ServerKey},
 	}
 	n := node.New(cfg, h.pool, h.tenants, reg, log)
 	register.NewAPI(h.store, node.PrincipalFrom).Mount(n.HandleTransport)
@@ -143,23 +120,8 @@ func startHarness(t testing.TB) *harness {
 	return h
 }
 
-func (h *harness) issue(t testing.TB, cn string) {
-	t.Helper()
-	now := time.Now()
-	cert, key, err := h.ca.Issue(pki.Template{Subject: pki.DemoClientSubject(cn), NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0), Client: true}, pki.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.certs[cn] = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
-}
-
 // client returns an HTTPS client presenting the named certificate.
-func (h *harness) client(cn string) *http.Client {
-	roots := x509.NewCertPool()
-	roots.AddCert(h.ca.Cert)
-	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{h.certs[cn]}}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-}
+func (h *harness) client(cn string) *http.Client { return h.pki.HTTP(cn) }
 
 // response is an API answer.
 type response struct {

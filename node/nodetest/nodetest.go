@@ -58,51 +58,26 @@ type Options struct {
 
 // Node is a running node.
 type Node struct {
+	*PKI
 	Pool     *pgxpool.Pool
 	DBURL    string
 	Base     string
 	Dir      string
-	CA       *pki.Authority
 	Tenants  *tenant.Registry
+	Keys     *keys.FileProvider
 	Store    *register.Store
 	XTA      *xta.Server
 	Pipeline *jobs.Pipeline
 	Jobs     *river.Client[pgx.Tx]
 	Letters  *jobs.DeadLetters
-
-	certs map[string]tls.Certificate
 }
 
 // Start starts a node; it stops when the test ends.
 func Start(t testing.TB, o Options) *Node {
 	t.Helper()
-	n := &Node{Dir: t.TempDir(), certs: map[string]tls.Certificate{}}
-	now := time.Now()
-	ca, err := pki.NewAuthority(pkix.Name{CommonName: "Node Test CA"}, pki.ECDSAP256, now.Add(-48*time.Hour), now.AddDate(1, 0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.CA = ca
-	caFile := filepath.Join(n.Dir, "ca.crt")
-	if err := os.WriteFile(caFile, pki.EncodeCertificate(ca.Cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	server, serverKey, err := ca.Issue(pki.Template{Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0), Server: true}, pki.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverCert, serverKeyFile := filepath.Join(n.Dir, "server.crt"), filepath.Join(n.Dir, "server.key")
-	if err := pki.WriteFiles(serverCert, serverKeyFile, server, serverKey); err != nil {
-		t.Fatal(err)
-	}
-	for _, cn := range o.Clients {
-		cert, key, err := ca.Issue(pki.Template{Subject: pki.DemoClientSubject(cn), NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0), Client: true}, pki.ECDSAP256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.certs[cn] = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
-	}
+	n := &Node{Dir: t.TempDir()}
+	n.PKI = NewPKI(t, n.Dir, o.Clients...)
+	caFile := n.CAFile
 	dir := filepath.Join(n.Dir, "tenants")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -148,11 +123,11 @@ func Start(t testing.TB, o Options) *Node {
 			t.Fatal(err)
 		}
 	}
-	provider := keys.NewFileProvider(filepath.Join(n.Dir, "keys"), func() keys.Tenants { return n.Tenants.Current() })
-	n.Store = register.NewStore(register.Config{Pool: n.Pool, Keys: provider, Tenants: n.Tenants.Current, Log: log, Metrics: reg})
+	n.Keys = keys.NewFileProvider(filepath.Join(n.Dir, "keys"), func() keys.Tenants { return n.Tenants.Current() })
+	n.Store = register.NewStore(register.Config{Pool: n.Pool, Keys: n.Keys, Tenants: n.Tenants.Current, Log: log, Metrics: reg})
 	n.Pipeline = &jobs.Pipeline{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Schemas: schemas, Log: log,
 		Metrics: jobs.NewPipelineMetrics(reg, n.Pool, n.Tenants.Current)}
-	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: serverCert, Key: serverKeyFile}}
+	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: n.ServerCert, Key: n.ServerKey}}
 	nd := node.New(cfg, n.Pool, n.Tenants, reg, log)
 	n.XTA = xta.NewServer(xta.Config{Pool: n.Pool, Tenants: n.Tenants.Current, Principal: node.PrincipalFrom, Schemas: schemas,
 		Directory: &xta.StaticDirectory{Tenants: n.Tenants.Current}, Log: log, Metrics: reg, Identity: "https://localhost/xta/v3", Inbox: n.Pipeline})
@@ -190,17 +165,6 @@ func Start(t testing.TB, o Options) *Node {
 	return n
 }
 
-// HTTP returns an HTTPS client presenting the named client certificate.
-func (n *Node) HTTP(cn string) *http.Client {
-	roots := x509.NewCertPool()
-	roots.AddCert(n.CA.Cert)
-	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
-	if c, ok := n.certs[cn]; ok {
-		cfg.Certificates = []tls.Certificate{c}
-	}
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 64}}
-}
-
 // XTAClient returns an XTA client acting for the account with the named
 // client certificate.
 func (n *Node) XTAClient(cn, account string) *xta.Client {
@@ -220,4 +184,65 @@ func (n *Node) Send(ctx context.Context, c *xta.Client, author, reader, messageT
 		Message: xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: messageType + ".xml", Data: strings.NewReader(string(doc)), Size: int64(len(doc))},
 	})
 	return id, err
+}
+
+// PKI is a test CA with a server certificate for localhost and client
+// certificates, as files and for clients.
+type PKI struct {
+	CA                            *pki.Authority
+	CAFile, ServerCert, ServerKey string
+
+	certs map[string]tls.Certificate
+}
+
+// NewPKI makes a CA, a server certificate for localhost and 127.0.0.1 and
+// client certificates for the common names (subject
+// pki.DemoClientSubject(cn)), writing the CA and server files to dir.
+func NewPKI(t testing.TB, dir string, clients ...string) *PKI {
+	t.Helper()
+	now := time.Now()
+	ca, err := pki.NewAuthority(pkix.Name{CommonName: "Parzelle Test CA"}, pki.ECDSAP256, now.Add(-48*time.Hour), now.AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &PKI{CA: ca, CAFile: filepath.Join(dir, "ca.crt"), ServerCert: filepath.Join(dir, "server.crt"), ServerKey: filepath.Join(dir, "server.key"),
+		certs: map[string]tls.Certificate{}}
+	if err := os.WriteFile(p.CAFile, pki.EncodeCertificate(ca.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	server, serverKey, err := ca.Issue(pki.Template{Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0), Server: true}, pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteFiles(p.ServerCert, p.ServerKey, server, serverKey); err != nil {
+		t.Fatal(err)
+	}
+	for _, cn := range clients {
+		p.Issue(t, cn)
+	}
+	return p
+}
+
+// Issue makes a client certificate for the common name.
+func (p *PKI) Issue(t testing.TB, cn string) {
+	t.Helper()
+	now := time.Now()
+	cert, key, err := p.CA.Issue(pki.Template{Subject: pki.DemoClientSubject(cn), NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0), Client: true}, pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.certs[cn] = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+}
+
+// HTTP returns an HTTPS client that trusts the CA and presents the named
+// client certificate (none for a name it has not issued).
+func (p *PKI) HTTP(cn string) *http.Client {
+	roots := x509.NewCertPool()
+	roots.AddCert(p.CA.Cert)
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	if c, ok := p.certs[cn]; ok {
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 64}}
 }
