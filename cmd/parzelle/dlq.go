@@ -34,20 +34,32 @@ func cmdDLQ(args []string) error {
 	fs.BoolVar(&all, "all", false, "list: also resolved dead letters")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
 	fs.StringVar(&reason, "reason", "", "discard: why the message is given up (goes to the author's report and the audit log)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	// Flags may come before or after the dead letter's number.
+	var positional []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional, rest = append(positional, fs.Arg(0)), fs.Args()[1:]
 	}
 	if tenantID == "" {
 		return errors.New("--tenant is required\n" + dlqUsage)
 	}
+	want := 1 // the dead letter's number
+	if sub == "list" {
+		want = 0
+	}
+	if len(positional) != want {
+		return errors.New(dlqUsage)
+	}
 	var id int64
 	if sub != "list" {
-		if fs.NArg() != 1 {
-			return errors.New(dlqUsage)
-		}
-		n, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+		n, err := strconv.ParseInt(positional[0], 10, 64)
 		if err != nil {
-			return fmt.Errorf("%q is not a dead letter number", fs.Arg(0))
+			return fmt.Errorf("%q is not a dead letter number", positional[0])
 		}
 		id = n
 	}
