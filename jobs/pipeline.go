@@ -197,17 +197,15 @@ var errSettled = errors.New("jobs: message settled")
 func (p *Pipeline) load(ctx context.Context, a PipelineArgs) (*message, error) {
 	m := &message{tenant: a.Tenant, inbox: a.Inbox, validated: a.Validated}
 	err := db.InTenant(ctx, p.Pool, a.Tenant, func(tx pgx.Tx) error {
-		var closed *time.Time
-		err := tx.QueryRow(ctx, `SELECT message_id, author, reader, message_type, sent_at, closed_at FROM xta_message
-			WHERE tenant_id = $1 AND id = $2 AND box = 'inbox'`, a.Tenant, a.Inbox).Scan(&m.messageID, &m.author, &m.reader, &m.messageType, &m.sentAt, &closed)
-		if errors.Is(err, pgx.ErrNoRows) || closed != nil {
-			return errSettled
-		}
+		in, err := xta.LoadInbox(ctx, tx, a.Inbox)
 		if err != nil {
 			return err
 		}
-		m.content, err = xta.ReadContent(ctx, tx, a.Inbox)
-		return err
+		if in.Settled {
+			return errSettled
+		}
+		m.messageID, m.author, m.reader, m.messageType, m.sentAt, m.content = in.MessageID, in.Author, in.Reader, in.MessageType, in.SentAt, in.Content
+		return nil
 	})
 	if errors.Is(err, errSettled) || errors.Is(err, xta.ErrContentGone) {
 		return nil, errSettled

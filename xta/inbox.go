@@ -48,6 +48,47 @@ const MaxConsumedContent = 16 << 20
 // was settled or closed).
 var ErrContentGone = errors.New("xta: the message's content is no longer stored")
 
+// InboxMessage is a consumed message's box row and content.
+type InboxMessage struct {
+	MessageID, Author, Reader, MessageType string
+	SentAt                                 time.Time
+	// Settled is true once the message was settled (closed).
+	Settled bool
+	// Content is the first content part (the xta:Message).
+	Content []byte
+}
+
+// LoadInbox reads a consumed message's row and first content part in tx,
+// which must be in the reader's tenant: a small message in one round trip.
+// It returns ErrContentGone for a message that is gone.
+func LoadInbox(ctx context.Context, tx pgx.Tx, inbox int64) (InboxMessage, error) {
+	var m InboxMessage
+	var closed *time.Time
+	var size *int64
+	var first []byte
+	err := tx.QueryRow(ctx, `SELECT m.message_id, m.author, m.reader, m.message_type, m.sent_at, m.closed_at, p.size, c.data
+		FROM xta_message m
+		LEFT JOIN xta_part p ON p.message = m.id AND p.part = 0
+		LEFT JOIN xta_chunk c ON c.message = m.id AND c.part = 0 AND c.seq = 0
+		WHERE m.id = $1 AND m.box = 'inbox'`, inbox).Scan(&m.MessageID, &m.Author, &m.Reader, &m.MessageType, &m.SentAt, &closed, &size, &first)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return m, ErrContentGone
+	case err != nil:
+		return m, fmt.Errorf("xta: load message %d: %w", inbox, err)
+	case closed != nil:
+		m.Settled = true
+		return m, nil
+	case size == nil:
+		return m, ErrContentGone
+	case int64(len(first)) == *size:
+		m.Content = first
+		return m, nil
+	}
+	m.Content, err = ReadContent(ctx, tx, inbox)
+	return m, err
+}
+
 // ReadContent reads a consumed message's first content part (the xta:Message)
 // in tx, which must be in the reader's tenant.
 func ReadContent(ctx context.Context, tx pgx.Tx, inbox int64) ([]byte, error) {
@@ -95,31 +136,34 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, st
 	if err != nil {
 		return false, fmt.Errorf("xta: settle message %d: %w", inbox, err)
 	}
+	// The rest in one round trip.
+	b := &batch{}
 	if st.Applied {
-		if _, err := tx.Exec(ctx, `DELETE FROM xta_part WHERE message = $1`, inbox); err != nil {
-			return false, fmt.Errorf("xta: settle message %d: %w", inbox, err)
+		b.Queue(`DELETE FROM xta_part WHERE message = $1`, inbox)
+	}
+	if peerTenant != nil && peerID != nil {
+		level, status := "info", StatusGreen
+		if !st.Applied {
+			level, status = "error", StatusRed
+		}
+		if err := db.EnterTenant(ctx, b, *peerTenant); err != nil {
+			return false, err
+		}
+		// A warning recorded on the way (a missing schema) keeps an
+		// applied message's report yellow.
+		b.Queue(`UPDATE xta_message SET status = CASE WHEN $2 = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
+			WHERE r.message = xta_message.id AND r.level = 'warning') THEN 2 ELSE $2 END WHERE id = $1 AND box = 'outbox'`, *peerID, status)
+		if err := addRecords(ctx, b, *peerTenant, *peerID, record{time.Now(), level, st.Code, st.Reason}); err != nil {
+			return false, err
+		}
+		if err := db.EnterTenant(ctx, b, readerTenant); err != nil {
+			return false, err
 		}
 	}
-	if peerTenant == nil || peerID == nil {
-		return true, nil
-	}
-	level, status := "info", StatusGreen
-	if !st.Applied {
-		level, status = "error", StatusRed
-	}
-	if err := db.EnterTenant(ctx, tx, *peerTenant); err != nil {
-		return false, err
-	}
-	// A warning recorded on the way (a missing schema) keeps an applied
-	// message's report yellow.
-	if _, err := tx.Exec(ctx, `UPDATE xta_message SET status = CASE WHEN $2 = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
-			WHERE r.message = xta_message.id AND r.level = 'warning') THEN 2 ELSE $2 END WHERE id = $1 AND box = 'outbox'`, *peerID, status); err != nil {
+	if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
 		return false, fmt.Errorf("xta: settle message %d: %w", inbox, err)
 	}
-	if err := addRecords(ctx, tx, *peerTenant, *peerID, record{time.Now(), level, st.Code, st.Reason}); err != nil {
-		return false, err
-	}
-	return true, db.EnterTenant(ctx, tx, readerTenant)
+	return true, nil
 }
 
 // Reopen puts a settled message back for its consumer (an operator retries
