@@ -126,8 +126,11 @@ func (s *Store) applySubject(ctx context.Context, o *op, subjectKey string, fact
 	}
 	var res Applied
 	// The record row, created with the first fact, is the subject's lock.
-	err = o.tx.QueryRow(ctx, `SELECT id::text FROM register_record WHERE tenant_id = $1 AND register = $2 AND subject_index = $3 AND deleted_at IS NULL FOR UPDATE`,
-		o.tenant, o.register.Name, subject).Scan(&res.RecordID)
+	var h head
+	err = o.tx.QueryRow(ctx, `SELECT r.id::text, r.revision,
+		(SELECT coalesce(max(seq), 0) FROM register_version v WHERE v.tenant_id = r.tenant_id AND v.record_id = r.id)
+		FROM register_record r WHERE r.tenant_id = $1 AND r.register = $2 AND r.subject_index = $3 AND r.deleted_at IS NULL FOR UPDATE OF r`,
+		o.tenant, o.register.Name, subject).Scan(&res.RecordID, &h.revision, &h.maxSeq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		res.RecordID, res.Created = newID(), true
 		err = o.tx.QueryRow(ctx, `INSERT INTO register_record (id, tenant_id, register, subject_index, revision, created_at, updated_at)
@@ -167,10 +170,6 @@ func (s *Store) applySubject(ctx context.Context, o *op, subjectKey string, fact
 		return Applied{}, fmt.Errorf("register: store facts: %w", err)
 	}
 	o.recordID = res.RecordID
-	h, err := s.head(ctx, o, res.RecordID, false)
-	if err != nil {
-		return Applied{}, err
-	}
 	res.Revision = h.revision
 	if res.New == 0 {
 		return res, nil
