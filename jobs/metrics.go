@@ -47,6 +47,14 @@ func (m *PipelineMetrics) done(msg *message, outcome string) {
 	m.messages.WithLabelValues(msg.tenant, msg.messageType, outcome).Inc()
 }
 
+// applied observes the latency from acceptance to application.
+func (m *PipelineMetrics) applied(msg *message) {
+	if m == nil {
+		return
+	}
+	m.latency.WithLabelValues(msg.tenant).Observe(time.Since(msg.sentAt).Seconds())
+}
+
 var (
 	queueDepthDesc = prometheus.NewDesc("parzelle_pipeline_queue_depth",
 		"Register inbox messages waiting or being applied, per tenant.", []string{"tenant"}, nil)
@@ -83,6 +91,7 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 				TenantQueue(t.ID)).Scan(&n); err == nil {
 				depth[t.ID] = float64(n)
 			}
+			n = 0
 			_ = db.InTenant(ctx, c.pool, t.ID, func(tx pgx.Tx) error {
 				return tx.QueryRow(ctx, `SELECT count(*) FROM pipeline_dead_letter WHERE tenant_id = $1 AND resolved_at IS NULL`, t.ID).Scan(&n)
 			})

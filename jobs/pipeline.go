@@ -313,7 +313,7 @@ func (p *Pipeline) settle(ctx context.Context, m *message, st xta.Settlement) er
 		return fmt.Errorf("jobs: settle message %s of %s: %w", m.messageID, m.tenant, err)
 	}
 	if st.Applied {
-		p.Metrics.latency.WithLabelValues(m.tenant).Observe(time.Since(m.sentAt).Seconds())
+		p.Metrics.applied(m)
 	}
 	return nil
 }
