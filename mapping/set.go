@@ -53,18 +53,30 @@ func (s *Set) Map(doc *xmlsafe.Element) (*Spec, []register.Fact, error) {
 }
 
 // MapXML parses a message (within xmlsafe's default limits) and maps it.
+// The tree lives in a pooled arena only while it is mapped: facts hold no
+// part of it.
 func (s *Set) MapXML(data []byte) (*Spec, []register.Fact, error) {
-	doc, err := ParseMessage(data)
+	arena := arenas.Get().(*xmlsafe.Arena)
+	defer func() {
+		arena.Reset()
+		arenas.Put(arena)
+	}()
+	doc, err := parseMessage(data, arena)
 	if err != nil {
 		return nil, nil, err
 	}
 	return s.Map(doc)
 }
 
+// arenas lend mapped messages their trees.
+var arenas = sync.Pool{New: func() any { return new(xmlsafe.Arena) }}
+
 // ParseMessage parses a message for mapping: xmlsafe's default limits, no
 // node preservation.
-func ParseMessage(data []byte) (*xmlsafe.Element, error) {
-	doc, err := xmlsafe.Parse(bytes.NewReader(data), xmlsafe.Options{})
+func ParseMessage(data []byte) (*xmlsafe.Element, error) { return parseMessage(data, nil) }
+
+func parseMessage(data []byte, arena *xmlsafe.Arena) (*xmlsafe.Element, error) {
+	doc, err := xmlsafe.Parse(bytes.NewReader(data), xmlsafe.Options{Arena: arena})
 	if err != nil {
 		return nil, fmt.Errorf("mapping: parsing the message: %w", err)
 	}

@@ -692,7 +692,7 @@ func (p *parser) open(qname string, at, inner int, empty bool) error {
 		return p.limit(at, "name length", int64(p.lim.MaxNameLen))
 	}
 	if len(p.slab) == 0 {
-		p.slab = make([]Element, chunk(1, p.estimate-p.elements, 1024))
+		p.slab = lend(p.opt.Arena.elements(), chunk(1, p.estimate-p.elements, 1024))
 	}
 	el := &p.slab[0]
 	p.slab = p.slab[1:]
@@ -878,7 +878,7 @@ func (p *parser) close(end int64) {
 
 func (p *parser) carveElements(n int) []*Element {
 	if len(p.elArena) < n {
-		p.elArena = make([]*Element, chunk(n, p.estimate-p.elements, 1024))
+		p.elArena = lend(p.opt.Arena.pointers(), chunk(n, p.estimate-p.elements, 1024))
 	}
 	s := p.elArena[:n:n]
 	p.elArena = p.elArena[n:]
@@ -887,7 +887,7 @@ func (p *parser) carveElements(n int) []*Element {
 
 func (p *parser) carveNodes(n int) []Node {
 	if len(p.nodeArena) < n {
-		p.nodeArena = make([]Node, chunk(n, 2*(p.estimate-p.elements), 2048))
+		p.nodeArena = lend(p.opt.Arena.nodes(), chunk(n, 2*(p.estimate-p.elements), 2048))
 	}
 	s := p.nodeArena[:n:n]
 	p.nodeArena = p.nodeArena[n:]
@@ -896,7 +896,7 @@ func (p *parser) carveNodes(n int) []Node {
 
 func (p *parser) carveAttrs(n int) []xml.Attr {
 	if len(p.attrArena) < n {
-		p.attrArena = make([]xml.Attr, chunk(n, (p.estimate-p.elements)/2, 256))
+		p.attrArena = lend(p.opt.Arena.attrs(), chunk(n, (p.estimate-p.elements)/2, 256))
 	}
 	s := p.attrArena[:n:n]
 	p.attrArena = p.attrArena[n:]
@@ -905,7 +905,7 @@ func (p *parser) carveAttrs(n int) []xml.Attr {
 
 func (p *parser) carveStrings(n int) []string {
 	if len(p.strArena) < n {
-		p.strArena = make([]string, chunk(n, (p.estimate-p.elements)/2, 256))
+		p.strArena = lend(p.opt.Arena.strings(), chunk(n, (p.estimate-p.elements)/2, 256))
 	}
 	s := p.strArena[:n:n]
 	p.strArena = p.strArena[n:]

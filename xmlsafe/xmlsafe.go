@@ -203,6 +203,9 @@ type Options struct {
 	// Preserve keeps every node in Element.Nodes (white space, comments and
 	// processing instructions included), as canonicalization needs.
 	Preserve bool
+	// Arena, if set, lends the memory of the tree; the tree is valid only
+	// until the arena is Reset (see Arena).
+	Arena *Arena
 }
 
 // XMLNamespace is the namespace bound to the prefix "xml".
