@@ -59,7 +59,7 @@ func TenantQueue(tenantID string) string { return "pipeline_" + strings.ReplaceA
 
 // PipelineWorkersPerTenant is how many of a tenant's messages are applied
 // at once.
-const PipelineWorkersPerTenant = 8
+const PipelineWorkersPerTenant = 16
 
 // Pipeline takes over the messages of register inboxes and applies them:
 // authorize the author, validate the schema, map, apply, settle the
@@ -73,6 +73,7 @@ type Pipeline struct {
 	Metrics *PipelineMetrics
 
 	client *river.Client[pgx.Tx]
+	groups groups
 }
 
 // SetClient gives the pipeline the River client its jobs run on (made after
@@ -251,9 +252,7 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 			facts[i].MessageID = m.messageID
 		}
 	}
-	actor := tenant.Actor{Tenant: m.tenant, Kind: "pipeline", Subject: fmt.Sprintf("%s from %s via %s", m.messageID, m.author, m.reader),
-		Role: tenant.InboxRole, Purpose: inbox.Purpose}
-	applied, err := p.Store.Apply(ctx, actor, m.tenant, inbox.Register, facts)
+	applied, err := p.apply(ctx, m, inbox, facts)
 	if err != nil {
 		var re *register.Error
 		if errors.As(err, &re) {
@@ -265,8 +264,8 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 		}
 		return &failure{step: StepApply, reason: "the register could not apply the message: " + err.Error()}
 	}
-	m.records = len(applied)
-	m.summary = fmt.Sprintf("In das %s eingearbeitet: %d Datensätze", inbox.Register, len(applied))
+	m.records = applied
+	m.summary = fmt.Sprintf("In das %s eingearbeitet: %d Datensätze", inbox.Register, applied)
 	return nil
 }
 
