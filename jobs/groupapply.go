@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
@@ -24,8 +23,11 @@ import (
 // maxGroup bounds the messages applied in one transaction.
 const maxGroup = 64
 
-// groupIdle is how long a group applier waits for work before it ends.
-const groupIdle = time.Minute
+// appliersPerInbox is how many groups of one inbox are applied at once:
+// subjects are applied one after the other within a group, so a few groups
+// in parallel keep the database busy; they meet only briefly at the end
+// of each transaction, on the tenant's audit chain.
+const appliersPerInbox = 4
 
 // applyRequest is one message's facts waiting to be applied.
 type applyRequest struct {
@@ -62,7 +64,9 @@ func (p *Pipeline) apply(ctx context.Context, m *message, inbox tenant.Inbox, fa
 	if !ok {
 		ch = make(chan *applyRequest, maxGroup)
 		p.groups.byKey[key] = ch
-		go p.applyGroups(key, ch)
+		for range appliersPerInbox {
+			go p.applyGroups(key, ch)
+		}
 	}
 	p.groups.mu.Unlock()
 	select {
@@ -78,28 +82,11 @@ func (p *Pipeline) apply(ctx context.Context, m *message, inbox tenant.Inbox, fa
 	}
 }
 
-// applyGroups applies what arrives on ch in groups until it has been idle
-// for groupIdle.
+// applyGroups applies what arrives on ch in groups, for the life of the
+// process (there is one channel per inbox the node has seen).
 func (p *Pipeline) applyGroups(key groupKey, ch chan *applyRequest) {
-	idle := time.NewTimer(groupIdle)
-	defer idle.Stop()
-	for {
-		var group []*applyRequest
-		select {
-		case req := <-ch:
-			group = append(group, req)
-		case <-idle.C:
-			p.groups.mu.Lock()
-			// A request may have come in meanwhile: stay if so.
-			if len(ch) == 0 {
-				delete(p.groups.byKey, key)
-				p.groups.mu.Unlock()
-				return
-			}
-			p.groups.mu.Unlock()
-			idle.Reset(groupIdle)
-			continue
-		}
+	for req := range ch {
+		group := []*applyRequest{req}
 	drain:
 		for len(group) < maxGroup {
 			select {
@@ -110,7 +97,6 @@ func (p *Pipeline) applyGroups(key groupKey, ch chan *applyRequest) {
 			}
 		}
 		p.applyGroup(key, group)
-		idle.Reset(groupIdle)
 	}
 }
 
