@@ -21,23 +21,31 @@ import (
 	"github.com/parzelle/parzelle/tenant"
 )
 
+// demoDatabase is a demo checkout with a fresh database that holds the demo
+// tenants, a pool on it and their registry.
+func demoDatabase(t *testing.T) (root, dbURL string, pool *pgxpool.Pool, reg *tenant.Registry) {
+	t.Helper()
+	root = demoCheckout(t)
+	dbURL = dbtest.NewURL(t)
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	reg = tenant.NewRegistry(filepath.Join(root, "fixtures", "tenants"), pool, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if rep, err := reg.Reload(context.Background()); err != nil || len(rep.Rejected) > 0 {
+		t.Fatalf("tenants: %v %v", err, rep.Rejected)
+	}
+	return root, dbURL, pool, reg
+}
+
 // TestAuditVerify runs `parzelle audit verify` on the demo checkout's
 // database, after register accesses wrote the audit log: intact it
 // exits 0; after an entry is edited in SQL it exits 1 and names it.
 func TestAuditVerify(t *testing.T) {
-	root := demoCheckout(t)
-	dbURL := dbtest.NewURL(t)
+	root, dbURL, pool, reg := demoDatabase(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := tenant.NewRegistry(filepath.Join(root, "fixtures", "tenants"), pool, log, prometheus.NewRegistry())
-	if rep, err := reg.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
-		t.Fatalf("tenants: %v %v", err, rep.Rejected)
-	}
 	store := register.NewStore(register.Config{Pool: pool, Tenants: reg.Current, Log: log,
 		Keys: keys.NewFileProvider(filepath.Join(root, "var", "keys"), func() keys.Tenants { return reg.Current() })})
 	fv := tenant.Actor{Tenant: "duesseldorf", Kind: tenant.ActorCertificate, Subject: "CN=duesseldorf", Role: "fachverfahren", Purpose: "meldewesen"}

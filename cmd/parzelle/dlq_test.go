@@ -2,18 +2,9 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/parzelle/parzelle/db/dbtest"
-	"github.com/parzelle/parzelle/tenant"
 )
 
 // TestDLQCommands lists, shows and discards a dead letter with `parzelle
@@ -21,22 +12,12 @@ import (
 // tenant's audit log, another tenant sees nothing, and a second discard is
 // refused.
 func TestDLQCommands(t *testing.T) {
-	root := demoCheckout(t)
-	dbURL := dbtest.NewURL(t)
+	root, dbURL, pool, _ := demoDatabase(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	reg := tenant.NewRegistry(filepath.Join(root, "fixtures", "tenants"), pool, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	if rep, err := reg.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
-		t.Fatalf("tenants: %v %v", err, rep.Rejected)
-	}
 	// A message in Düsseldorf's register inbox that the pipeline could not
 	// map, as the pipeline leaves it.
 	var dead int64
-	err = pool.QueryRow(ctx, `WITH m AS (
+	err := pool.QueryRow(ctx, `WITH m AS (
 		INSERT INTO xta_message (tenant_id, box, message_id, account, author, reader, service, business_scenario, message_type, metadata, content_size, closed_at, status)
 		VALUES ('duesseldorf', 'inbox', 'urn:test:1', 'register:05111000', 'ags:05111000', 'register:05111000', 'urn:xoev-de:xmeld', 'XMELD_DATA',
 			'fortschreibung.tod.0040', '<m/>', 10, now(), 3) RETURNING id)
