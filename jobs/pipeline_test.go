@@ -469,3 +469,39 @@ func TestPipelineGewerbe(t *testing.T) {
 		t.Errorf("history: %+v %v", vs, err)
 	}
 }
+
+// TestPipelineRegisterRefusal: a spec that states a value the register
+// does not accept (geschlecht "q") makes its message a dead letter at the
+// apply step, naming the attribute, while a good message applied at the
+// same time (maybe in the same group) goes through, and the refused one
+// changes nothing.
+func TestPipelineRegisterRefusal(t *testing.T) {
+	good, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xmeld-0201.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := os.ReadFile(filepath.Join(fixtures, "mappings", "xmeld-0090.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(spec), "    set:\n", "    set:\n      - {attribute: geschlecht, value: q}\n", 1)
+	if bad == string(spec) {
+		t.Fatal("the 0090 spec's set list moved: the test cannot break it")
+	}
+	file := strings.Replace(tenantWith(t, "duesseldorf"), "mappings:\n", "mappings:\n  - "+good+"\n  - {{DIR}}/bad-0090.yaml\n", 1)
+	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": file}, Files: map[string][]byte{"bad-0090.yaml": []byte(bad)},
+		Clients: []string{"duesseldorf"}, Schemas: loadSchemas(t)})
+	ids := send(t, n, "duesseldorf", "01", "03")
+	status := settle(t, n, ids...)
+	if status[ids[0]] != xta.StatusGreen || status[ids[1]] != xta.StatusRed {
+		t.Fatalf("report status %v, want the 0201 green and the 0090 red", status)
+	}
+	letters, err := n.Letters.List(t.Context(), "duesseldorf", false)
+	if err != nil || len(letters) != 1 || letters[0].Step != jobs.StepApply || !slices.ContainsFunc(letters[0].Problems, func(p string) bool { return strings.HasPrefix(p, "geschlecht:") }) {
+		t.Fatalf("dead letters: %+v %v", letters, err)
+	}
+	rec, _ := cosic(t, n, "duesseldorf")
+	if home := rec.Attributes["hauptwohnung"].(map[string]any); home["strasse"] != "Lindemannstraße" || rec.Attributes["geschlecht"] != "w" {
+		t.Errorf("the refused 0090 changed the record: %v", rec.Attributes)
+	}
+}
