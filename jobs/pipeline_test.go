@@ -3,6 +3,8 @@ package jobs_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -17,8 +19,10 @@ import (
 
 	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/node/nodetest"
+	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xta"
 )
@@ -503,5 +507,68 @@ func TestPipelineRegisterRefusal(t *testing.T) {
 	rec, _ := cosic(t, n, "duesseldorf")
 	if home := rec.Attributes["hauptwohnung"].(map[string]any); home["strasse"] != "Lindemannstraße" || rec.Attributes["geschlecht"] != "w" {
 		t.Errorf("the refused 0090 changed the record: %v", rec.Attributes)
+	}
+}
+
+// TestPipelineSignedMessages: a message with an enveloped signature is
+// applied only when the signature is valid and made by a certificate the
+// tenant trusts for signatures; a tampered or foreign-signed one is a dead
+// letter naming the signature.
+func TestPipelineSignedMessages(t *testing.T) {
+	spec, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xgewerbeanzeige-2.2.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := fmt.Sprintf(gewerbeTenant, spec) + "keys:\n  trust:\n    signers: [\"{{CA}}\"]\n"
+	n := startNode(t, map[string]string{"duesseldorf": file})
+	doc, err := os.ReadFile(filepath.Join(specs, "xoev", "xgewerbeanzeige", "samples", "xgwa2.2-valid.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(ca *pki.Authority) []byte {
+		t.Helper()
+		now := time.Now()
+		cert, key, err := ca.Issue(pki.Template{Subject: pkix.Name{CommonName: "Gewerbeamt Düsseldorf"}, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 1, 0)}, pki.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := (&xmldsig.Signer{Key: key, Certificates: []*x509.Certificate{cert}}).SignEnveloped(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signed
+	}
+	other, err := pki.NewAuthority(pkix.Name{CommonName: "Fremde CA"}, pki.ECDSAP256, time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := sign(n.CA)
+	tampered := bytes.Replace(trusted, []byte(">Friseur<"), []byte(">Barbier<"), 1)
+	if bytes.Equal(tampered, trusted) {
+		t.Fatal("the sample no longer names the Friseur: the test cannot tamper with it")
+	}
+	c := n.XTAClient("duesseldorf", "ags:05111000")
+	want := map[string]int{}
+	for _, m := range []struct {
+		doc    []byte
+		status int
+	}{{tampered, xta.StatusRed}, {sign(other), xta.StatusRed}, {trusted, xta.StatusYellow}} {
+		id, err := n.Send(t.Context(), c, "ags:05111000", "gewerbe:05111000", "gewerbemeldung", "http://www.xgewerbeanzeige.de/spezifikation/2.2", m.doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[id] = m.status
+		if st := settle(t, n, id); st[id] != m.status {
+			t.Fatalf("message %d: status %d, want %d", len(want), st[id], m.status)
+		}
+	}
+	letters, err := n.Letters.List(t.Context(), "duesseldorf", false)
+	if err != nil || len(letters) != 2 {
+		t.Fatalf("dead letters: %+v %v", letters, err)
+	}
+	for _, d := range letters {
+		if d.Step != jobs.StepValidate || !strings.Contains(d.Reason, "signature is not valid") {
+			t.Errorf("dead letter %+v, want the signature refused", d)
+		}
 	}
 }

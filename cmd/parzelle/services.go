@@ -37,7 +37,7 @@ func mountServices(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registr
 	store := register.NewStore(register.Config{Pool: pool, Keys: keyProvider, Tenants: tenants.Current, Log: log.With("service", "register"), Metrics: reg})
 	register.NewAPI(store, node.PrincipalFrom).Mount(n.HandleTransport)
 	go expireRegisterLogs(store, log.With("service", "register"))
-	pipeline := &jobs.Pipeline{Pool: pool, Store: store, Tenants: tenants.Current, Schemas: schemas, Log: log.With("service", "pipeline"),
+	pipeline := &jobs.Pipeline{Pool: pool, Store: store, Tenants: tenants.Current, Schemas: schemas, Keys: keyProvider, Log: log.With("service", "pipeline"),
 		Metrics: jobs.NewPipelineMetrics(reg, pool, tenants.Current)}
 	xs := xta.NewServer(xta.Config{
 		Pool: pool, Tenants: tenants.Current, Principal: node.PrincipalFrom, Schemas: schemas,

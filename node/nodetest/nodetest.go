@@ -125,7 +125,7 @@ func Start(t testing.TB, o Options) *Node {
 	}
 	n.Keys = keys.NewFileProvider(filepath.Join(n.Dir, "keys"), func() keys.Tenants { return n.Tenants.Current() })
 	n.Store = register.NewStore(register.Config{Pool: n.Pool, Keys: n.Keys, Tenants: n.Tenants.Current, Log: log, Metrics: reg})
-	n.Pipeline = &jobs.Pipeline{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Schemas: schemas, Log: log,
+	n.Pipeline = &jobs.Pipeline{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Schemas: schemas, Keys: n.Keys, Log: log,
 		Metrics: jobs.NewPipelineMetrics(reg, n.Pool, n.Tenants.Current)}
 	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: n.ServerCert, Key: n.ServerKey}}
 	nd := node.New(cfg, n.Pool, n.Tenants, reg, log)
