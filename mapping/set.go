@@ -35,12 +35,6 @@ func NewSet(specs ...*Spec) (*Set, error) {
 // Specs returns the set's specs in the order they were given.
 func (s *Set) Specs() []*Spec { return s.specs }
 
-// Lookup returns the spec for messages with the root element name.
-func (s *Set) Lookup(root xml.Name) (*Spec, bool) {
-	sp, ok := s.byRoot[root]
-	return sp, ok
-}
-
 // Map maps a parsed message with the spec for its type; a message no spec
 // maps is ErrNoSpec.
 func (s *Set) Map(doc *xmlsafe.Element) (*Spec, []register.Fact, error) {
