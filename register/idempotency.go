@@ -50,9 +50,9 @@ func (s *Store) replay(ctx context.Context, o *op, idem Idempotency, operation s
 	if err != nil {
 		return Record{}, false, err
 	}
-	rec, err = s.view(o, id, revision, rows, s.today())
+	rec = s.view(o, id, revision, rows, s.today())
 	rec.Replayed = true
-	return rec, true, err
+	return rec, true, nil
 }
 
 // revision reads the rows of the record that were current right after the

@@ -394,10 +394,8 @@ func (s *Store) read(ctx context.Context, o *op, id string, at Temporal) (Record
 	if len(rows) == 0 {
 		return Record{}, refuse(KindNotFound, "record %s has no attributes valid on %s as known %s", id, validAt, known)
 	}
-	r := rows[0]
 	o.detail = fmt.Sprintf("read valid on %s as known %s", validAt, known)
-	return Record{ID: id, Register: o.register.Name, SubjectKey: r.subject, Revision: h.revision, ValidFrom: day(r.from), ValidTo: day(r.to),
-		RecordedAt: r.recordedAt, Attributes: r.attrs, Sources: r.sources}, nil
+	return rows[0].record(id, o.register.Name, h.revision), nil
 }
 
 // check refuses a Temporal that is not well-formed.
@@ -528,8 +526,8 @@ func (s *Store) Update(ctx context.Context, a tenant.Actor, tenantID, register, 
 		if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("register: update record %s: %w", id, err)
 		}
-		rec, err = s.view(o, id, revision, current, from)
-		return err
+		rec = s.view(o, id, revision, current, from)
+		return nil
 	})
 	return rec, err
 }
@@ -610,7 +608,7 @@ func respan(current []*row, from, to string, changes Attributes, sc schema) (add
 
 // view is the record valid today, or on the fallback day when nothing is
 // valid today.
-func (s *Store) view(o *op, id string, revision int, current []*row, fallback string) (Record, error) {
+func (s *Store) view(o *op, id string, revision int, current []*row, fallback string) Record {
 	pick := func(d string) *row {
 		for _, r := range current {
 			if cmpDay(r.from, d) <= 0 && cmpDay(d, r.to) < 0 {
@@ -627,8 +625,7 @@ func (s *Store) view(o *op, id string, revision int, current []*row, fallback st
 		r = current[len(current)-1]
 	}
 	o.disclose(id, r.attrs)
-	return Record{ID: id, Register: o.register.Name, SubjectKey: r.subject, Revision: revision, ValidFrom: day(r.from), ValidTo: day(r.to),
-		RecordedAt: r.recordedAt, Attributes: r.attrs, Sources: r.sources}, nil
+	return r.record(id, o.register.Name, revision)
 }
 
 // Delete ends a record: it no longer appears in reads and searches of the
@@ -701,11 +698,7 @@ func (s *Store) Search(ctx context.Context, a tenant.Actor, tenantID, register s
 			if err != nil {
 				return err
 			}
-			r, err := s.view(o, id, h.revision, current, s.today())
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
+			out = append(out, s.view(o, id, h.revision, current, s.today()))
 		}
 		o.detail = fmt.Sprintf("search by %s: %d records", kind, len(ids))
 		if len(ids) > 0 {
@@ -825,14 +818,19 @@ func (h head) visible(id string, at Temporal) error {
 	return nil
 }
 
-// head reads the record's row (locked for a write), refusing a record of
-// another register.
+// head reads the record's row (locked, with its last seq, for a write),
+// refusing a record of another register.
 func (s *Store) head(ctx context.Context, o *op, id string, lock bool) (head, error) {
 	if !validID(id) {
 		return head{}, refuse(KindNotFound, "the record id is not a UUID")
 	}
-	q := `SELECT r.revision, r.deleted_at, (SELECT coalesce(max(seq), 0) FROM register_version v WHERE v.tenant_id = r.tenant_id AND v.record_id = r.id)
-		FROM register_record r WHERE r.tenant_id = $1 AND r.register = $2 AND r.id = $3`
+	// A write locks the row and needs the last seq to number its versions;
+	// a read needs neither.
+	last := `0`
+	if lock {
+		last = `(SELECT coalesce(max(seq), 0) FROM register_version v WHERE v.tenant_id = r.tenant_id AND v.record_id = r.id)`
+	}
+	q := `SELECT r.revision, r.deleted_at, ` + last + ` FROM register_record r WHERE r.tenant_id = $1 AND r.register = $2 AND r.id = $3`
 	if lock {
 		q += ` FOR UPDATE OF r`
 	}
@@ -858,6 +856,12 @@ type row struct {
 	// sources are the mapping specs (id@version) whose facts made a
 	// version derived from facts.
 	sources []string
+}
+
+// record is the version as the record it shows.
+func (r *row) record(id, register string, revision int) Record {
+	return Record{ID: id, Register: register, SubjectKey: r.subject, Revision: revision, ValidFrom: day(r.from), ValidTo: day(r.to),
+		RecordedAt: r.recordedAt, Attributes: r.attrs, Sources: r.sources}
 }
 
 // payload is what a version row encrypts.
