@@ -112,12 +112,6 @@ func (o *op) checkFact(f *Fact) error {
 	return nil
 }
 
-// storedFact is a fact as the register keeps it.
-type storedFact struct {
-	Fact
-	applied time.Time
-}
-
 // applySubject stores the subject's new facts and derives its record again.
 func (s *Store) applySubject(ctx context.Context, o *op, subjectKey string, facts []Fact) (Applied, error) {
 	subject, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "subject", subjectKey)
@@ -236,26 +230,26 @@ func factAAD(tenantID, register string, eventIndex []byte) []byte {
 }
 
 // facts reads and decrypts every fact of a record.
-func (s *Store) facts(ctx context.Context, o *op, recordID string) ([]storedFact, error) {
-	rows, err := o.tx.Query(ctx, `SELECT event_index, key_version, payload, applied_at FROM register_fact
+func (s *Store) facts(ctx context.Context, o *op, recordID string) ([]Fact, error) {
+	rows, err := o.tx.Query(ctx, `SELECT event_index, key_version, payload FROM register_fact
 		WHERE tenant_id = $1 AND register = $2 AND record_id = $3 LIMIT $4`, o.tenant, o.register.Name, recordID, maxFacts+1)
 	if err != nil {
 		return nil, fmt.Errorf("register: facts of %s: %w", recordID, err)
 	}
 	defer rows.Close()
-	var out []storedFact
+	var out []Fact
 	for rows.Next() {
 		var index, ct []byte
 		var kv int
-		var f storedFact
-		if err := rows.Scan(&index, &kv, &ct, &f.applied); err != nil {
+		var f Fact
+		if err := rows.Scan(&index, &kv, &ct); err != nil {
 			return nil, fmt.Errorf("register: facts of %s: %w", recordID, err)
 		}
 		pt, err := s.sealer.open(ctx, o.tx, o.tenant, kv, factAAD(o.tenant, o.register.Name, index), ct)
 		if err != nil {
 			return nil, fmt.Errorf("register: a fact of %s: %w", recordID, err)
 		}
-		if err := json.Unmarshal(pt, &f.Fact); err != nil {
+		if err := json.Unmarshal(pt, &f); err != nil {
 			return nil, fmt.Errorf("register: a fact of %s: %w", recordID, err)
 		}
 		out = append(out, f)
@@ -275,7 +269,7 @@ func (s *Store) facts(ctx context.Context, o *op, recordID string) ([]storedFact
 // order plays no part), swept into versions that begin wherever some
 // assignment does; neighbours with equal attributes are joined. deleted is
 // true when a fact not retracted ends the record.
-func fold(subjectKey string, facts []storedFact) (versions []*row, deleted bool) {
+func fold(subjectKey string, facts []Fact) (versions []*row, deleted bool) {
 	retracted := map[string]bool{}
 	for _, f := range facts {
 		for _, id := range f.Retracts {
