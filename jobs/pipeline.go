@@ -102,16 +102,6 @@ func (p *Pipeline) ensureQueue(tenantID string) error {
 	return nil
 }
 
-// Queues returns the River queue configuration for the current tenants,
-// for the client's construction.
-func (p *Pipeline) Queues() map[string]river.QueueConfig {
-	q := map[string]river.QueueConfig{}
-	for _, t := range p.Tenants().Tenants() {
-		q[TenantQueue(t.ID)] = river.QueueConfig{MaxWorkers: PipelineWorkersPerTenant}
-	}
-	return q
-}
-
 // Claims reports whether the reader is one of the tenant's register
 // inboxes.
 func (p *Pipeline) Claims(readerTenant, reader string) bool {
