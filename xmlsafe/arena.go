@@ -7,8 +7,7 @@ import "encoding/xml"
 // each tree before the next (the mapping engine): their trees then cost
 // no garbage collection. Strings in a tree (names, values, text) do not
 // live in the arena and stay valid after Reset; elements and the slices
-// that hold them do not. An Arena is not safe for concurrent use; a nil
-// Arena allocates as usual.
+// that hold them do not. An Arena is not safe for concurrent use.
 type Arena struct {
 	els  chunks[Element]
 	ptrs chunks[*Element]
@@ -27,41 +26,6 @@ func (a *Arena) Reset() {
 	a.strs.reset()
 }
 
-func (a *Arena) elements() *chunks[Element] {
-	if a == nil {
-		return nil
-	}
-	return &a.els
-}
-
-func (a *Arena) pointers() *chunks[*Element] {
-	if a == nil {
-		return nil
-	}
-	return &a.ptrs
-}
-
-func (a *Arena) nodes() *chunks[Node] {
-	if a == nil {
-		return nil
-	}
-	return &a.nds
-}
-
-func (a *Arena) attrs() *chunks[xml.Attr] {
-	if a == nil {
-		return nil
-	}
-	return &a.atts
-}
-
-func (a *Arena) strings() *chunks[string] {
-	if a == nil {
-		return nil
-	}
-	return &a.strs
-}
-
 // chunks are the blocks of one kind an arena holds: those before next are
 // lent out.
 type chunks[T any] struct {
@@ -69,12 +33,9 @@ type chunks[T any] struct {
 	next   int
 }
 
-// lend returns a zeroed block of at least n from c, or a new one when c is
-// nil (no arena).
+// lend returns a zeroed block of at least n from c, a new one when c has
+// none that is free and large enough.
 func lend[T any](c *chunks[T], n int) []T {
-	if c == nil {
-		return make([]T, n)
-	}
 	for c.next < len(c.blocks) {
 		b := c.blocks[c.next]
 		c.next++

@@ -59,7 +59,11 @@ type scratch struct {
 }
 
 func newParser(opt Options) *parser {
-	return &parser{lim: opt.Limits.withDefaults(), opt: opt, line: 1, readSize: 64 << 10, estimate: 128, scratch: scratchPool.Get().(*scratch)}
+	arena := opt.Arena
+	if arena == nil {
+		arena = new(Arena) // the tree's own, left to the garbage collector
+	}
+	return &parser{lim: opt.Limits.withDefaults(), opt: opt, arena: arena, line: 1, readSize: 64 << 10, estimate: 128, scratch: scratchPool.Get().(*scratch)}
 }
 
 // release returns the working stacks to the pool, cleared of every
@@ -109,7 +113,9 @@ type parser struct {
 	elements int
 	estimate int // elements expected, to size the arenas
 
-	// Allocation arenas: slices for the tree are carved from them.
+	// Allocation arenas: slices for the tree are carved from them, and
+	// they come from arena.
+	arena     *Arena
 	slab      []Element
 	elArena   []*Element
 	nodeArena []Node
@@ -692,7 +698,7 @@ func (p *parser) open(qname string, at, inner int, empty bool) error {
 		return p.limit(at, "name length", int64(p.lim.MaxNameLen))
 	}
 	if len(p.slab) == 0 {
-		p.slab = lend(p.opt.Arena.elements(), chunk(1, p.estimate-p.elements, 1024))
+		p.slab = lend(&p.arena.els, chunk(1, p.estimate-p.elements, 1024))
 	}
 	el := &p.slab[0]
 	p.slab = p.slab[1:]
@@ -878,7 +884,7 @@ func (p *parser) close(end int64) {
 
 func (p *parser) carveElements(n int) []*Element {
 	if len(p.elArena) < n {
-		p.elArena = lend(p.opt.Arena.pointers(), chunk(n, p.estimate-p.elements, 1024))
+		p.elArena = lend(&p.arena.ptrs, chunk(n, p.estimate-p.elements, 1024))
 	}
 	s := p.elArena[:n:n]
 	p.elArena = p.elArena[n:]
@@ -887,7 +893,7 @@ func (p *parser) carveElements(n int) []*Element {
 
 func (p *parser) carveNodes(n int) []Node {
 	if len(p.nodeArena) < n {
-		p.nodeArena = lend(p.opt.Arena.nodes(), chunk(n, 2*(p.estimate-p.elements), 2048))
+		p.nodeArena = lend(&p.arena.nds, chunk(n, 2*(p.estimate-p.elements), 2048))
 	}
 	s := p.nodeArena[:n:n]
 	p.nodeArena = p.nodeArena[n:]
@@ -896,7 +902,7 @@ func (p *parser) carveNodes(n int) []Node {
 
 func (p *parser) carveAttrs(n int) []xml.Attr {
 	if len(p.attrArena) < n {
-		p.attrArena = lend(p.opt.Arena.attrs(), chunk(n, (p.estimate-p.elements)/2, 256))
+		p.attrArena = lend(&p.arena.atts, chunk(n, (p.estimate-p.elements)/2, 256))
 	}
 	s := p.attrArena[:n:n]
 	p.attrArena = p.attrArena[n:]
@@ -905,7 +911,7 @@ func (p *parser) carveAttrs(n int) []xml.Attr {
 
 func (p *parser) carveStrings(n int) []string {
 	if len(p.strArena) < n {
-		p.strArena = lend(p.opt.Arena.strings(), chunk(n, (p.estimate-p.elements)/2, 256))
+		p.strArena = lend(&p.arena.strs, chunk(n, (p.estimate-p.elements)/2, 256))
 	}
 	s := p.strArena[:n:n]
 	p.strArena = p.strArena[n:]
