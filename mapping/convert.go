@@ -247,8 +247,6 @@ func toDate(it item) (any, error) {
 	return m[1], nil
 }
 
-var partialPattern = regexp.MustCompile(`^\d{4}(-\d{2}(-\d{2})?)?$`)
-
 // toPartialDate reads an XÖV partially known date (teilbekanntesDatum with
 // jahrMonatTag, jahrMonat or jahr; unbekannt: no value) or a plain date,
 // keeping the precision transmitted: "1983", "1983-11" or "1983-11-24".
@@ -269,24 +267,10 @@ func toPartialDate(it item) (any, error) {
 	if m := dayPrefix.FindStringSubmatch(s); m != nil {
 		s = m[1]
 	}
-	if !validPartial(s) {
+	if !register.ValidPartialDate(s) {
 		return nil, refuse(s, "is not a date (YYYY-MM-DD, or YYYY-MM or YYYY when partly unknown)")
 	}
 	return s, nil
-}
-
-func validPartial(s string) bool {
-	if !partialPattern.MatchString(s) || s[:4] == "0000" {
-		return false
-	}
-	var err error
-	switch len(s) {
-	case 7:
-		_, err = time.Parse("2006-01", s)
-	case 10:
-		_, err = time.Parse(time.DateOnly, s)
-	}
-	return err == nil
 }
 
 // fromDDMMYYYY reads a date written DDMMYYYY (as XGewerbeanzeige's birth
@@ -310,7 +294,7 @@ func fromDDMMYYYY(it item) (any, error) {
 	default:
 		out = y + "-" + m + "-" + d
 	}
-	if !validPartial(out) {
+	if !register.ValidPartialDate(out) {
 		return nil, refuse(s, "is not a date of the calendar")
 	}
 	return out, nil

@@ -119,14 +119,6 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s:%d: %s: %s%s", p.File, p.Line, kind, field, p.Msg)
 }
 
-// requiredAttributes are the attributes a record of each register type
-// must have (as the register package declares them; it does not export
-// the list).
-var requiredAttributes = map[string][]string{
-	register.TypePerson:   {"familienname"},
-	register.TypeBusiness: {"name"},
-}
-
 // Lint checks a spec: that it compiles (every XPath with the declared
 // prefixes), that every element its paths name is declared by the schemas
 // for its namespace ("unknown path"; a namespace no schema covers is a
@@ -189,7 +181,7 @@ func Lint(file string, data []byte, schemas *SchemaIndex) []Problem {
 		if len(sd.Set) == 0 {
 			continue // a storno or deletion restates nothing
 		}
-		for _, req := range requiredAttributes[s.RegisterType] {
+		for _, req := range register.RequiredAttributes(s.RegisterType) {
 			if !slices.ContainsFunc(sd.Set, func(r ruleDecl) bool { return r.Attribute == req }) {
 				field := fmt.Sprintf("subjects[%d].set", i)
 				add(s.pos.Line(field), field, false, "unmapped required field: a %s record requires %q, which this subject's set does not map", s.RegisterType, req)

@@ -96,6 +96,12 @@ func Types() []string {
 	return ts
 }
 
+// RequiredAttributes returns the attributes every record of the register
+// type must have.
+func RequiredAttributes(registerType string) []string {
+	return slices.Clone(schemas[registerType].required)
+}
+
 // AttributeNames returns the attributes records of the register type may
 // have, sorted.
 func AttributeNames(registerType string) []string {
@@ -244,7 +250,7 @@ func checkScalar(k kind, v any) string {
 		return fmt.Sprintf("is longer than %d bytes", maxText)
 	case k == kindText && strings.TrimSpace(s) == "":
 		return "must not be empty"
-	case k == kindPartialDate && !validPartialDate(s):
+	case k == kindPartialDate && !ValidPartialDate(s):
 		return fmt.Sprintf("%q is not a date (YYYY-MM-DD, or YYYY-MM or YYYY when partly unknown)", s)
 	case k == kindDate && !validDate(s):
 		return fmt.Sprintf("%q is not a date (YYYY-MM-DD)", s)
@@ -259,7 +265,9 @@ func validDate(s string) bool {
 	return err == nil
 }
 
-func validPartialDate(s string) bool {
+// ValidPartialDate reports whether s is a date as XÖV transmits partly
+// known ones: YYYY-MM-DD, or YYYY-MM or YYYY when the rest is unknown.
+func ValidPartialDate(s string) bool {
 	if !partialDate.MatchString(s) {
 		return false
 	}

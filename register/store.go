@@ -734,7 +734,7 @@ func (q Query) key(registerType string) (kind, value string, err error) {
 		if q.Familienname == "" || q.Vornamen == "" || q.Geburtsdatum == "" {
 			return "", "", refuse(KindInvalid, "a search by name needs familienname, vornamen and geburtsdatum")
 		}
-		if !validPartialDate(q.Geburtsdatum) {
+		if !ValidPartialDate(q.Geburtsdatum) {
 			return "", "", refuse(KindInvalid, "the geburtsdatum searched for is not a date (YYYY-MM-DD, YYYY-MM or YYYY)")
 		}
 		return "name", personName(q.Familienname, q.Vornamen, q.Geburtsdatum), nil
