@@ -113,13 +113,17 @@ func (p *Pipeline) Claims(readerTenant, reader string) bool {
 	return ok
 }
 
-// Consume takes over a message for a register inbox: it enqueues the
-// message's job in the transaction that stores it.
-func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, d xta.Delivery) error {
-	if err := p.ensureQueue(d.ReaderTenant); err != nil {
-		return err
+// Consume takes over messages for register inboxes: it enqueues their jobs
+// in the transaction that stores them.
+func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, ds []xta.Delivery) error {
+	jobs := make([]river.InsertManyParams, 0, len(ds))
+	for _, d := range ds {
+		if err := p.ensureQueue(d.ReaderTenant); err != nil {
+			return err
+		}
+		jobs = append(jobs, river.InsertManyParams{Args: PipelineArgs{Tenant: d.ReaderTenant, Inbox: d.Inbox, Validated: d.Validated}})
 	}
-	if _, err := p.client.InsertTx(ctx, tx, PipelineArgs{Tenant: d.ReaderTenant, Inbox: d.Inbox, Validated: d.Validated}, nil); err != nil {
+	if _, err := p.client.InsertManyTx(ctx, tx, jobs); err != nil {
 		return fmt.Errorf("jobs: enqueue the register pipeline: %w", err)
 	}
 	return nil

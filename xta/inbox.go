@@ -33,11 +33,12 @@ type InboxConsumer interface {
 	// Claims reports whether the consumer takes over messages to the
 	// reader, an identity of the tenant.
 	Claims(readerTenant, reader string) bool
-	// Consume takes over a message it claims, in the transaction that
-	// stores or delivers it (in no tenant), say by enqueuing its
-	// processing there. The author's report stays open until the consumer
-	// settles the message.
-	Consume(ctx context.Context, tx pgx.Tx, d Delivery) error
+	// Consume takes over messages it claims, in the transaction that
+	// stores or delivers them (in no tenant), say by enqueuing their
+	// processing there: the messages accepted together are handed over
+	// together. The authors' reports stay open until the consumer settles
+	// the messages.
+	Consume(ctx context.Context, tx pgx.Tx, ds []Delivery) error
 }
 
 // MaxConsumedContent bounds the content a consumer reads into memory: a

@@ -248,7 +248,7 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 		if consumed {
 			d := Delivery{ReaderTenant: readerTenant.ID, Inbox: inbox, Reader: sm.reader.ID, Author: sm.author.ID,
 				MessageID: sm.messageID, MessageType: sm.messageType, Validated: c.validated[0]}
-			if err := s.inbox.Consume(ctx, tx, d); err != nil {
+			if err := s.inbox.Consume(ctx, tx, []Delivery{d}); err != nil {
 				return fmt.Errorf("xta: hand over to the register inbox: %w", err)
 			}
 			return nil
@@ -480,7 +480,7 @@ func (w *DeliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 				return err
 			}
 			d := Delivery{ReaderTenant: *readerTenant, Inbox: *inbox, Reader: reader, Author: author, MessageID: messageID, MessageType: messageType}
-			if err := s.inbox.Consume(ctx, tx, d); err != nil {
+			if err := s.inbox.Consume(ctx, tx, []Delivery{d}); err != nil {
 				return fmt.Errorf("xta: hand over to the register inbox: %w", err)
 			}
 		}
