@@ -224,4 +224,16 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
+
+	// A chain that verified once is remembered only while it is valid.
+	short := issue(caOne, "alpha", now.Add(-time.Hour), now.Add(time.Minute), true)
+	for _, tc := range []struct {
+		at   time.Time
+		want bool
+	}{{now, true}, {now, true}, {now.Add(2 * time.Minute), false}, {now.Add(-2 * time.Hour), false}} {
+		_, err := set.Authenticate([]*x509.Certificate{short}, tc.at)
+		if (err == nil) != tc.want {
+			t.Errorf("authenticate at %v: %v, want accepted %v", tc.at.Sub(now), err, tc.want)
+		}
+	}
 }

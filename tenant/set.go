@@ -5,6 +5,9 @@ import (
 	"errors"
 	"slices"
 	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parzelle/parzelle/pki"
@@ -18,6 +21,11 @@ type Set struct {
 	clientCAs  *x509.CertPool
 	versions   map[string]int
 	issuers    map[string][]tokenIssuerOf // token issuers by iss, tenants by id
+	// verified remembers the chains that verified against a tenant's
+	// client CAs (see verifiedChains), so that the requests of one
+	// connection do not each build and check the chain again.
+	verified  sync.Map
+	nVerified atomic.Int64
 }
 
 // Tenant returns the tenant with the id, or nil.
@@ -100,6 +108,53 @@ func (p *Principal) MayActFor(identity string) bool {
 // ErrUnknownClient is returned for a certificate no tenant lists.
 var ErrUnknownClient = errors.New("tenant: the client certificate is not assigned to any tenant")
 
+// maxVerifiedChains bounds the verified chains a Set remembers; past it,
+// it forgets them all and starts again.
+const maxVerifiedChains = 4096
+
+// validity is the span in which every certificate of a verified chain is
+// valid.
+type validity struct{ from, until time.Time }
+
+// verifyChain reports whether the chain (leaf first, its fingerprint given)
+// verifies against the tenant's client CAs at now, for client
+// authentication. A chain that verified once is not checked again while
+// every certificate of it is valid: the Set is immutable, so its tenants'
+// CAs cannot change under the remembered answer.
+func (s *Set) verifyChain(t *Config, chain []*x509.Certificate, fingerprint string, intermediates *x509.CertPool, now time.Time) bool {
+	key := make([]string, 0, len(chain)+1)
+	key = append(key, t.ID, fingerprint)
+	for _, c := range chain[1:] {
+		key = append(key, pki.Fingerprint(c))
+	}
+	k := strings.Join(key, "\x00")
+	if v, ok := s.verified.Load(k); ok {
+		w := v.(validity)
+		if !now.Before(w.from) && !now.After(w.until) {
+			return true
+		}
+	}
+	chains, err := chain[0].Verify(x509.VerifyOptions{Roots: t.clientCAs, Intermediates: intermediates, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return false
+	}
+	w := validity{chains[0][0].NotBefore, chains[0][0].NotAfter}
+	for _, c := range chains[0][1:] {
+		if c.NotBefore.After(w.from) {
+			w.from = c.NotBefore
+		}
+		if c.NotAfter.Before(w.until) {
+			w.until = c.NotAfter
+		}
+	}
+	if s.nVerified.Add(1) > maxVerifiedChains {
+		s.verified.Clear()
+		s.nVerified.Store(1)
+	}
+	s.verified.Store(k, w)
+	return true
+}
+
 // Authenticate maps a client certificate chain (leaf first) to the grants
 // of every tenant that lists it: its subject or fingerprint matches a client
 // entry and it chains to one of that tenant's own client CAs, valid at now
@@ -125,8 +180,7 @@ func (s *Set) Authenticate(chain []*x509.Certificate, now time.Time) (*Principal
 				continue
 			}
 			if !verified {
-				_, err := leaf.Verify(x509.VerifyOptions{Roots: t.clientCAs, Intermediates: intermediates, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-				if err != nil {
+				if !s.verifyChain(t, chain, p.Fingerprint, intermediates, now) {
 					break
 				}
 				verified = true
