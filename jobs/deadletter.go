@@ -120,7 +120,7 @@ func (o *DeadLetters) Retry(ctx context.Context, a tenant.Actor, tenantID string
 		if err := db.LeaveTenant(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := o.Jobs.InsertTx(ctx, tx, PipelineArgs{Tenant: tenantID, Inbox: d.Inbox}, nil); err != nil {
+		if _, err := o.Jobs.InsertTx(ctx, tx, PipelineArgs{Tenant: tenantID, Messages: []PipelineMessage{{Inbox: d.Inbox}}}, nil); err != nil {
 			return fmt.Errorf("enqueue: %w", err)
 		}
 		return db.EnterTenant(ctx, tx, tenantID)

@@ -86,16 +86,18 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 		defer cancel()
 		depth, letters := map[string]float64{}, map[string]float64{}
 		for _, t := range c.tenants().Tenants() {
-			var n int64
-			if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE queue = $1 AND state IN ('available', 'running', 'retryable', 'scheduled')`,
-				TenantQueue(t.ID)).Scan(&n); err == nil {
-				depth[t.ID] = float64(n)
+			var inboxes []string
+			for _, in := range t.Inboxes {
+				inboxes = append(inboxes, in.Identity)
 			}
-			n = 0
-			_ = db.InTenant(ctx, c.pool, t.ID, func(tx pgx.Tx) error {
-				return tx.QueryRow(ctx, `SELECT count(*) FROM pipeline_dead_letter WHERE tenant_id = $1 AND resolved_at IS NULL`, t.ID).Scan(&n)
+			var waiting, open int64
+			err := db.InTenant(ctx, c.pool, t.ID, func(tx pgx.Tx) error {
+				return tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM xta_message WHERE tenant_id = $1 AND box = 'inbox' AND closed_at IS NULL AND account = ANY($2)),
+					(SELECT count(*) FROM pipeline_dead_letter WHERE tenant_id = $1 AND resolved_at IS NULL)`, t.ID, inboxes).Scan(&waiting, &open)
 			})
-			letters[t.ID] = float64(n)
+			if err == nil {
+				depth[t.ID], letters[t.ID] = float64(waiting), float64(open)
+			}
 		}
 		c.depth, c.letters, c.at = depth, letters, time.Now()
 	}

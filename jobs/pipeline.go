@@ -32,10 +32,15 @@ const (
 	StepApply     = "apply"
 )
 
-// PipelineArgs is the River job that applies one message of a register
-// inbox to the inbox tenant's register.
+// PipelineArgs is the River job that applies messages of a tenant's
+// register inboxes, those accepted together, to the tenant's registers.
 type PipelineArgs struct {
-	Tenant string `json:"tenant"`
+	Tenant   string            `json:"tenant"`
+	Messages []PipelineMessage `json:"messages"`
+}
+
+// PipelineMessage is one message of a pipeline job.
+type PipelineMessage struct {
 	// Inbox is the message's row in the tenant's message box.
 	Inbox int64 `json:"inbox"`
 	// Validated is true when the transport validated the content against
@@ -60,9 +65,9 @@ const pipelineAttempts = 8
 // TenantQueue is the River queue of a tenant's pipeline jobs.
 func TenantQueue(tenantID string) string { return "pipeline_" + strings.ReplaceAll(tenantID, "-", "_") }
 
-// PipelineWorkersPerTenant is how many of a tenant's messages are applied
-// at once.
-const PipelineWorkersPerTenant = 16
+// PipelineWorkersPerTenant is how many of a tenant's pipeline jobs run at
+// once; each applies the messages accepted together.
+const PipelineWorkersPerTenant = 4
 
 // Pipeline takes over the messages of register inboxes and applies them:
 // authorize the author, validate the schema, map, apply, settle the
@@ -78,7 +83,6 @@ type Pipeline struct {
 	Metrics *PipelineMetrics
 
 	client *river.Client[pgx.Tx]
-	groups groups
 }
 
 // SetClient gives the pipeline the River client its jobs run on (made after
@@ -113,15 +117,22 @@ func (p *Pipeline) Claims(readerTenant, reader string) bool {
 	return ok
 }
 
-// Consume takes over messages for register inboxes: it enqueues their jobs
-// in the transaction that stores them.
+// Consume takes over messages for register inboxes: it enqueues, in the
+// transaction that stores them, one job per tenant for its messages.
 func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, ds []xta.Delivery) error {
-	jobs := make([]river.InsertManyParams, 0, len(ds))
+	byTenant := map[string]*PipelineArgs{}
+	var jobs []river.InsertManyParams
 	for _, d := range ds {
-		if err := p.ensureQueue(d.ReaderTenant); err != nil {
-			return err
+		a := byTenant[d.ReaderTenant]
+		if a == nil {
+			if err := p.ensureQueue(d.ReaderTenant); err != nil {
+				return err
+			}
+			a = &PipelineArgs{Tenant: d.ReaderTenant}
+			byTenant[d.ReaderTenant] = a
+			jobs = append(jobs, river.InsertManyParams{Args: a})
 		}
-		jobs = append(jobs, river.InsertManyParams{Args: PipelineArgs{Tenant: d.ReaderTenant, Inbox: d.Inbox, Validated: d.Validated}})
+		a.Messages = append(a.Messages, PipelineMessage{Inbox: d.Inbox, Validated: d.Validated})
 	}
 	if _, err := p.client.InsertManyTx(ctx, tx, jobs); err != nil {
 		return fmt.Errorf("jobs: enqueue the register pipeline: %w", err)
@@ -135,51 +146,73 @@ type PipelineWorker struct {
 	Pipeline *Pipeline
 }
 
-// Work applies the message. Every step is idempotent: a settled message is
-// left alone, facts the register holds are skipped.
+// Work applies the job's messages. Every step is idempotent: a settled
+// message is left alone, facts the register holds are skipped. Messages
+// that cannot succeed become dead letters; when some failed for a reason
+// that may pass (the database, a conflicting write), the job fails and
+// River tries again later with those that are still open, until the last
+// attempt makes them dead letters too.
 func (w *PipelineWorker) Work(ctx context.Context, job *river.Job[PipelineArgs]) error {
 	p, a := w.Pipeline, job.Args
-	m, err := p.load(ctx, a)
-	if errors.Is(err, errSettled) {
-		return nil
-	}
-	if err != nil {
+	msgs, err := p.load(ctx, a)
+	if err != nil || len(msgs) == 0 {
 		return err
 	}
-	log := p.Log.With("tenant", a.Tenant, "message", m.messageID, "type", m.messageType)
-	f := p.process(ctx, m)
-	switch {
-	case f == nil:
-		if err := p.settle(ctx, m, xta.Settlement{Applied: true, Code: xta.RecordApplied, Reason: m.summary}); err != nil {
-			return err
-		}
-		p.Metrics.done(m, "applied")
-		log.Info("message applied to the register", "register", m.register, "records", m.records)
-		return nil
-	case f.permanent || job.Attempt >= job.MaxAttempts:
-		f.attempts = job.Attempt
-		if err := p.deadLetter(ctx, m, f); err != nil {
-			return err
-		}
-		p.Metrics.done(m, "dead_letter")
-		log.Warn("message is a dead letter", "step", f.step, "reason", f.reason, "attempts", job.Attempt)
-		return river.JobCancel(fmt.Errorf("%s: %s", f.step, f.reason))
-	default:
-		log.Info("message not applied yet; will retry", "step", f.step, "reason", f.reason, "attempt", job.Attempt)
-		return fmt.Errorf("%s: %s", f.step, f.reason)
+	for _, m := range msgs {
+		m.failure = p.process(ctx, m)
 	}
+	p.applyAll(ctx, msgs)
+	last := job.Attempt >= job.MaxAttempts
+	var retry []*message
+	for _, m := range msgs {
+		if f := m.failure; f != nil && !f.permanent && !last {
+			retry = append(retry, m)
+		} else if f != nil {
+			f.attempts = job.Attempt
+		}
+	}
+	if err := p.settle(ctx, a.Tenant, msgs); err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		log := p.Log.With("tenant", m.tenant, "message", m.messageID, "type", m.messageType)
+		switch f := m.failure; {
+		case f == nil:
+			p.Metrics.done(m, "applied")
+			p.Metrics.applied(m)
+			log.Info("message applied to the register", "register", m.register, "records", m.records)
+		case f.attempts > 0:
+			p.Metrics.done(m, "dead_letter")
+			log.Warn("message is a dead letter", "step", f.step, "reason", f.reason, "attempts", f.attempts)
+		default:
+			log.Info("message not applied yet; will retry", "step", f.step, "reason", f.reason, "attempt", job.Attempt)
+		}
+	}
+	if len(retry) > 0 {
+		f := retry[0].failure
+		return fmt.Errorf("%d of %d messages not applied yet, e.g. %s: %s: %s", len(retry), len(msgs), retry[0].messageID, f.step, f.reason)
+	}
+	return nil
 }
 
 // message is a consumed message as the pipeline works on it.
 type message struct {
-	tenant, register                       string
+	tenant                                 string
 	inbox                                  int64
 	messageID, author, reader, messageType string
 	sentAt                                 time.Time
 	validated                              bool
 	content                                []byte
-	records                                int
-	summary                                string
+	// inboxOf is the register inbox the message was sent to, once
+	// authorized, and facts what its mapping produced.
+	inboxOf tenant.Inbox
+	facts   []register.Fact
+	// register, records and summary say where it was applied.
+	register string
+	records  int
+	summary  string
+	// failure is why it was not applied, if it was not.
+	failure *failure
 }
 
 // failure is why a message did not apply.
@@ -188,35 +221,36 @@ type failure struct {
 	problems     []string
 	// permanent failures cannot succeed by retrying.
 	permanent bool
-	attempts  int
+	// attempts is set once the failure makes the message a dead letter.
+	attempts int
 }
 
-var errSettled = errors.New("jobs: message settled")
-
-// load reads the message's box row and content.
-func (p *Pipeline) load(ctx context.Context, a PipelineArgs) (*message, error) {
-	m := &message{tenant: a.Tenant, inbox: a.Inbox, validated: a.Validated}
+// load reads the job's messages that are still open.
+func (p *Pipeline) load(ctx context.Context, a PipelineArgs) ([]*message, error) {
+	ids := make([]int64, len(a.Messages))
+	validated := map[int64]bool{}
+	for i, pm := range a.Messages {
+		ids[i], validated[pm.Inbox] = pm.Inbox, pm.Validated
+	}
+	var out []*message
 	err := db.InTenant(ctx, p.Pool, a.Tenant, func(tx pgx.Tx) error {
-		in, err := xta.LoadInbox(ctx, tx, a.Inbox)
-		if err != nil {
-			return err
+		in, err := xta.LoadInboxes(ctx, tx, ids)
+		for _, im := range in {
+			if !im.Settled {
+				out = append(out, &message{tenant: a.Tenant, inbox: im.Inbox, validated: validated[im.Inbox], messageID: im.MessageID, author: im.Author,
+					reader: im.Reader, messageType: im.MessageType, sentAt: im.SentAt, content: im.Content})
+			}
 		}
-		if in.Settled {
-			return errSettled
-		}
-		m.messageID, m.author, m.reader, m.messageType, m.sentAt, m.content = in.MessageID, in.Author, in.Reader, in.MessageType, in.SentAt, in.Content
-		return nil
+		return err
 	})
-	if errors.Is(err, errSettled) || errors.Is(err, xta.ErrContentGone) {
-		return nil, errSettled
-	}
 	if err != nil {
-		return nil, fmt.Errorf("jobs: load message %d of %s: %w", a.Inbox, a.Tenant, err)
+		return nil, fmt.Errorf("jobs: load the messages of %s: %w", a.Tenant, err)
 	}
-	return m, nil
+	return out, nil
 }
 
-// process runs the steps; nil means applied.
+// process runs the steps up to the mapping; nil means the message's facts
+// are ready to apply.
 func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 	cfg := p.Tenants().Tenant(m.tenant)
 	if cfg == nil {
@@ -226,7 +260,7 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 	if !ok {
 		return &failure{step: StepAuthorize, reason: fmt.Sprintf("%s is no longer a register inbox of the tenant", m.reader), permanent: true}
 	}
-	m.register = inbox.Register
+	m.inboxOf, m.register = inbox, inbox.Register
 	if !inbox.MayWrite(m.author) {
 		return &failure{step: StepAuthorize, reason: fmt.Sprintf("%s may not write to the register inbox %s (writers: %s)", m.author, m.reader, strings.Join(inbox.Writers, ", ")), permanent: true}
 	}
@@ -254,20 +288,7 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 			facts[i].MessageID = m.messageID
 		}
 	}
-	applied, err := p.apply(ctx, m, inbox, facts)
-	if err != nil {
-		var re *register.Error
-		if errors.As(err, &re) {
-			f := &failure{step: StepApply, reason: re.Detail, permanent: re.Kind != register.KindNotFound && re.Kind != register.KindConflict}
-			for _, fe := range re.Fields {
-				f.problems = append(f.problems, fe.Attribute+": "+fe.Detail)
-			}
-			return f
-		}
-		return &failure{step: StepApply, reason: "the register could not apply the message: " + err.Error()}
-	}
-	m.records = applied
-	m.summary = fmt.Sprintf("In das %s eingearbeitet: %d Datensätze", inbox.Register, applied)
+	m.facts = facts
 	return nil
 }
 
@@ -329,44 +350,46 @@ func (p *Pipeline) verify(ctx context.Context, m *message) *failure {
 	return nil
 }
 
-// settle ends the message and resolves its open dead letter, if any.
-func (p *Pipeline) settle(ctx context.Context, m *message, st xta.Settlement) error {
-	err := db.InTenant(ctx, p.Pool, m.tenant, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE pipeline_dead_letter SET resolved_at = now(), resolution = 'applied'
-			WHERE tenant_id = $1 AND inbox = $2 AND resolved_at IS NULL`, m.tenant, m.inbox); err != nil {
+// settle ends the messages that were applied or became dead letters, in one
+// transaction of the tenant: the applied ones resolve their open dead
+// letters, the others get one.
+func (p *Pipeline) settle(ctx context.Context, tenantID string, msgs []*message) error {
+	var sts []xta.Settlement
+	var applied []int64
+	b := &pgx.Batch{}
+	for _, m := range msgs {
+		switch f := m.failure; {
+		case f == nil:
+			applied = append(applied, m.inbox)
+			sts = append(sts, xta.Settlement{Inbox: m.inbox, Applied: true, Code: xta.RecordApplied, Reason: m.summary})
+		case f.attempts > 0:
+			problems, err := json.Marshal(append([]string{}, f.problems...))
+			if err != nil {
+				return err
+			}
+			b.Queue(`INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, reason, problems, attempts)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant_id, inbox) WHERE resolved_at IS NULL
+				DO UPDATE SET step = $7, reason = $8, problems = $9, attempts = pipeline_dead_letter.attempts + $10`,
+				m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, f.reason, problems, f.attempts)
+			sts = append(sts, xta.Settlement{Inbox: m.inbox, Code: xta.RecordDeadLetter, Reason: fmt.Sprintf("Nicht eingearbeitet (Schritt %s): %s", f.step, f.reason)})
+		}
+	}
+	if len(sts) == 0 {
+		return nil
+	}
+	if len(applied) > 0 {
+		b.Queue(`UPDATE pipeline_dead_letter SET resolved_at = now(), resolution = 'applied'
+			WHERE tenant_id = $1 AND inbox = ANY($2) AND resolved_at IS NULL`, tenantID, applied)
+	}
+	err := db.InTenant(ctx, p.Pool, tenantID, func(tx pgx.Tx) error {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
-		_, err := xta.Settle(ctx, tx, m.tenant, m.inbox, st)
+		_, err := xta.Settle(ctx, tx, tenantID, sts...)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("jobs: settle message %s of %s: %w", m.messageID, m.tenant, err)
-	}
-	if st.Applied {
-		p.Metrics.applied(m)
-	}
-	return nil
-}
-
-// deadLetter records the failure and settles the message as refused.
-func (p *Pipeline) deadLetter(ctx context.Context, m *message, f *failure) error {
-	problems, err := json.Marshal(append([]string{}, f.problems...))
-	if err != nil {
-		return err
-	}
-	err = db.InTenant(ctx, p.Pool, m.tenant, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, reason, problems, attempts)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant_id, inbox) WHERE resolved_at IS NULL
-			DO UPDATE SET step = $7, reason = $8, problems = $9, attempts = pipeline_dead_letter.attempts + $10`,
-			m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, f.reason, problems, f.attempts); err != nil {
-			return err
-		}
-		reason := fmt.Sprintf("Nicht eingearbeitet (Schritt %s): %s", f.step, f.reason)
-		_, err := xta.Settle(ctx, tx, m.tenant, m.inbox, xta.Settlement{Code: xta.RecordDeadLetter, Reason: reason})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("jobs: dead letter for message %s of %s: %w", m.messageID, m.tenant, err)
+		return fmt.Errorf("jobs: settle %d messages of %s: %w", len(sts), tenantID, err)
 	}
 	return nil
 }

@@ -17,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
 	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/pki"
@@ -474,10 +478,104 @@ func TestPipelineGewerbe(t *testing.T) {
 	}
 }
 
+// sendForTomorrow sends fixture messages to the tenant's register inbox for
+// tomorrow (NotBefore), so that the transport keeps them in the box
+// instead of handing them over, and returns their transport message ids
+// and their inbox rows as deliveries.
+func sendForTomorrow(t testing.TB, n *nodetest.Node, tenantID string, prefixes ...string) ([]string, []xta.Delivery) {
+	t.Helper()
+	author, reader := "ags:"+ags[tenantID], "register:"+ags[tenantID]
+	c := n.XTAClient(tenantID, author)
+	tomorrow := time.Now().Add(24 * time.Hour)
+	var ids []string
+	for _, p := range prefixes {
+		typ, doc := message(t, p)
+		id, err := c.CreateMessageID(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Send(t.Context(), &xta.OutgoingMessage{
+			MessageID: id, Author: xta.Party{ID: author}, Reader: xta.Party{ID: reader}, NotBefore: &tomorrow,
+			Service: "urn:xoev-de:xmeld", BusinessScenario: "XMELD_DATA", MessageType: typ, MessageTypeSchema: xmeldNS,
+			Message: xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: typ + ".xml", Data: bytes.NewReader(doc), Size: int64(len(doc))},
+		})
+		if err != nil {
+			t.Fatalf("send %s: %v", p, err)
+		}
+		ids = append(ids, id)
+	}
+	rows, err := n.Pool.Query(t.Context(), `SELECT id, message_id, message_type FROM xta_message WHERE box = 'inbox' AND message_id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (xta.Delivery, error) {
+		d := xta.Delivery{ReaderTenant: tenantID, Reader: reader, Author: author}
+		return d, row.Scan(&d.Inbox, &d.MessageID, &d.MessageType)
+	})
+	if err != nil || len(ds) != len(ids) {
+		t.Fatalf("%d inbox rows for %d messages: %v", len(ds), len(ids), err)
+	}
+	return ids, ds
+}
+
+// handOver sends fixture messages and hands them over to the pipeline
+// together, as messages accepted in one transaction are: one job, whose
+// messages are applied as one group.
+func handOver(t testing.TB, n *nodetest.Node, tenantID string, prefixes ...string) []string {
+	t.Helper()
+	ids, ds := sendForTomorrow(t, n, tenantID, prefixes...)
+	if err := pgx.BeginFunc(t.Context(), n.Pool, func(tx pgx.Tx) error { return n.Pipeline.Consume(t.Context(), tx, ds) }); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// TestPipelineLastAttempt: a message that fails for a reason that may pass
+// (here: its tenant is missing from the configuration the pipeline sees)
+// stays open for River to try again, until the last attempt makes it a
+// dead letter; retried once the reason is gone, it is applied.
+func TestPipelineLastAttempt(t *testing.T) {
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201")})
+	ids, ds := sendForTomorrow(t, n, "duesseldorf", "01")
+	unconfigured := *n.Pipeline
+	unconfigured.Tenants = func() *tenant.Set { return tenant.NewSet() }
+	w := &jobs.PipelineWorker{Pipeline: &unconfigured}
+	job := &river.Job[jobs.PipelineArgs]{JobRow: &rivertype.JobRow{Attempt: 1, MaxAttempts: 8},
+		Args: jobs.PipelineArgs{Tenant: "duesseldorf", Messages: []jobs.PipelineMessage{{Inbox: ds[0].Inbox}}}}
+	report := func() int {
+		var status int
+		if err := n.Pool.QueryRow(t.Context(), `SELECT status FROM xta_message WHERE box = 'outbox' AND message_id = $1`, ids[0]).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		return status
+	}
+	if err := w.Work(t.Context(), job); err == nil || !strings.Contains(err.Error(), "authorize") {
+		t.Fatalf("attempt 1: %v, want an error naming the authorize step for River to retry", err)
+	}
+	if letters, _ := n.Letters.List(t.Context(), "duesseldorf", false); len(letters) != 0 || report() != xta.StatusOpen {
+		t.Fatalf("after attempt 1: dead letters %+v, report status %d; want none and open", letters, report())
+	}
+	job.Attempt = 8
+	if err := w.Work(t.Context(), job); err != nil {
+		t.Fatalf("attempt 8: %v", err)
+	}
+	letters, err := n.Letters.List(t.Context(), "duesseldorf", false)
+	if err != nil || len(letters) != 1 || letters[0].Step != jobs.StepAuthorize || letters[0].Attempts != 8 || report() != xta.StatusRed {
+		t.Fatalf("after the last attempt: dead letters %+v (%v), report status %d; want one at authorize after 8 attempts, red", letters, err, report())
+	}
+	if err := n.Letters.Retry(t.Context(), clerk("duesseldorf"), "duesseldorf", letters[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if status := settle(t, n, ids...); status[ids[0]] != xta.StatusGreen {
+		t.Fatalf("retried with the tenant configured: status %v, want green", status)
+	}
+}
+
 // TestPipelineRegisterRefusal: a spec that states a value the register
 // does not accept (geschlecht "q") makes its message a dead letter at the
-// apply step, naming the attribute, while a good message applied at the
-// same time (maybe in the same group) goes through, and the refused one
+// apply step, naming the attribute, while a good message handed over with
+// it (one job, one group: the register refuses the group, and the pipeline
+// applies its messages one by one) goes through, and the refused one
 // changes nothing.
 func TestPipelineRegisterRefusal(t *testing.T) {
 	good, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xmeld-0201.yaml"))
@@ -495,7 +593,7 @@ func TestPipelineRegisterRefusal(t *testing.T) {
 	file := strings.Replace(tenantWith(t, "duesseldorf"), "mappings:\n", "mappings:\n  - "+good+"\n  - {{DIR}}/bad-0090.yaml\n", 1)
 	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": file}, Files: map[string][]byte{"bad-0090.yaml": []byte(bad)},
 		Clients: []string{"duesseldorf"}, Schemas: loadSchemas(t)})
-	ids := send(t, n, "duesseldorf", "01", "03")
+	ids := handOver(t, n, "duesseldorf", "01", "03")
 	status := settle(t, n, ids...)
 	if status[ids[0]] != xta.StatusGreen || status[ids[1]] != xta.StatusRed {
 		t.Fatalf("report status %v, want the 0201 green and the 0090 red", status)

@@ -51,6 +51,8 @@ var ErrContentGone = errors.New("xta: the message's content is no longer stored"
 
 // InboxMessage is a consumed message's box row and content.
 type InboxMessage struct {
+	// Inbox is the message's row in the reader's box.
+	Inbox                                  int64
 	MessageID, Author, Reader, MessageType string
 	SentAt                                 time.Time
 	// Settled is true once the message was settled (closed).
@@ -59,35 +61,41 @@ type InboxMessage struct {
 	Content []byte
 }
 
-// LoadInbox reads a consumed message's row and first content part in tx,
-// which must be in the reader's tenant: a small message in one round trip.
-// It returns ErrContentGone for a message that is gone.
-func LoadInbox(ctx context.Context, tx pgx.Tx, inbox int64) (InboxMessage, error) {
-	var m InboxMessage
-	var closed *time.Time
-	var size *int64
-	var first []byte
-	err := tx.QueryRow(ctx, `SELECT m.message_id, m.author, m.reader, m.message_type, m.sent_at, m.closed_at, p.size, c.data
+// LoadInboxes reads consumed messages' rows and first content parts in tx,
+// which must be in the readers' tenant: small messages all in one round
+// trip. A message that is gone (its content deleted, or no such message)
+// is left out.
+func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64) ([]InboxMessage, error) {
+	rows, err := tx.Query(ctx, `SELECT m.id, m.message_id, m.author, m.reader, m.message_type, m.sent_at, m.closed_at IS NOT NULL, p.size, c.data
 		FROM xta_message m
-		LEFT JOIN xta_part p ON p.message = m.id AND p.part = 0
+		JOIN xta_part p ON p.message = m.id AND p.part = 0
 		LEFT JOIN xta_chunk c ON c.message = m.id AND c.part = 0 AND c.seq = 0
-		WHERE m.id = $1 AND m.box = 'inbox'`, inbox).Scan(&m.MessageID, &m.Author, &m.Reader, &m.MessageType, &m.SentAt, &closed, &size, &first)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return m, ErrContentGone
-	case err != nil:
-		return m, fmt.Errorf("xta: load message %d: %w", inbox, err)
-	case closed != nil:
-		m.Settled = true
-		return m, nil
-	case size == nil:
-		return m, ErrContentGone
-	case int64(len(first)) == *size:
-		m.Content = first
-		return m, nil
+		WHERE m.id = ANY($1) AND m.box = 'inbox' ORDER BY m.id`, inboxes)
+	if err != nil {
+		return nil, fmt.Errorf("xta: load messages: %w", err)
 	}
-	m.Content, err = ReadContent(ctx, tx, inbox)
-	return m, err
+	var out []InboxMessage
+	var sizes []int64
+	for rows.Next() {
+		var m InboxMessage
+		var size int64
+		if err := rows.Scan(&m.Inbox, &m.MessageID, &m.Author, &m.Reader, &m.MessageType, &m.SentAt, &m.Settled, &size, &m.Content); err != nil {
+			return nil, fmt.Errorf("xta: load messages: %w", err)
+		}
+		out, sizes = append(out, m), append(sizes, size)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("xta: load messages: %w", err)
+	}
+	// A content larger than its first chunk is read chunk by chunk.
+	for i := range out {
+		if int64(len(out[i].Content)) != sizes[i] && !out[i].Settled {
+			if out[i].Content, err = ReadContent(ctx, tx, out[i].Inbox); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // ReadContent reads a consumed message's first content part (the xta:Message)
@@ -115,56 +123,112 @@ func ReadContent(ctx context.Context, tx pgx.Tx, inbox int64) ([]byte, error) {
 // Settlement is how a consumed message ended: applied (green), or refused
 // for good (red, with the reason a clerk reads in the author's report).
 type Settlement struct {
+	// Inbox is the message's row in the reader's box.
+	Inbox   int64
 	Applied bool
 	// Code and Reason become a record of the author's report.
 	Code, Reason string
 }
 
-// Settle ends a consumed message: its box row counts as received, the
-// author's report gets the settlement's record and status. An applied
-// message's content is deleted (the node has no business keeping it); a
-// refused one's is kept for the dead-letter console. tx must be in the
-// reader's tenant and is left there. It reports false when the message
-// was settled before (the call changed nothing).
-func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, st Settlement) (bool, error) {
-	var peerTenant *string
-	var peerID *int64
-	err := tx.QueryRow(ctx, `UPDATE xta_message SET fetched_at = coalesce(fetched_at, now()), closed_at = now()
-		WHERE id = $1 AND box = 'inbox' AND closed_at IS NULL RETURNING peer_tenant, peer_id`, inbox).Scan(&peerTenant, &peerID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+// Settle ends consumed messages of one reader tenant: their box rows count
+// as received, the authors' reports get the settlements' records and
+// statuses. An applied message's content is deleted (the node has no
+// business keeping it); a refused one's is kept for the dead-letter
+// console. tx must be in the reader's tenant and is left there. It returns
+// the inboxes it settled, leaving out those settled before (for which the
+// call changed nothing). However many messages, it costs a few statements.
+func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settlement) ([]int64, error) {
+	byInbox := make(map[int64]Settlement, len(sts))
+	ids := make([]int64, 0, len(sts))
+	for _, st := range sts {
+		byInbox[st.Inbox] = st
+		ids = append(ids, st.Inbox)
 	}
+	rows, err := tx.Query(ctx, `UPDATE xta_message SET fetched_at = coalesce(fetched_at, now()), closed_at = now()
+		WHERE id = ANY($1) AND box = 'inbox' AND closed_at IS NULL RETURNING id, peer_tenant, peer_id`, ids)
 	if err != nil {
-		return false, fmt.Errorf("xta: settle message %d: %w", inbox, err)
+		return nil, fmt.Errorf("xta: settle messages: %w", err)
 	}
-	// The rest in one round trip.
-	b := &batch{}
-	if st.Applied {
-		b.Queue(`DELETE FROM xta_part WHERE message = $1`, inbox)
+	type peerReport struct {
+		ids, statuses []int64
+		records       []record
 	}
-	if peerTenant != nil && peerID != nil {
-		level, status := "info", StatusGreen
+	var settled, deleted []int64
+	peers := map[string]*peerReport{}
+	var peerOrder []string
+	now := time.Now()
+	for rows.Next() {
+		var id int64
+		var peerTenant *string
+		var peerID *int64
+		if err := rows.Scan(&id, &peerTenant, &peerID); err != nil {
+			return nil, fmt.Errorf("xta: settle messages: %w", err)
+		}
+		settled = append(settled, id)
+		st := byInbox[id]
+		if st.Applied {
+			deleted = append(deleted, id)
+		}
+		if peerTenant == nil || peerID == nil {
+			continue
+		}
+		pr := peers[*peerTenant]
+		if pr == nil {
+			pr = &peerReport{}
+			peers[*peerTenant] = pr
+			peerOrder = append(peerOrder, *peerTenant)
+		}
+		level, status := "info", int64(StatusGreen)
 		if !st.Applied {
 			level, status = "error", StatusRed
 		}
-		if err := db.EnterTenant(ctx, b, *peerTenant); err != nil {
-			return false, err
+		pr.ids, pr.statuses = append(pr.ids, *peerID), append(pr.statuses, status)
+		pr.records = append(pr.records, record{now, level, st.Code, st.Reason})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("xta: settle messages: %w", err)
+	}
+	if len(settled) == 0 {
+		return nil, nil
+	}
+	// The rest in one round trip.
+	b := &batch{}
+	if len(deleted) > 0 {
+		b.Queue(`DELETE FROM xta_part WHERE message = ANY($1)`, deleted)
+	}
+	for _, peerTenant := range peerOrder {
+		pr := peers[peerTenant]
+		if err := db.EnterTenant(ctx, b, peerTenant); err != nil {
+			return nil, err
 		}
 		// A warning recorded on the way (a missing schema) keeps an
 		// applied message's report yellow.
-		b.Queue(`UPDATE xta_message SET status = CASE WHEN $2 = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
-			WHERE r.message = xta_message.id AND r.level = 'warning') THEN 2 ELSE $2 END WHERE id = $1 AND box = 'outbox'`, *peerID, status)
-		if err := addRecords(ctx, b, *peerTenant, *peerID, record{time.Now(), level, st.Code, st.Reason}); err != nil {
-			return false, err
-		}
+		b.Queue(`UPDATE xta_message m SET status = CASE WHEN s.status = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
+			WHERE r.message = m.id AND r.level = 'warning') THEN 2 ELSE s.status END
+			FROM unnest($1::bigint[], $2::int[]) AS s(id, status) WHERE m.id = s.id AND m.box = 'outbox'`, pr.ids, pr.statuses)
+		queueRecords(b, peerTenant, pr.ids, pr.records)
+	}
+	if len(peerOrder) > 0 {
 		if err := db.EnterTenant(ctx, b, readerTenant); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
-		return false, fmt.Errorf("xta: settle message %d: %w", inbox, err)
+		return nil, fmt.Errorf("xta: settle messages: %w", err)
 	}
-	return true, nil
+	return settled, nil
+}
+
+// queueRecords queues one statement adding records[i] to the report of
+// message messages[i], for messages of one tenant.
+func queueRecords(b *batch, tenantID string, messages []int64, records []record) {
+	ats, levels, codes, reasons := make([]time.Time, len(records)), make([]string, len(records)), make([]string, len(records)), make([]string, len(records))
+	for i, r := range records {
+		ats[i], levels[i], codes[i], reasons[i] = r.at, r.level, r.code, r.reason
+	}
+	b.Queue(`INSERT INTO xta_report_record (tenant_id, message, at, level, code, reason)
+		SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])`,
+		tenantID, messages, ats, levels, codes, reasons)
 }
 
 // Reopen puts a settled message back for its consumer (an operator retries
