@@ -58,15 +58,23 @@ func (s *Store) prepareDisclosures(ctx context.Context, o *op) ([]accessEntry, e
 	return out, nil
 }
 
-// queueDisclosures queues the access-log rows for the audit entry a.
+// queueDisclosures queues the access-log rows for the audit entry a, in one
+// statement however many there are.
 func queueDisclosures(b *pgx.Batch, o *op, a *AuditEntry, entries []accessEntry) {
-	for _, e := range entries {
-		b.Queue(`INSERT INTO register_access_log (id, tenant_id, at, register, record_id, idnr_index, key_version, idnr,
-			actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-			e.id, o.tenant, a.At, o.register.Name, e.recordID, e.index, e.keyVersion, e.idnr,
-			o.actor.Subject, o.actor.Tenant, o.actor.Role, o.actor.Purpose, o.decision.LegalBasis, o.action, a.Seq)
+	if len(entries) == 0 {
+		return
 	}
+	n := len(entries)
+	ids, records, indexes, kvs, idnrs := make([]int64, n), make([]string, n), make([][]byte, n), make([]int, n), make([][]byte, n)
+	for i, e := range entries {
+		ids[i], records[i], indexes[i], kvs[i], idnrs[i] = e.id, e.recordID, e.index, e.keyVersion, e.idnr
+	}
+	b.Queue(`INSERT INTO register_access_log (id, tenant_id, at, register, record_id, idnr_index, key_version, idnr,
+			actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq)
+		SELECT e.id, $1, $2, $3, e.record_id, e.idnr_index, e.key_version, e.idnr, $4, $5, $6, $7, $8, $9, $10
+		FROM unnest($11::bigint[], $12::uuid[], $13::bytea[], $14::int[], $15::bytea[]) AS e(id, record_id, idnr_index, key_version, idnr)`,
+		o.tenant, a.At, o.register.Name, o.actor.Subject, o.actor.Tenant, o.actor.Role, o.actor.Purpose, o.decision.LegalBasis, o.action, a.Seq,
+		ids, records, indexes, kvs, idnrs)
 }
 
 // accessAAD binds an access-log IDNr to its tenant and entry.

@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -39,7 +37,9 @@ const maxFacts = 10000
 // they arrive, and a retracted event (storno, correction) drops out as if
 // it had never been. A fact whose event the register holds already is
 // skipped. It is one write operation, authorized and audited as such, in
-// one transaction: all facts apply or none.
+// one transaction: all facts apply or none. The subjects of a call are
+// applied together, in as many statements for one subject as for a
+// hundred (applySubjects).
 func (s *Store) Apply(ctx context.Context, a tenant.Actor, tenantID, register string, facts []Fact) ([]Applied, error) {
 	var out []Applied
 	err := s.run(ctx, a, tenantID, register, tenant.OpWrite, "", func(o *op) error {
@@ -52,35 +52,19 @@ func (s *Store) Apply(ctx context.Context, a tenant.Actor, tenantID, register st
 				return err
 			}
 		}
-		// One subject after the other, in the order of their first fact.
-		var subjects []string
-		bySubject := map[string][]Fact{}
-		for _, f := range facts {
-			if _, ok := bySubject[f.SubjectKey]; !ok {
-				subjects = append(subjects, f.SubjectKey)
-			}
-			bySubject[f.SubjectKey] = append(bySubject[f.SubjectKey], f)
+		subjects, err := s.subjectsOf(ctx, o, facts)
+		if err != nil {
+			return err
 		}
-		var messages []string
-		for _, key := range subjects {
-			res, err := s.applySubject(ctx, o, key, bySubject[key])
-			if err != nil {
-				return err
-			}
-			out = append(out, res)
-			for _, f := range bySubject[key] {
-				if !slices.Contains(messages, f.MessageID) {
-					messages = append(messages, f.MessageID)
-				}
-			}
+		if err := s.applySubjects(ctx, o, subjects); err != nil {
+			return err
 		}
-		var ids []string
-		news := 0
-		for _, r := range out {
-			ids = append(ids, r.RecordID)
-			news += r.New
+		out = make([]Applied, len(subjects))
+		for i, sub := range subjects {
+			out[i] = sub.res
 		}
-		o.detail = fmt.Sprintf("applied %d facts (%d new) of message %s to records %s", len(facts), news, strings.Join(messages, ", "), strings.Join(ids, ", "))
+		o.recordID = out[len(out)-1].RecordID
+		o.detail = applyDetail(len(facts), subjects)
 		return nil
 	})
 	return out, err
@@ -112,116 +96,397 @@ func (o *op) checkFact(f *Fact) error {
 	return nil
 }
 
-// applySubject stores the subject's new facts and derives its record again.
-func (s *Store) applySubject(ctx context.Context, o *op, subjectKey string, facts []Fact) (Applied, error) {
-	subject, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "subject", subjectKey)
-	if err != nil {
-		return Applied{}, err
+// subject is one subject's share of an Apply call: its facts, its record
+// and what applying them did (res).
+type subject struct {
+	key   string
+	index []byte // the blind index of key
+	facts []Fact
+	res   Applied
+	// What deriving the record needs, read once it is locked: the last
+	// seq of its versions, all of its facts (the new ones too) and its
+	// current versions, still encrypted.
+	maxSeq  int
+	stored  []sealedFact
+	current []sealedVersion
+}
+
+// subjectsOf groups the facts by subject, in the order of each subject's
+// first fact.
+func (s *Store) subjectsOf(ctx context.Context, o *op, facts []Fact) ([]*subject, error) {
+	var out []*subject
+	byKey := map[string]*subject{}
+	for _, f := range facts {
+		sub := byKey[f.SubjectKey]
+		if sub == nil {
+			index, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "subject", f.SubjectKey)
+			if err != nil {
+				return nil, err
+			}
+			sub = &subject{key: f.SubjectKey, index: index}
+			byKey[f.SubjectKey] = sub
+			out = append(out, sub)
+		}
+		sub.facts = append(sub.facts, f)
 	}
-	var res Applied
-	// The record row, created with the first fact, is the subject's lock.
-	var h head
-	err = o.tx.QueryRow(ctx, `SELECT r.id::text, r.revision,
-		(SELECT coalesce(max(seq), 0) FROM register_version v WHERE v.tenant_id = r.tenant_id AND v.record_id = r.id)
-		FROM register_record r WHERE r.tenant_id = $1 AND r.register = $2 AND r.subject_index = $3 AND r.deleted_at IS NULL FOR UPDATE OF r`,
-		o.tenant, o.register.Name, subject).Scan(&res.RecordID, &h.revision, &h.maxSeq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		res.RecordID, res.Created = newID(), true
-		err = o.tx.QueryRow(ctx, `INSERT INTO register_record (id, tenant_id, register, subject_index, revision, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, 0, now(), now())
-			ON CONFLICT (tenant_id, register, subject_index) WHERE deleted_at IS NULL DO NOTHING RETURNING id::text`,
-			res.RecordID, o.tenant, o.register.Name, subject).Scan(&res.RecordID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return Applied{}, refuse(KindConflict, "another write created this subject's record at the same time; try again")
+	return out, nil
+}
+
+// applySubjects stores the subjects' new facts and derives their records
+// again, all subjects at once, in three round trips however many there
+// are: one locks the records there are (lockRecords), one creates the
+// missing records, stores the facts and reads back what the folds need
+// (storeFacts), and one writes the records whose versions changed
+// (writeChanges). Each record is folded on its own, exactly as if it were
+// the only one (derive).
+func (s *Store) applySubjects(ctx context.Context, o *op, subjects []*subject) error {
+	if err := s.lockRecords(ctx, o, subjects); err != nil {
+		return err
+	}
+	facts, err := s.sealFacts(ctx, o, subjects)
+	if err != nil {
+		return err
+	}
+	if err := s.storeFacts(ctx, o, subjects, facts); err != nil {
+		return err
+	}
+	var changes []*change
+	for _, sub := range subjects {
+		if sub.res.New == 0 {
+			continue // nothing new: the record stays as it is
+		}
+		c, err := s.derive(ctx, o, sub)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			changes = append(changes, c)
 		}
 	}
-	if err != nil {
-		return Applied{}, fmt.Errorf("register: record of a subject: %w", err)
+	return s.writeChanges(ctx, o, changes)
+}
+
+// lockRecords locks the subjects' records (the record row, created with a
+// subject's first fact, is the subject's lock) and notes their ids and
+// revisions; a subject without a record gets the id of the one to create.
+// The rows are locked in the order of their blind indexes, so that two
+// calls with subjects in common lock them in the same order and cannot
+// deadlock.
+func (s *Store) lockRecords(ctx context.Context, o *op, subjects []*subject) error {
+	indexes := make([][]byte, len(subjects))
+	for i, sub := range subjects {
+		indexes[i] = sub.index
 	}
+	rows, err := o.tx.Query(ctx, `SELECT subject_index, id::text, revision FROM register_record
+		WHERE tenant_id = $1 AND register = $2 AND subject_index = ANY($3) AND deleted_at IS NULL
+		ORDER BY subject_index FOR UPDATE`, o.tenant, o.register.Name, indexes)
+	if err != nil {
+		return fmt.Errorf("register: lock records: %w", err)
+	}
+	type record struct {
+		Index    []byte
+		ID       string
+		Revision int
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[record])
+	if err != nil {
+		return fmt.Errorf("register: lock records: %w", err)
+	}
+	byIndex := map[string]record{}
+	for _, r := range found {
+		byIndex[string(r.Index)] = r
+	}
+	for _, sub := range subjects {
+		if r, ok := byIndex[string(sub.index)]; ok {
+			sub.res.RecordID, sub.res.Revision = r.ID, r.Revision
+		} else {
+			sub.res.RecordID, sub.res.Created = newID(), true
+		}
+	}
+	return nil
+}
+
+// factRows are the facts to store, as columns (one element per fact), and
+// whose each is, by event index.
+type factRows struct {
+	event, subject               [][]byte
+	record, message, day, source []string
+	keyVersion                   []int
+	payload                      [][]byte
+	of                           map[string]*subject
+}
+
+// sealFacts blind-indexes and encrypts the facts of the call for storing,
+// each event once: of facts of the same event the first one is stored, as
+// it would be if they were stored one after the other.
+func (s *Store) sealFacts(ctx context.Context, o *op, subjects []*subject) (*factRows, error) {
+	r := &factRows{of: map[string]*subject{}}
+	for _, sub := range subjects {
+		for i := range sub.facts {
+			f := &sub.facts[i]
+			index, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "event", f.EventID)
+			if err != nil {
+				return nil, err
+			}
+			if r.of[string(index)] != nil {
+				continue
+			}
+			pt, err := json.Marshal(f)
+			if err != nil {
+				return nil, fmt.Errorf("register: encode fact: %w", err)
+			}
+			kv, ct, err := s.sealer.seal(ctx, o.tx, o.tenant, factAAD(o.tenant, o.register.Name, index), pt)
+			if err != nil {
+				return nil, err
+			}
+			r.of[string(index)] = sub
+			r.event, r.subject, r.record = append(r.event, index), append(r.subject, sub.index), append(r.record, sub.res.RecordID)
+			r.message, r.day, r.source = append(r.message, f.MessageID), append(r.day, f.Date), append(r.source, f.Source)
+			r.keyVersion, r.payload = append(r.keyVersion, kv), append(r.payload, ct)
+		}
+	}
+	return r, nil
+}
+
+// storeFacts creates the records the subjects lack, stores the facts the
+// register does not hold yet (counting them as each subject's New), and
+// reads what deriving the records needs, all in one round trip: each
+// statement of it sees what the ones before stored. A record another
+// transaction created for one of the subjects meanwhile refuses the call
+// as a conflict.
+func (s *Store) storeFacts(ctx context.Context, o *op, subjects []*subject, facts *factRows) error {
 	b := &pgx.Batch{}
-	for i := range facts {
-		f := &facts[i]
-		index, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "event", f.EventID)
-		if err != nil {
-			return Applied{}, err
+	conflict := queueCreate(b, o, subjects)
+	b.Queue(`INSERT INTO register_fact (tenant_id, register, event_index, subject_index, record_id, message_id, day, source, key_version, payload)
+		SELECT $1, $2, f.event_index, f.subject_index, f.record_id, f.message_id, f.day, f.source, f.key_version, f.payload
+		FROM unnest($3::bytea[], $4::bytea[], $5::uuid[], $6::text[], $7::date[], $8::text[], $9::int[], $10::bytea[])
+			AS f(event_index, subject_index, record_id, message_id, day, source, key_version, payload)
+		ON CONFLICT DO NOTHING RETURNING event_index`,
+		o.tenant, o.register.Name, facts.event, facts.subject, facts.record, facts.message, facts.day, facts.source, facts.keyVersion, facts.payload).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var index []byte
+				if err := rows.Scan(&index); err != nil {
+					return err
+				}
+				facts.of[string(index)].res.New++
+			}
+			return rows.Err()
+		})
+	byRecord := map[string]*subject{}
+	var all, existing []string
+	for _, sub := range subjects {
+		byRecord[sub.res.RecordID] = sub
+		all = append(all, sub.res.RecordID)
+		if !sub.res.Created {
+			existing = append(existing, sub.res.RecordID)
 		}
-		pt, err := json.Marshal(f)
-		if err != nil {
-			return Applied{}, fmt.Errorf("register: encode fact: %w", err)
+	}
+	b.Queue(`SELECT f.record_id::text, f.event_index, f.key_version, f.payload FROM unnest($3::uuid[]) AS r(id)
+		CROSS JOIN LATERAL (SELECT record_id, event_index, key_version, payload FROM register_fact
+			WHERE tenant_id = $1 AND register = $2 AND record_id = r.id LIMIT $4) f`,
+		o.tenant, o.register.Name, all, maxFacts+1).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var f sealedFact
+			if err := rows.Scan(&id, &f.index, &f.keyVersion, &f.payload); err != nil {
+				return err
+			}
+			byRecord[id].stored = append(byRecord[id].stored, f)
 		}
-		kv, ct, err := s.sealer.seal(ctx, o.tx, o.tenant, factAAD(o.tenant, o.register.Name, index), pt)
-		if err != nil {
-			return Applied{}, err
-		}
-		b.Queue(`INSERT INTO register_fact (tenant_id, register, event_index, subject_index, record_id, message_id, day, source, key_version, payload)
-			VALUES ($1, $2, $3, $4, $5, $6, $7::date, $8, $9, $10) ON CONFLICT DO NOTHING`,
-			o.tenant, o.register.Name, index, subject, res.RecordID, f.MessageID, f.Date, f.Source, kv, ct).Exec(func(tag pgconn.CommandTag) error {
-			res.New += int(tag.RowsAffected())
-			return nil
+		return rows.Err()
+	})
+	if len(existing) > 0 {
+		// A new record has neither versions nor seqs yet.
+		b.Queue(`SELECT `+versionColumns+` FROM register_version
+			WHERE tenant_id = $1 AND record_id = ANY($2) AND superseded_at = 'infinity' ORDER BY record_id, valid_from`,
+			o.tenant, existing).Query(func(rows pgx.Rows) error {
+			versions, err := collectVersions(rows)
+			for _, v := range versions {
+				byRecord[v.recordID].current = append(byRecord[v.recordID].current, v)
+			}
+			return err
+		})
+		b.Queue(`SELECT r.id::text, (SELECT coalesce(max(seq), 0) FROM register_version v WHERE v.tenant_id = $1 AND v.record_id = r.id)
+			FROM unnest($2::uuid[]) AS r(id)`, o.tenant, existing).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var seq int
+				if err := rows.Scan(&id, &seq); err != nil {
+					return err
+				}
+				byRecord[id].maxSeq = seq
+			}
+			return rows.Err()
 		})
 	}
-	if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
-		return Applied{}, fmt.Errorf("register: store facts: %w", err)
+	err := o.tx.SendBatch(ctx, b).Close()
+	if *conflict {
+		// The facts of the record not created failed to insert: the
+		// conflict is the cause.
+		return refuse(KindConflict, "another write created this subject's record at the same time; try again")
 	}
-	o.recordID = res.RecordID
-	res.Revision = h.revision
-	if res.New == 0 {
-		return res, nil
-	}
-	all, err := s.facts(ctx, o, res.RecordID)
 	if err != nil {
-		return Applied{}, err
+		return fmt.Errorf("register: store facts: %w", err)
 	}
-	timeline, deleted := fold(subjectKey, all)
-	current, err := s.rows(ctx, o, res.RecordID, time.Time{}, "")
+	return nil
+}
+
+// queueCreate queues the insert of the subjects' records that are to be
+// created, in the order of their blind indexes (as lockRecords locks), and
+// returns what is set when the batch runs: whether another transaction
+// created one of them first.
+func queueCreate(b *pgx.Batch, o *op, subjects []*subject) *bool {
+	conflict := new(bool)
+	var ids []string
+	var indexes [][]byte
+	for _, sub := range subjects {
+		if sub.res.Created {
+			ids, indexes = append(ids, sub.res.RecordID), append(indexes, sub.index)
+		}
+	}
+	if len(ids) == 0 {
+		return conflict
+	}
+	b.Queue(`INSERT INTO register_record (id, tenant_id, register, subject_index, revision, created_at, updated_at)
+		SELECT n.id, $1, $2, n.subject_index, 0, now(), now() FROM unnest($3::uuid[], $4::bytea[]) AS n(id, subject_index)
+		ORDER BY n.subject_index
+		ON CONFLICT (tenant_id, register, subject_index) WHERE deleted_at IS NULL DO NOTHING`,
+		o.tenant, o.register.Name, ids, indexes).Exec(func(tag pgconn.CommandTag) error {
+		*conflict = tag.RowsAffected() < int64(len(ids))
+		return nil
+	})
+	return conflict
+}
+
+// change is what deriving a record again changes: the seqs of the current
+// versions it supersedes, the versions it adds, the versions the record
+// has then (timeline) and whether the facts end the record.
+type change struct {
+	sub        *subject
+	superseded []int
+	added      []*row
+	timeline   []*row
+	deleted    bool
+}
+
+// derive folds the subject's facts into versions and compares them with
+// the record's current ones: it returns nil when nothing changes, else the
+// change, with the subject's revision counted up and the new versions
+// numbered. A record the facts end supersedes all its current versions and
+// adds none.
+func (s *Store) derive(ctx context.Context, o *op, sub *subject) (*change, error) {
+	id := sub.res.RecordID
+	if len(sub.stored) > maxFacts {
+		return nil, refuse(KindInvalid, "record %s has more than %d facts", id, maxFacts)
+	}
+	facts, err := s.openFacts(ctx, o, id, sub.stored)
 	if err != nil {
-		return Applied{}, err
+		return nil, err
 	}
-	var superseded []int
-	var added []*row
+	current, err := s.openVersions(ctx, o, sub.current)
+	if err != nil {
+		return nil, err
+	}
+	timeline, deleted := fold(sub.key, facts)
+	c := &change{sub: sub, timeline: timeline, deleted: deleted}
 	for _, r := range current {
-		if !slices.ContainsFunc(timeline, r.same) {
-			superseded = append(superseded, r.seq)
+		if deleted || !slices.ContainsFunc(timeline, r.same) {
+			c.superseded = append(c.superseded, r.seq)
 		}
-	}
-	for _, r := range timeline {
-		if !slices.ContainsFunc(current, r.same) {
-			added = append(added, r)
-		}
-	}
-	if len(superseded) == 0 && len(added) == 0 && !deleted {
-		return res, nil
-	}
-	res.Revision = h.revision + 1
-	for i, r := range added {
-		r.seq, r.revision = h.maxSeq+1+i, res.Revision
-	}
-	b = &pgx.Batch{}
-	if len(superseded) > 0 {
-		b.Queue(`UPDATE register_version SET superseded_at = now()
-			WHERE tenant_id = $1 AND record_id = $2 AND seq = ANY($3) AND superseded_at = 'infinity'`, o.tenant, res.RecordID, superseded)
-	}
-	if err := s.queueRows(ctx, o, b, res.RecordID, added...); err != nil {
-		return Applied{}, err
-	}
-	if deleted {
-		res.Deleted = true
-		b.Queue(`UPDATE register_version SET superseded_at = now() WHERE tenant_id = $1 AND record_id = $2 AND superseded_at = 'infinity'`, o.tenant, res.RecordID)
-		b.Queue(`UPDATE register_record SET deleted_at = now(), updated_at = now(), revision = $3 WHERE tenant_id = $1 AND id = $2`, o.tenant, res.RecordID, res.Revision)
-		b.Queue(`DELETE FROM register_index WHERE tenant_id = $1 AND record_id = $2`, o.tenant, res.RecordID)
-	} else {
-		b.Queue(`UPDATE register_record SET revision = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2`, o.tenant, res.RecordID, res.Revision)
-		if err := s.queueIndex(ctx, o, b, res.RecordID, subjectKey, timeline); err != nil {
-			return Applied{}, err
-		}
-	}
-	if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
-		return Applied{}, fmt.Errorf("register: derive record %s: %w", res.RecordID, err)
 	}
 	if !deleted {
-		o.disclose(res.RecordID, timeline[len(timeline)-1].attrs)
+		for _, r := range timeline {
+			if !slices.ContainsFunc(current, r.same) {
+				c.added = append(c.added, r)
+			}
+		}
+		if len(c.superseded) == 0 && len(c.added) == 0 {
+			return nil, nil
+		}
 	}
-	return res, nil
+	sub.res.Revision++
+	sub.res.Deleted = deleted
+	for i, r := range c.added {
+		r.seq, r.revision = sub.maxSeq+1+i, sub.res.Revision
+	}
+	return c, nil
+}
+
+// writeChanges writes the derived records in one round trip: their
+// superseded versions end, their new versions are stored, the records get
+// their new revisions (or end), and each record's blind indexes are
+// replaced by those of its versions now (none for an ended record). The
+// records it writes are disclosed.
+func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	var endIDs, ids []string
+	var endSeqs, revisions []int
+	var deleted []bool
+	var versions []version
+	var entries []indexEntry
+	for _, c := range changes {
+		id := c.sub.res.RecordID
+		for _, seq := range c.superseded {
+			endIDs, endSeqs = append(endIDs, id), append(endSeqs, seq)
+		}
+		for _, r := range c.added {
+			versions = append(versions, version{id, r})
+		}
+		ids, revisions, deleted = append(ids, id), append(revisions, c.sub.res.Revision), append(deleted, c.deleted)
+		if !c.deleted {
+			e, err := s.indexEntries(ctx, o, id, c.sub.key, c.timeline)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, e...)
+		}
+	}
+	b := &pgx.Batch{}
+	if len(endIDs) > 0 {
+		b.Queue(`UPDATE register_version v SET superseded_at = now()
+			FROM unnest($2::uuid[], $3::int[]) AS e(record_id, seq)
+			WHERE v.tenant_id = $1 AND v.record_id = e.record_id AND v.seq = e.seq AND v.superseded_at = 'infinity'`, o.tenant, endIDs, endSeqs)
+	}
+	if err := s.queueVersions(ctx, o, b, versions); err != nil {
+		return err
+	}
+	b.Queue(`UPDATE register_record r SET revision = u.revision, updated_at = now(),
+			deleted_at = CASE WHEN u.deleted THEN now() ELSE r.deleted_at END
+		FROM unnest($2::uuid[], $3::int[], $4::bool[]) AS u(id, revision, deleted)
+		WHERE r.tenant_id = $1 AND r.id = u.id`, o.tenant, ids, revisions, deleted)
+	queueIndexes(b, o, ids, entries)
+	if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("register: derive %d records: %w", len(ids), err)
+	}
+	for _, c := range changes {
+		if !c.deleted {
+			o.disclose(c.sub.res.RecordID, c.timeline[len(c.timeline)-1].attrs)
+		}
+	}
+	return nil
+}
+
+// applyDetail is the audit entry's account of an Apply: how many facts,
+// how many of them new, their messages and the records, in the order of
+// the subjects.
+func applyDetail(facts int, subjects []*subject) string {
+	var messages, ids []string
+	seen := map[string]bool{}
+	news := 0
+	for _, sub := range subjects {
+		for _, f := range sub.facts {
+			if !seen[f.MessageID] {
+				seen[f.MessageID] = true
+				messages = append(messages, f.MessageID)
+			}
+		}
+		ids = append(ids, sub.res.RecordID)
+		news += sub.res.New
+	}
+	return fmt.Sprintf("applied %d facts (%d new) of message %s to records %s", facts, news, strings.Join(messages, ", "), strings.Join(ids, ", "))
 }
 
 // factAAD binds a fact's ciphertext to its tenant, register and event.
@@ -229,36 +494,25 @@ func factAAD(tenantID, register string, eventIndex []byte) []byte {
 	return []byte("parzelle/register-fact/v1\x00" + tenantID + "\x00" + register + "\x00" + hex.EncodeToString(eventIndex))
 }
 
-// facts reads and decrypts every fact of a record.
-func (s *Store) facts(ctx context.Context, o *op, recordID string) ([]Fact, error) {
-	rows, err := o.tx.Query(ctx, `SELECT event_index, key_version, payload FROM register_fact
-		WHERE tenant_id = $1 AND register = $2 AND record_id = $3 LIMIT $4`, o.tenant, o.register.Name, recordID, maxFacts+1)
-	if err != nil {
-		return nil, fmt.Errorf("register: facts of %s: %w", recordID, err)
-	}
-	defer rows.Close()
-	var out []Fact
-	for rows.Next() {
-		var index, ct []byte
-		var kv int
-		var f Fact
-		if err := rows.Scan(&index, &kv, &ct); err != nil {
-			return nil, fmt.Errorf("register: facts of %s: %w", recordID, err)
-		}
-		pt, err := s.sealer.open(ctx, o.tx, o.tenant, kv, factAAD(o.tenant, o.register.Name, index), ct)
+// sealedFact is a register_fact row as read, its payload still encrypted.
+type sealedFact struct {
+	index      []byte
+	keyVersion int
+	payload    []byte
+}
+
+// openFacts decrypts the stored facts of a record (after their rows are
+// read: opening may load a key in the same transaction).
+func (s *Store) openFacts(ctx context.Context, o *op, recordID string, sealed []sealedFact) ([]Fact, error) {
+	out := make([]Fact, len(sealed))
+	for i, f := range sealed {
+		pt, err := s.sealer.open(ctx, o.tx, o.tenant, f.keyVersion, factAAD(o.tenant, o.register.Name, f.index), f.payload)
 		if err != nil {
 			return nil, fmt.Errorf("register: a fact of %s: %w", recordID, err)
 		}
-		if err := json.Unmarshal(pt, &f); err != nil {
+		if err := json.Unmarshal(pt, &out[i]); err != nil {
 			return nil, fmt.Errorf("register: a fact of %s: %w", recordID, err)
 		}
-		out = append(out, f)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("register: facts of %s: %w", recordID, err)
-	}
-	if len(out) > maxFacts {
-		return nil, refuse(KindInvalid, "record %s has more than %d facts", recordID, maxFacts)
 	}
 	return out, nil
 }

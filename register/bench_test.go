@@ -281,12 +281,13 @@ func runParallel(b *testing.B, workers, n int, fn func(i int) error) time.Durati
 	return elapsed
 }
 
-// tripCounter counts the statements and batches sent to PostgreSQL, each
-// one round trip.
-type tripCounter struct{ n atomic.Int64 }
+// tripCounter counts the round trips to PostgreSQL (n: each statement
+// sent alone and each batch is one) and the statements they carry.
+type tripCounter struct{ n, statements atomic.Int64 }
 
 func (t *tripCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	t.n.Add(1)
+	t.statements.Add(1)
 	return ctx
 }
 
@@ -297,7 +298,9 @@ func (t *tripCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tr
 	return ctx
 }
 
-func (t *tripCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (t *tripCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	t.statements.Add(1)
+}
 
 func (t *tripCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 

@@ -2,6 +2,7 @@ package register
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -31,4 +32,12 @@ func (plaintext) open(_ context.Context, _ pgx.Tx, _ string, _ int, _, ct []byte
 
 func (plaintext) blind(_ context.Context, _ pgx.Tx, _, _, _, value string) ([]byte, error) {
 	return []byte(value), nil
+}
+
+// SetKeyCacheTTL sets how long nodes cache the current key version, until
+// restore is called: a test that counts statements keeps the lookup out.
+func SetKeyCacheTTL(ttl time.Duration) (restore func()) {
+	old := currentTTL
+	currentTTL = ttl
+	return func() { currentTTL = old }
 }

@@ -769,37 +769,61 @@ func indexKeys(registerType string, attrs Attributes) map[string]string {
 // queueIndex queues the replacement of the record's blind indexes by
 // those of its current versions.
 func (s *Store) queueIndex(ctx context.Context, o *op, b *pgx.Batch, id, subjectKey string, current []*row) error {
-	type entry struct {
-		kind  string
-		value []byte
+	entries, err := s.indexEntries(ctx, o, id, subjectKey, current)
+	if err != nil {
+		return err
 	}
+	queueIndexes(b, o, []string{id}, entries)
+	return nil
+}
+
+// indexEntry is one blind-index row of a record.
+type indexEntry struct {
+	recordID, kind string
+	value          []byte
+}
+
+// indexEntries are a record's blind indexes, each once: of its subject key
+// and of what its versions' attributes answer.
+func (s *Store) indexEntries(ctx context.Context, o *op, id, subjectKey string, current []*row) ([]indexEntry, error) {
 	seen := map[string]bool{}
-	var entries []entry
+	var entries []indexEntry
 	add := func(kind, value string) error {
 		if seen[kind+"\x00"+value] {
 			return nil
 		}
 		seen[kind+"\x00"+value] = true
 		b, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, kind, value)
-		entries = append(entries, entry{kind, b})
+		entries = append(entries, indexEntry{id, kind, b})
 		return err
 	}
 	if err := add("subject", subjectKey); err != nil {
-		return err
+		return nil, err
 	}
 	for _, r := range current {
 		for kind, value := range indexKeys(o.register.Type, r.attrs) {
 			if err := add(kind, value); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	b.Queue(`DELETE FROM register_index WHERE tenant_id = $1 AND record_id = $2`, o.tenant, id)
-	for _, e := range entries {
-		b.Queue(`INSERT INTO register_index (tenant_id, register, kind, value, record_id) VALUES ($1, $2, $3, $4, $5)`,
-			o.tenant, o.register.Name, e.kind, e.value, id)
+	return entries, nil
+}
+
+// queueIndexes queues the replacement of the records' blind indexes by
+// entries, in two statements however many records there are.
+func queueIndexes(b *pgx.Batch, o *op, ids []string, entries []indexEntry) {
+	b.Queue(`DELETE FROM register_index WHERE tenant_id = $1 AND record_id = ANY($2)`, o.tenant, ids)
+	if len(entries) == 0 {
+		return
 	}
-	return nil
+	kinds, values, records := make([]string, len(entries)), make([][]byte, len(entries)), make([]string, len(entries))
+	for i, e := range entries {
+		kinds[i], values[i], records[i] = e.kind, e.value, e.recordID
+	}
+	b.Queue(`INSERT INTO register_index (tenant_id, register, kind, value, record_id)
+		SELECT $1, $2, e.kind, e.value, e.record_id FROM unnest($3::text[], $4::bytea[], $5::uuid[]) AS e(kind, value, record_id)`,
+		o.tenant, o.register.Name, kinds, values, records)
 }
 
 // head is a record's own row.
@@ -881,8 +905,7 @@ func aad(tenantID, register, id string, seq int) []byte {
 // the current ones, whatever the clocks of node and database say), ordered
 // by valid time; with validAt only the one valid that day.
 func (s *Store) rows(ctx context.Context, o *op, id string, knownAt time.Time, validAt string) ([]*row, error) {
-	q := `SELECT seq, revision, valid_from::text, valid_to::text, recorded_at, nullif(superseded_at, 'infinity'), key_version, payload
-		FROM register_version WHERE tenant_id = $1 AND record_id = $2`
+	q := `SELECT ` + versionColumns + ` FROM register_version WHERE tenant_id = $1 AND record_id = $2`
 	args := []any{o.tenant, id}
 	if knownAt.IsZero() {
 		q += ` AND superseded_at = 'infinity'`
@@ -899,52 +922,120 @@ func (s *Store) rows(ctx context.Context, o *op, id string, knownAt time.Time, v
 	if err != nil {
 		return nil, fmt.Errorf("register: read versions of %s: %w", id, err)
 	}
-	defer dbRows.Close()
-	var out []*row
-	for dbRows.Next() {
-		r := &row{}
-		var keyVersion int
-		var ct []byte
+	sealed, err := collectVersions(dbRows)
+	if err != nil {
+		return nil, fmt.Errorf("register: read versions of %s: %w", id, err)
+	}
+	return s.openVersions(ctx, o, sealed)
+}
+
+// versionColumns are the columns of register_version that collectVersions
+// reads.
+const versionColumns = `record_id::text, seq, revision, valid_from::text, valid_to::text, recorded_at, nullif(superseded_at, 'infinity'), key_version, payload`
+
+// sealedVersion is a register_version row as read, its payload still
+// encrypted.
+type sealedVersion struct {
+	recordID   string
+	row        row
+	keyVersion int
+	payload    []byte
+}
+
+// collectVersions reads the versionColumns of every row and closes rows.
+func collectVersions(rows pgx.Rows) ([]sealedVersion, error) {
+	defer rows.Close()
+	var out []sealedVersion
+	for rows.Next() {
+		var v sealedVersion
 		var superseded *time.Time
-		if err := dbRows.Scan(&r.seq, &r.revision, &r.from, &r.to, &r.recordedAt, &superseded, &keyVersion, &ct); err != nil {
-			return nil, fmt.Errorf("register: read versions of %s: %w", id, err)
+		if err := rows.Scan(&v.recordID, &v.row.seq, &v.row.revision, &v.row.from, &v.row.to, &v.row.recordedAt, &superseded, &v.keyVersion, &v.payload); err != nil {
+			return nil, err
 		}
 		if superseded != nil {
-			r.supersededAt = *superseded
+			v.row.supersededAt = *superseded
 		}
-		pt, err := s.sealer.open(ctx, o.tx, o.tenant, keyVersion, aad(o.tenant, o.register.Name, id, r.seq), ct)
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// openVersions decrypts version rows (after their rows are read: opening
+// may load a key in the same transaction).
+func (s *Store) openVersions(ctx context.Context, o *op, sealed []sealedVersion) ([]*row, error) {
+	out := make([]*row, len(sealed))
+	for i := range sealed {
+		v := &sealed[i]
+		pt, err := s.sealer.open(ctx, o.tx, o.tenant, v.keyVersion, aad(o.tenant, o.register.Name, v.recordID, v.row.seq), v.payload)
 		if err != nil {
-			return nil, fmt.Errorf("register: version %d of record %s: %w", r.seq, id, err)
+			return nil, fmt.Errorf("register: version %d of record %s: %w", v.row.seq, v.recordID, err)
 		}
 		var p payload
 		if err := json.Unmarshal(pt, &p); err != nil {
-			return nil, fmt.Errorf("register: version %d of record %s: %w", r.seq, id, err)
+			return nil, fmt.Errorf("register: version %d of record %s: %w", v.row.seq, v.recordID, err)
 		}
+		r := v.row
 		r.subject, r.attrs, r.sources = p.SubjectKey, p.Attributes, p.Sources
-		out = append(out, r)
-	}
-	if err := dbRows.Err(); err != nil {
-		return nil, fmt.Errorf("register: read versions of %s: %w", id, err)
+		out[i] = &r
 	}
 	return out, nil
 }
 
-// queueRows encrypts new version rows and queues their inserts (recorded
-// now; their recordedAt is set when the batch runs).
+// version is a new version row of a record.
+type version struct {
+	recordID string
+	*row
+}
+
+// queueRows encrypts new version rows of the record and queues their
+// insert (queueVersions).
 func (s *Store) queueRows(ctx context.Context, o *op, b *pgx.Batch, id string, rows ...*row) error {
-	for _, r := range rows {
-		pt, err := json.Marshal(payload{r.subject, r.attrs, r.sources})
+	vs := make([]version, len(rows))
+	for i, r := range rows {
+		vs[i] = version{id, r}
+	}
+	return s.queueVersions(ctx, o, b, vs)
+}
+
+// queueVersions encrypts new version rows, of one record or many, and
+// queues one insert of them all (recorded now; their recordedAt is set
+// when the batch runs).
+func (s *Store) queueVersions(ctx context.Context, o *op, b *pgx.Batch, vs []version) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	n := len(vs)
+	ids, seqs, revisions := make([]string, n), make([]int, n), make([]int, n)
+	froms, tos, kvs, cts := make([]string, n), make([]string, n), make([]int, n), make([][]byte, n)
+	byKey := map[string]*row{}
+	for i, v := range vs {
+		pt, err := json.Marshal(payload{v.subject, v.attrs, v.sources})
 		if err != nil {
 			return fmt.Errorf("register: encode version: %w", err)
 		}
-		kv, ct, err := s.sealer.seal(ctx, o.tx, o.tenant, aad(o.tenant, o.register.Name, id, r.seq), pt)
+		kv, ct, err := s.sealer.seal(ctx, o.tx, o.tenant, aad(o.tenant, o.register.Name, v.recordID, v.seq), pt)
 		if err != nil {
 			return err
 		}
-		b.Queue(`INSERT INTO register_version (tenant_id, record_id, seq, revision, valid_from, valid_to, recorded_at, key_version, payload)
-			VALUES ($1, $2, $3, $4, $5::date, $6::date, now(), $7, $8) RETURNING recorded_at`,
-			o.tenant, id, r.seq, r.revision, r.from, r.to, kv, ct).QueryRow(func(row pgx.Row) error { return row.Scan(&r.recordedAt) })
+		ids[i], seqs[i], revisions[i], froms[i], tos[i], kvs[i], cts[i] = v.recordID, v.seq, v.revision, v.from, v.to, kv, ct
+		byKey[v.recordID+"/"+strconv.Itoa(v.seq)] = v.row
 	}
+	b.Queue(`INSERT INTO register_version (tenant_id, record_id, seq, revision, valid_from, valid_to, recorded_at, key_version, payload)
+		SELECT $1, v.record_id, v.seq, v.revision, v.valid_from, v.valid_to, now(), v.key_version, v.payload
+		FROM unnest($2::uuid[], $3::int[], $4::int[], $5::date[], $6::date[], $7::int[], $8::bytea[])
+			AS v(record_id, seq, revision, valid_from, valid_to, key_version, payload)
+		RETURNING record_id::text, seq, recorded_at`, o.tenant, ids, seqs, revisions, froms, tos, kvs, cts).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var seq int
+			var at time.Time
+			if err := rows.Scan(&id, &seq, &at); err != nil {
+				return err
+			}
+			byKey[id+"/"+strconv.Itoa(seq)].recordedAt = at
+		}
+		return rows.Err()
+	})
 	return nil
 }
 
