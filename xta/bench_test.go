@@ -17,14 +17,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/parzelle/parzelle/xta"
 )
 
 // BenchmarkXTA prints what `make bench-xta` reports: sendMessage of a 10 KB
-// message at 16 concurrent mTLS keep-alive clients beside a raw pgx
-// baseline (single-row INSERT+COMMIT of the same payload at the same
-// concurrency), then a 40 MB MTOM send and fetch with the process's peak
-// RSS growth. It runs once whatever b.N is.
+// message at 16 concurrent mTLS keep-alive clients (with the transactions
+// that stored them and the CPU time per message of this process and of
+// PostgreSQL) beside a raw pgx baseline (single-row INSERT+COMMIT of the
+// same payload at the same concurrency), then a 40 MB MTOM send and fetch
+// with the process's peak RSS growth. It runs once whatever b.N is.
 func BenchmarkXTA(b *testing.B) {
 	const clients, perClient, size = 16, 200, 10 << 10
 	h := startHarness(b)
@@ -77,12 +80,24 @@ func BenchmarkXTA(b *testing.B) {
 		senders[c] = h.client("muenchen", author, false)
 	}
 	prefix := "urn:de:xta:messageid:bench:" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	cpu0 := cpuTimes(b, h)
 	elapsed, all := run(func(c, i int) error {
 		m := outgoing(fmt.Sprintf("%s-%d-%d", prefix, c, i), payload, nil)
 		m.Attachments = nil
 		return senders[c].Send(ctx, m)
 	})
+	cpu1 := cpuTimes(b, h)
 	xtaRate := report("XTA sendMessage 10 KB, mTLS, 16 clients", elapsed, all)
+	// The transactions that stored the messages: those of their ACCEPTED
+	// records (rows of one transaction share its xmin).
+	var stored, txs int
+	if err := h.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT r.xmin::text) FROM xta_report_record r
+		JOIN xta_message m ON m.id = r.message WHERE r.code = 'ACCEPTED' AND m.box = 'outbox' AND m.message_id LIKE $1 || '%'`, prefix).Scan(&stored, &txs); err != nil {
+		b.Fatal(err)
+	}
+	perMsg := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(all)) }
+	fmt.Printf("  stored in %d transactions (%.1f messages each); CPU per message: node and clients %.2f ms, PostgreSQL backends %.2f ms\n",
+		txs, float64(stored)/float64(txs), perMsg(cpu1.self-cpu0.self), perMsg(cpu1.postgres-cpu0.postgres))
 
 	if _, err := h.pool.Exec(ctx, `CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload bytea NOT NULL)`); err != nil {
 		b.Fatal(err)
@@ -134,6 +149,46 @@ func BenchmarkXTA(b *testing.B) {
 	fmt.Printf("40 MB MTOM sendMessage   %6.2f s   peak RSS growth %5.1f MB (goal: under 64 MB)\n", sendTime.Seconds(), float64(sendPeak-base)/1024)
 	fmt.Printf("40 MB MTOM getMessage    %6.2f s   peak RSS growth %5.1f MB (goal: under 64 MB)\n", fetchTime.Seconds(), float64(fetchPeak-base2)/1024)
 	fmt.Println("(RSS is the test process: node and client share it; the client streams and discards.)")
+}
+
+// cpu is CPU time used so far by this process (node and benchmark clients)
+// and by the PostgreSQL backends serving the harness's database.
+type cpu struct{ self, postgres time.Duration }
+
+// cpuTimes reads the CPU times from /proc (Linux; zero elsewhere). A
+// backend that ended in between is not counted.
+func cpuTimes(b *testing.B, h *harness) cpu {
+	rows, err := h.pool.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := cpu{self: procCPU("self")}
+	for _, pid := range pids {
+		c.postgres += procCPU(strconv.Itoa(int(pid)))
+	}
+	return c
+}
+
+// procCPU returns the user and system time of /proc/<pid>/stat.
+func procCPU(pid string) time.Duration {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold blanks): utime
+	// and stime are the 12th and 13th, in clock ticks of 10 ms.
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	sys, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(user+sys) * 10 * time.Millisecond
 }
 
 // resetPeakRSS resets VmHWM (Linux: writing 5 to clear_refs).

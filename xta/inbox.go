@@ -151,7 +151,7 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 	}
 	type peerReport struct {
 		ids, statuses []int64
-		records       []record
+		records       recordCols
 	}
 	var settled, deleted []int64
 	peers := map[string]*peerReport{}
@@ -183,7 +183,7 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 			level, status = "error", StatusRed
 		}
 		pr.ids, pr.statuses = append(pr.ids, *peerID), append(pr.statuses, status)
-		pr.records = append(pr.records, record{now, level, st.Code, st.Reason})
+		pr.records.add(*peerID, record{now, level, st.Code, st.Reason})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("xta: settle messages: %w", err)
@@ -206,7 +206,9 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 		b.Queue(`UPDATE xta_message m SET status = CASE WHEN s.status = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
 			WHERE r.message = m.id AND r.level = 'warning') THEN 2 ELSE s.status END
 			FROM unnest($1::bigint[], $2::int[]) AS s(id, status) WHERE m.id = s.id AND m.box = 'outbox'`, pr.ids, pr.statuses)
-		queueRecords(b, peerTenant, pr.ids, pr.records)
+		if err := pr.records.insert(ctx, b, peerTenant); err != nil {
+			return nil, err
+		}
 	}
 	if len(peerOrder) > 0 {
 		if err := db.EnterTenant(ctx, b, readerTenant); err != nil {
@@ -217,18 +219,6 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 		return nil, fmt.Errorf("xta: settle messages: %w", err)
 	}
 	return settled, nil
-}
-
-// queueRecords queues one statement adding records[i] to the report of
-// message messages[i], for messages of one tenant.
-func queueRecords(b *batch, tenantID string, messages []int64, records []record) {
-	ats, levels, codes, reasons := make([]time.Time, len(records)), make([]string, len(records)), make([]string, len(records)), make([]string, len(records))
-	for i, r := range records {
-		ats[i], levels[i], codes[i], reasons[i] = r.at, r.level, r.code, r.reason
-	}
-	b.Queue(`INSERT INTO xta_report_record (tenant_id, message, at, level, code, reason)
-		SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])`,
-		tenantID, messages, ats, levels, codes, reasons)
 }
 
 // Reopen puts a settled message back for its consumer (an operator retries

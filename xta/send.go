@@ -130,17 +130,82 @@ type DeliverArgs struct {
 // Kind names the job.
 func (DeliverArgs) Kind() string { return "xta_deliver" }
 
+// sendMessage accepts a message in two steps: prepareSend checks it and
+// describes the rows it becomes, then a small message (its contents held
+// in memory) is stored together with the others accepted at the same time
+// (commit.go), a large one alone, its contents streamed from their spools.
+// The client is answered once its message is committed.
 func (s *Server) sendMessage(ctx context.Context, c *call) error {
+	m, err := s.prepareSend(c)
+	if err != nil {
+		return err
+	}
+	if m.small {
+		err = s.commit(m)
+	} else {
+		err = s.store(ctx, []*accepted{m})
+	}
+	if messageIDUsed(err) {
+		return xtaFault(CodeMessageIDUsed, "the MessageID %q was already used", m.row.messageID)
+	}
+	if err != nil {
+		return err
+	}
+	c.reply("", "")
+	return nil
+}
+
+// messageIDUsed reports whether err is the unique violation of a MessageID
+// that an earlier message (or another message of the same transaction)
+// used.
+func messageIDUsed(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// accepted is a sendMessage that passed every check, described as the
+// rows that store writes for it.
+type accepted struct {
+	// readerTenant is "" for a reader hosted elsewhere (the message waits
+	// for forwarding with the author's tenant).
+	authorTenant, readerTenant string
+	// row is the outbox row; the inbox row differs in box, account and
+	// peer (addRows).
+	row messageRow
+	// records are the first records of the author's report.
+	records  []record
+	contents []*Content
+	// small contents (at most chunkSize in all) are held in memory as one
+	// chunk per part (nil for an empty part); larger ones are streamed
+	// from their spools.
+	small  bool
+	chunks [][]byte
+	// consumed messages are handed to the register inbox consumer in the
+	// transaction that stores them; the others get a delivery job,
+	// scheduled for NotBefore when that is in the future.
+	consumed, scheduled bool
+	// validated is true when the first part was checked against its
+	// installed schema.
+	validated bool
+	// outbox and inbox are the rows' ids, allocated by store.
+	outbox, inbox int64
+}
+
+// prepareSend does everything of sendMessage that comes before the
+// transaction: it reads and checks the metadata, the account and the
+// contents, and returns the message's rows and report records, or the
+// fault to answer with.
+func (s *Server) prepareSend(c *call) (*accepted, error) {
 	sm, f := readSendMeta(c.req.Metadata)
 	if f != nil {
-		return f
+		return nil, f
 	}
 	author, f := s.account(c, sm.author)
 	if f != nil {
-		return f
+		return nil, f
 	}
 	if len(c.req.Contents) == 0 {
-		return xtaFault(CodeBadParameters, "only a plain ContentContainer is accepted; encrypted containers (xenc:EncryptedData) are not supported by this node")
+		return nil, xtaFault(CodeBadParameters, "only a plain ContentContainer is accepted; encrypted containers (xenc:EncryptedData) are not supported by this node")
 	}
 	var size int64
 	for _, ct := range c.req.Contents {
@@ -160,116 +225,237 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 	if c.op.name == "sendMessageSync" {
 		// This node offers no synchronous services: every reader it hosts
 		// fetches from its message box.
-		return xtaFault(CodeOnlyAsync, "the reader %q is served asynchronously; use sendMessage", sm.reader.ID)
+		return nil, xtaFault(CodeOnlyAsync, "the reader %q is served asynchronously; use sendMessage", sm.reader.ID)
 	}
 	now := s.now()
 	contentRecords, err := s.checkContents(c, author, now)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var metaXML bytes.Buffer
 	if err := c.req.Metadata.Write(&metaXML, prefixes); err != nil {
-		return fmt.Errorf("xta: serialize metadata: %w", err)
+		return nil, fmt.Errorf("xta: serialize metadata: %w", err)
 	}
-	// A message for a register inbox is handed to its consumer at once,
-	// in this transaction, unless it waits for its NotBefore.
-	scheduled := sm.notBefore != nil && sm.notBefore.After(now)
-	consumed := readerTenant != nil && s.inbox != nil && !scheduled && s.inbox.Claims(readerTenant.ID, sm.reader.ID)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var outbox, inbox int64
-		if err := tx.QueryRow(ctx, `SELECT nextval('xta_message_id_seq'), nextval('xta_message_id_seq')`).Scan(&outbox, &inbox); err != nil {
-			return fmt.Errorf("xta: allocate ids: %w", err)
-		}
-		// Small messages go to the database in one round trip; large
-		// contents are written chunk by chunk, never whole in memory.
-		small := size <= chunkSize
-		b := &batch{}
-		var q db.Execer = b
-		if !small {
-			q = tx
-		}
-		if err := db.EnterTenant(ctx, q, author.ID); err != nil {
-			return err
-		}
-		row := messageRow{
+	m := &accepted{
+		authorTenant: author.ID,
+		row: messageRow{
 			messageID: sm.messageID, author: sm.author.ID, reader: sm.reader.ID, service: sm.service,
 			businessScenario: sm.businessScenario, messageType: sm.messageType, metadata: metaXML.String(),
 			size: size, test: sm.test, notBefore: sm.notBefore, sentAt: now,
-		}
-		if consumed {
-			row.deliveredAt = &now
-		}
-		contentTenant, contentOwner := author.ID, outbox
-		if readerTenant != nil {
-			row.peerTenant, row.peerID = &readerTenant.ID, &inbox
-		}
-		if err := row.insert(ctx, q, author.ID, outbox, "outbox", sm.author.ID); err != nil {
-			return err
-		}
-		records := []record{{now, "info", RecordAccepted, "Nachricht angenommen (sendMessage)"}}
-		if len(c.warnings) == 0 {
-			records = append(records, record{now, "info", RecordValidated, "Nachricht gegen die XTA-2-V3-Schemata geprüft"})
-		}
-		for _, w := range c.warnings {
-			records = append(records, record{now, "warning", RecordValidated, w})
-		}
-		records = append(records, contentRecords...)
-		if consumed {
-			records = append(records, record{now, "info", RecordDelivered, "Nachricht an den Registerposteingang " + sm.reader.ID + " übergeben; die Einarbeitung steht aus"})
-		}
-		if readerTenant == nil {
-			records = append(records, record{now, "info", RecordForwarding, fmt.Sprintf("Leser %s wird nicht von diesem Knoten bedient; Weiterleitung über OSCI steht aus", sm.reader.ID)})
-		}
-		if err := addRecords(ctx, q, author.ID, outbox, records...); err != nil {
-			return err
-		}
-		if readerTenant != nil {
-			if err := db.EnterTenant(ctx, q, readerTenant.ID); err != nil {
-				return err
-			}
-			in := row
-			in.peerTenant, in.peerID = &author.ID, &outbox
-			if err := in.insert(ctx, q, readerTenant.ID, inbox, "inbox", sm.reader.ID); err != nil {
-				return err
-			}
-			contentTenant, contentOwner = readerTenant.ID, inbox
-		}
-		if err := storeContents(ctx, q, contentTenant, contentOwner, c.req.Contents); err != nil {
-			return err
-		}
-		if err := db.LeaveTenant(ctx, q); err != nil {
-			return err
-		}
-		if small {
-			if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
-				return fmt.Errorf("xta: store message: %w", err)
-			}
-		}
-		if consumed {
-			d := Delivery{ReaderTenant: readerTenant.ID, Inbox: inbox, Reader: sm.reader.ID, Author: sm.author.ID,
-				MessageID: sm.messageID, MessageType: sm.messageType, Validated: c.validated[0]}
-			if err := s.inbox.Consume(ctx, tx, []Delivery{d}); err != nil {
-				return fmt.Errorf("xta: hand over to the register inbox: %w", err)
-			}
-			return nil
-		}
-		opts := &river.InsertOpts{}
-		if scheduled {
-			opts.ScheduledAt = *sm.notBefore
-		}
-		if _, err := s.river.InsertTx(ctx, tx, DeliverArgs{Tenant: author.ID, Outbox: outbox}, opts); err != nil {
-			return fmt.Errorf("xta: enqueue delivery: %w", err)
-		}
+		},
+		contents:  c.req.Contents,
+		small:     size <= chunkSize,
+		validated: c.validated[0],
+	}
+	// A message for a register inbox is handed to its consumer at once,
+	// in the transaction that stores it, unless it waits for its NotBefore.
+	m.scheduled = sm.notBefore != nil && sm.notBefore.After(now)
+	m.consumed = readerTenant != nil && s.inbox != nil && !m.scheduled && s.inbox.Claims(readerTenant.ID, sm.reader.ID)
+	if readerTenant != nil {
+		m.readerTenant = readerTenant.ID
+	}
+	if m.consumed {
+		m.row.deliveredAt = &now
+	}
+	m.records = []record{{now, "info", RecordAccepted, "Nachricht angenommen (sendMessage)"}}
+	if len(c.warnings) == 0 {
+		m.records = append(m.records, record{now, "info", RecordValidated, "Nachricht gegen die XTA-2-V3-Schemata geprüft"})
+	}
+	for _, w := range c.warnings {
+		m.records = append(m.records, record{now, "warning", RecordValidated, w})
+	}
+	m.records = append(m.records, contentRecords...)
+	if m.consumed {
+		m.records = append(m.records, record{now, "info", RecordDelivered, "Nachricht an den Registerposteingang " + sm.reader.ID + " übergeben; die Einarbeitung steht aus"})
+	}
+	if readerTenant == nil {
+		m.records = append(m.records, record{now, "info", RecordForwarding, fmt.Sprintf("Leser %s wird nicht von diesem Knoten bedient; Weiterleitung über OSCI steht aus", sm.reader.ID)})
+	}
+	if err := m.holdContents(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// holdContents reads a small message's contents into memory (chunks), so
+// that it can be stored with others.
+func (m *accepted) holdContents() error {
+	if !m.small {
 		return nil
+	}
+	m.chunks = make([][]byte, len(m.contents))
+	for i, ct := range m.contents {
+		if ct.Size() == 0 {
+			continue
+		}
+		var err error
+		if m.chunks[i], err = ct.data.Bytes(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// store writes messages in one transaction: their ids with one statement;
+// per tenant one switch into it and one INSERT per table for all its rows,
+// all in one round trip; the chunks of large contents one by one from
+// their spools; then, outside any tenant, the delivery jobs with one
+// statement and the messages for register inboxes with one call of the
+// consumer. It sets the messages' ids.
+func (s *Server) store(ctx context.Context, ms []*accepted) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := allocateIDs(ctx, tx, ms); err != nil {
+			return err
+		}
+		var rows rowSet
+		for _, m := range ms {
+			m.addRows(&rows)
+		}
+		b := &batch{}
+		if err := rows.queue(ctx, b); err != nil {
+			return err
+		}
+		if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
+			return fmt.Errorf("xta: store messages: %w", err)
+		}
+		for _, m := range ms {
+			if !m.small {
+				if err := m.streamContents(ctx, tx); err != nil {
+					return err
+				}
+			}
+		}
+		return s.handOver(ctx, tx, ms)
 	})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return xtaFault(CodeMessageIDUsed, "the MessageID %q was already used", sm.messageID)
+}
+
+// allocateIDs sets the ids of the messages' rows, allocated in one
+// statement.
+func allocateIDs(ctx context.Context, tx pgx.Tx, ms []*accepted) error {
+	n := 0
+	for _, m := range ms {
+		n++
+		if m.readerTenant != "" {
+			n++
+		}
+	}
+	rows, _ := tx.Query(ctx, `SELECT nextval('xta_message_id_seq') FROM generate_series(1, $1)`, n)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err == nil && len(ids) != n {
+		err = fmt.Errorf("got %d ids for %d rows", len(ids), n)
 	}
 	if err != nil {
+		return fmt.Errorf("xta: allocate ids: %w", err)
+	}
+	for _, m := range ms {
+		m.outbox, ids = ids[0], ids[1:]
+		if m.readerTenant != "" {
+			m.inbox, ids = ids[0], ids[1:]
+		}
+	}
+	return nil
+}
+
+// addRows adds the message's rows to set: the outbox row and the author's
+// report in the author's tenant, the inbox row (when the reader is hosted
+// here) in the reader's, and the parts, with a small message's chunks,
+// beside the row that holds the contents.
+func (m *accepted) addRows(set *rowSet) {
+	out, in := m.row, m.row
+	if m.readerTenant != "" {
+		readerTenant, inbox, authorTenant, outbox := m.readerTenant, m.inbox, m.authorTenant, m.outbox
+		out.peerTenant, out.peerID = &readerTenant, &inbox
+		in.peerTenant, in.peerID = &authorTenant, &outbox
+	}
+	author := set.tenant(m.authorTenant)
+	author.messages.add(m.outbox, "outbox", m.row.author, out)
+	author.records.add(m.outbox, m.records...)
+	if m.readerTenant != "" {
+		set.tenant(m.readerTenant).messages.add(m.inbox, "inbox", m.row.reader, in)
+	}
+	tenantID, message := m.contentHolder()
+	holder := set.tenant(tenantID)
+	for i, ct := range m.contents {
+		holder.parts.add(message, i, ct)
+		if m.small && len(m.chunks[i]) > 0 {
+			holder.chunks.add(message, i, 0, m.chunks[i])
+		}
+	}
+}
+
+// contentHolder returns the tenant and row that hold the message's
+// contents.
+func (m *accepted) contentHolder() (string, int64) {
+	if m.readerTenant != "" {
+		return m.readerTenant, m.inbox
+	}
+	return m.authorTenant, m.outbox
+}
+
+// streamContents writes a large message's contents in chunks read from
+// their spools, one statement each, so that they are never whole in
+// memory. Its parts must be stored.
+func (m *accepted) streamContents(ctx context.Context, tx pgx.Tx) error {
+	tenantID, message := m.contentHolder()
+	if err := db.EnterTenant(ctx, tx, tenantID); err != nil {
 		return err
 	}
-	c.reply("", "")
+	for i, ct := range m.contents {
+		r, err := ct.data.Reader()
+		if err != nil {
+			return err
+		}
+		// One buffer for the part's chunks: each is written before the
+		// next is read.
+		buf := make([]byte, min(chunkSize, max(ct.Size(), 1)))
+		for seq := 0; ; seq++ {
+			n, err := io.ReadFull(r, buf)
+			if n > 0 {
+				var chunk chunkCols
+				chunk.add(message, i, seq, buf[:n])
+				if err := chunk.insert(ctx, tx, tenantID); err != nil {
+					return err
+				}
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("xta: read spooled content: %w", err)
+			}
+		}
+	}
+	return db.LeaveTenant(ctx, tx)
+}
+
+// handOver passes the stored messages on, outside any tenant: those for a
+// register inbox to its consumer in one call, the others to delivery jobs
+// inserted with one statement.
+func (s *Server) handOver(ctx context.Context, tx pgx.Tx, ms []*accepted) error {
+	var jobs []river.InsertManyParams
+	var ds []Delivery
+	for _, m := range ms {
+		if m.consumed {
+			ds = append(ds, Delivery{ReaderTenant: m.readerTenant, Inbox: m.inbox, Reader: m.row.reader, Author: m.row.author,
+				MessageID: m.row.messageID, MessageType: m.row.messageType, Validated: m.validated})
+			continue
+		}
+		opts := &river.InsertOpts{}
+		if m.scheduled {
+			opts.ScheduledAt = *m.row.notBefore
+		}
+		jobs = append(jobs, river.InsertManyParams{Args: DeliverArgs{Tenant: m.authorTenant, Outbox: m.outbox}, InsertOpts: opts})
+	}
+	if len(jobs) > 0 {
+		if _, err := s.river.InsertManyTx(ctx, tx, jobs); err != nil {
+			return fmt.Errorf("xta: enqueue delivery: %w", err)
+		}
+	}
+	if len(ds) > 0 {
+		if err := s.inbox.Consume(ctx, tx, ds); err != nil {
+			return fmt.Errorf("xta: hand over to the register inbox: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -364,53 +550,6 @@ type messageRow struct {
 	peerID                                           *int64
 }
 
-func (m messageRow) insert(ctx context.Context, tx db.Execer, tenantID string, id int64, box, account string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO xta_message (id, tenant_id, box, message_id, account, author, reader, peer_tenant, peer_id,
-		service, business_scenario, message_type, metadata, content_size, test_msg, not_before, sent_at, delivered_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)`,
-		id, tenantID, box, m.messageID, account, m.author, m.reader, m.peerTenant, m.peerID,
-		m.service, m.businessScenario, m.messageType, m.metadata, m.size, m.test, m.notBefore, m.sentAt, m.deliveredAt)
-	if err != nil {
-		return fmt.Errorf("xta: store %s message: %w", box, err)
-	}
-	return nil
-}
-
-// storeContents writes the parts and their bytes in chunks.
-func storeContents(ctx context.Context, tx db.Execer, tenantID string, message int64, contents []*Content) error {
-	for i, ct := range contents {
-		_, err := tx.Exec(ctx, `INSERT INTO xta_part (tenant_id, message, part, attachment, content_type, encoding, filename, part_ref, description, lang, size)
-			VALUES ($1,$2,$3,$4,$5,NULLIF($6,''),NULLIF($7,''),NULLIF($8,''),NULLIF($9,''),NULLIF($10,''),$11)`,
-			tenantID, message, i, ct.Attachment, ct.ContentType, ct.Encoding, ct.Filename, ct.ID, ct.Description, ct.Lang, ct.Size())
-		if err != nil {
-			return fmt.Errorf("xta: store part: %w", err)
-		}
-		r, err := ct.data.Reader()
-		if err != nil {
-			return err
-		}
-		for seq := 0; ; seq++ {
-			// A fresh buffer per chunk: a batch keeps the arguments until
-			// it is sent.
-			buf := make([]byte, min(chunkSize, max(ct.Size()-int64(seq)*chunkSize, 1)))
-			n, err := io.ReadFull(r, buf)
-			if n > 0 {
-				if _, err := tx.Exec(ctx, `INSERT INTO xta_chunk (tenant_id, message, part, seq, data) VALUES ($1,$2,$3,$4,$5)`,
-					tenantID, message, i, seq, buf[:n]); err != nil {
-					return fmt.Errorf("xta: store content: %w", err)
-				}
-			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("xta: read spooled content: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 // record is one transport report record.
 type record struct {
 	at     time.Time
@@ -419,14 +558,12 @@ type record struct {
 	reason string
 }
 
-func addRecords(ctx context.Context, tx db.Execer, tenantID string, message int64, records ...record) error {
-	for _, r := range records {
-		if _, err := tx.Exec(ctx, `INSERT INTO xta_report_record (tenant_id, message, at, level, code, reason) VALUES ($1,$2,$3,$4,$5,$6)`,
-			tenantID, message, r.at, r.level, r.code, r.reason); err != nil {
-			return fmt.Errorf("xta: add report record: %w", err)
-		}
-	}
-	return nil
+// addRecords adds records to the report of message, a row of the tenant
+// that q is in, with one statement.
+func addRecords(ctx context.Context, q db.Execer, tenantID string, message int64, records ...record) error {
+	var rs recordCols
+	rs.add(message, records...)
+	return rs.insert(ctx, q, tenantID)
 }
 
 // DeliverWorker delivers accepted messages.

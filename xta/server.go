@@ -85,6 +85,8 @@ type Server struct {
 	MaxContent int64
 
 	inbox InboxConsumer
+	// commits groups the transactions of small sendMessage calls (commit.go).
+	commits committer
 	// SpoolDir holds the temporary files of large contents ("" = os.TempDir).
 	SpoolDir string
 }

@@ -1,0 +1,165 @@
+package xta
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/parzelle/parzelle/db/dbtest"
+)
+
+// statementTracer records the statements of a pool.
+type statementTracer struct {
+	mu         sync.Mutex
+	statements []string
+}
+
+func (t *statementTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.statements = append(t.statements, d.SQL)
+	return ctx
+}
+
+func (t *statementTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (t *statementTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (t *statementTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.statements = append(t.statements, d.SQL)
+}
+
+func (t *statementTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// take returns and forgets what was recorded: the statements (less River's
+// rate-limited job notifications, which come and go) and the transactions
+// begun.
+func (t *statementTracer) take() (statements []string, transactions int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.statements {
+		if strings.EqualFold(s, "begin") {
+			transactions++
+		}
+		if !strings.Contains(s, "pg_notify") {
+			statements = append(statements, s)
+		}
+	}
+	t.statements = nil
+	return statements, transactions
+}
+
+// TestStoreStatements stores groups of messages like the ones `make
+// bench-xta` sends (10 KB from München to a reader in Köln) through a pool
+// whose pgx tracer records every statement, and checks that a group of
+// any size takes one transaction and as many statements as one message
+// alone, and that every row is there.
+func TestStoreStatements(t *testing.T) {
+	ctx := context.Background()
+	tracer := &statementTracer{}
+	cfg, err := pgxpool.ParseConfig(dbtest.NewURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `INSERT INTO tenant (tenant_id, name, config_version) VALUES ('muenchen', 'München', 1), ('koeln', 'Köln', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{pool: pool, river: jobs, log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+
+	// The first insert of a River client asks for the server's version.
+	if err := s.store(ctx, []*accepted{testAccepted(t, "urn:de:xta:messageid:store:first")}); err != nil {
+		t.Fatal(err)
+	}
+	var alone int
+	for _, n := range []int{1, 2, 16, 64} {
+		ms := make([]*accepted, n)
+		for i := range ms {
+			ms[i] = testAccepted(t, fmt.Sprintf("urn:de:xta:messageid:store:%d-%d", n, i))
+		}
+		tracer.take()
+		if err := s.store(ctx, ms); err != nil {
+			t.Fatalf("%d messages: %v", n, err)
+		}
+		statements, transactions := tracer.take()
+		t.Logf("%2d messages: %d transaction, %d statements: %.2f statements per message",
+			n, transactions, len(statements), float64(len(statements))/float64(n))
+		if transactions != 1 {
+			t.Errorf("%d messages stored in %d transactions", n, transactions)
+		}
+		if n == 1 {
+			alone = len(statements)
+		}
+		if len(statements) != alone {
+			t.Errorf("%d messages took %d statements, one alone %d:\n%s", n, len(statements), alone, strings.Join(statements, "\n"))
+		}
+
+		var ids []int64
+		for _, m := range ms {
+			ids = append(ids, m.outbox, m.inbox)
+		}
+		var messages, records, parts, chunks, delivery int
+		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM xta_message WHERE id = ANY($1)),
+			(SELECT count(*) FROM xta_report_record WHERE message = ANY($1)),
+			(SELECT count(*) FROM xta_part WHERE message = ANY($1)),
+			(SELECT count(*) FROM xta_chunk WHERE message = ANY($1) AND length(data) = 10 << 10),
+			(SELECT count(*) FROM river_job WHERE kind = 'xta_deliver' AND (args->>'outbox')::bigint = ANY($1))`, ids).
+			Scan(&messages, &records, &parts, &chunks, &delivery)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if messages != 2*n || records != 2*n || parts != n || chunks != n || delivery != n {
+			t.Errorf("%d messages stored as %d message rows, %d report records, %d parts, %d chunks, %d delivery jobs",
+				n, messages, records, parts, chunks, delivery)
+		}
+	}
+}
+
+// testAccepted returns a message as prepareSend describes a 10 KB message
+// from München to Köln.
+func testAccepted(t *testing.T, id string) *accepted {
+	t.Helper()
+	data := &spool{budget: &budget{max: MaxContent}}
+	payload := make([]byte, 10<<10)
+	rand.Read(payload)
+	if _, err := data.Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m := &accepted{
+		authorTenant: "muenchen", readerTenant: "koeln",
+		row: messageRow{messageID: id, author: "dvdv:09162000-0001", reader: "dvdv:05315000-0001", service: "urn:test",
+			businessScenario: "XMELD_DATA", messageType: "test", metadata: "<MessageMetaData/>", size: int64(len(payload)), sentAt: now},
+		records:  []record{{now, "info", RecordAccepted, "angenommen"}, {now, "info", RecordValidated, "geprüft"}},
+		contents: []*Content{{ContentType: "text/xml", Filename: "nachricht.xml", data: data}},
+		small:    true,
+	}
+	if err := m.holdContents(); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
