@@ -422,7 +422,7 @@ func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change) erro
 	if len(changes) == 0 {
 		return nil
 	}
-	var endIDs, ids []string
+	var endIDs, ids, replaced []string
 	var endSeqs, revisions []int
 	var deleted []bool
 	var versions []version
@@ -436,6 +436,9 @@ func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change) erro
 			versions = append(versions, version{id, r})
 		}
 		ids, revisions, deleted = append(ids, id), append(revisions, c.sub.res.Revision), append(deleted, c.deleted)
+		if !c.sub.res.Created {
+			replaced = append(replaced, id)
+		}
 		if !c.deleted {
 			e, err := s.indexEntries(ctx, o, id, c.sub.key, c.timeline)
 			if err != nil {
@@ -453,11 +456,12 @@ func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change) erro
 	if err := s.queueVersions(ctx, o, b, versions); err != nil {
 		return err
 	}
-	b.Queue(`UPDATE register_record r SET revision = u.revision, updated_at = now(),
-			deleted_at = CASE WHEN u.deleted THEN now() ELSE r.deleted_at END
-		FROM unnest($2::uuid[], $3::int[], $4::bool[]) AS u(id, revision, deleted)
-		WHERE r.tenant_id = $1 AND r.id = u.id`, o.tenant, ids, revisions, deleted)
-	queueIndexes(b, o, ids, entries)
+	// Each record's values are found by its position in the arrays: the
+	// primary key finds the rows, whatever the planner knows of the table.
+	b.Queue(`UPDATE register_record r SET revision = ($3::int[])[array_position($2::uuid[], r.id)], updated_at = now(),
+			deleted_at = CASE WHEN ($4::bool[])[array_position($2::uuid[], r.id)] THEN now() ELSE r.deleted_at END
+		WHERE r.tenant_id = $1 AND r.id = ANY($2)`, o.tenant, ids, revisions, deleted)
+	queueIndexes(b, o, replaced, entries)
 	if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("register: derive %d records: %w", len(ids), err)
 	}

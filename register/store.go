@@ -337,7 +337,7 @@ func (s *Store) Create(ctx context.Context, a tenant.Actor, tenantID, register s
 		if err := s.queueRows(ctx, o, b, id, v); err != nil {
 			return err
 		}
-		if err := s.queueIndex(ctx, o, b, id, in.SubjectKey, []*row{v}); err != nil {
+		if err := s.queueIndex(ctx, o, b, id, false, in.SubjectKey, []*row{v}); err != nil {
 			return err
 		}
 		s.queueRemember(b, o, in.Idempotency, "create", id, 1)
@@ -516,7 +516,7 @@ func (s *Store) Update(ctx context.Context, a tenant.Actor, tenantID, register, 
 			}
 			b.Queue(`UPDATE register_record SET revision = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2`, tenantID, id, revision)
 			current = replaceRows(current, superseded, added)
-			if err := s.queueIndex(ctx, o, b, id, current[0].subject, current); err != nil {
+			if err := s.queueIndex(ctx, o, b, id, true, current[0].subject, current); err != nil {
 				return err
 			}
 		} else {
@@ -766,14 +766,18 @@ func indexKeys(registerType string, attrs Attributes) map[string]string {
 	return out
 }
 
-// queueIndex queues the replacement of the record's blind indexes by
-// those of its current versions.
-func (s *Store) queueIndex(ctx context.Context, o *op, b *pgx.Batch, id, subjectKey string, current []*row) error {
+// queueIndex queues the record's blind indexes of its current versions,
+// replacing those it had (existed) or new.
+func (s *Store) queueIndex(ctx context.Context, o *op, b *pgx.Batch, id string, existed bool, subjectKey string, current []*row) error {
 	entries, err := s.indexEntries(ctx, o, id, subjectKey, current)
 	if err != nil {
 		return err
 	}
-	queueIndexes(b, o, []string{id}, entries)
+	var replaced []string
+	if existed {
+		replaced = []string{id}
+	}
+	queueIndexes(b, o, replaced, entries)
 	return nil
 }
 
@@ -810,10 +814,13 @@ func (s *Store) indexEntries(ctx context.Context, o *op, id, subjectKey string, 
 	return entries, nil
 }
 
-// queueIndexes queues the replacement of the records' blind indexes by
-// entries, in two statements however many records there are.
-func queueIndexes(b *pgx.Batch, o *op, ids []string, entries []indexEntry) {
-	b.Queue(`DELETE FROM register_index WHERE tenant_id = $1 AND record_id = ANY($2)`, o.tenant, ids)
+// queueIndexes queues the blind-index entries of records, replacing those
+// of the records that had some (replaced; new records have none), in at
+// most two statements however many records there are.
+func queueIndexes(b *pgx.Batch, o *op, replaced []string, entries []indexEntry) {
+	if len(replaced) > 0 {
+		b.Queue(`DELETE FROM register_index WHERE tenant_id = $1 AND record_id = ANY($2)`, o.tenant, replaced)
+	}
 	if len(entries) == 0 {
 		return
 	}

@@ -203,9 +203,12 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 		}
 		// A warning recorded on the way (a missing schema) keeps an
 		// applied message's report yellow.
-		b.Queue(`UPDATE xta_message m SET status = CASE WHEN s.status = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
-			WHERE r.message = m.id AND r.level = 'warning') THEN 2 ELSE s.status END
-			FROM unnest($1::bigint[], $2::int[]) AS s(id, status) WHERE m.id = s.id AND m.box = 'outbox'`, pr.ids, pr.statuses)
+		// Each message's status is found by its position in the arrays:
+		// the primary key finds the rows, whatever the planner knows of
+		// the table.
+		b.Queue(`UPDATE xta_message m SET status = CASE WHEN ($2::int[])[array_position($1::bigint[], m.id)] = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
+			WHERE r.message = m.id AND r.level = 'warning') THEN 2 ELSE ($2::int[])[array_position($1::bigint[], m.id)] END
+			WHERE m.id = ANY($1) AND m.box = 'outbox'`, pr.ids, pr.statuses)
 		if err := pr.records.insert(ctx, b, peerTenant); err != nil {
 			return nil, err
 		}
