@@ -19,9 +19,11 @@ import (
 
 // DeadLetter is a register inbox message the pipeline could not apply.
 type DeadLetter struct {
-	ID          int64      `json:"id"`
-	Tenant      string     `json:"tenant"`
-	Inbox       int64      `json:"inbox"`
+	ID     int64  `json:"id"`
+	Tenant string `json:"tenant"`
+	// Inbox is the message's row in the tenant's message box; 0 once the
+	// message was applied (its row is gone).
+	Inbox       int64      `json:"inbox,omitempty"`
 	MessageID   string     `json:"messageId"`
 	Author      string     `json:"author"`
 	Reader      string     `json:"reader"`
@@ -49,7 +51,7 @@ type DeadLetters struct {
 // or that is resolved already.
 var ErrNoDeadLetter = errors.New("jobs: no such open dead letter")
 
-const deadLetterColumns = `id, tenant_id, inbox, message_id, author, reader, message_type, step, reason, problems, attempts, created_at, resolved_at, coalesce(resolution, '')`
+const deadLetterColumns = `id, tenant_id, coalesce(inbox, 0), message_id, author, reader, message_type, step, reason, problems, attempts, created_at, resolved_at, coalesce(resolution, '')`
 
 func scanDeadLetter(row pgx.Row) (DeadLetter, error) {
 	var d DeadLetter

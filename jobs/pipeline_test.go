@@ -569,6 +569,15 @@ func TestPipelineLastAttempt(t *testing.T) {
 	if status := settle(t, n, ids...); status[ids[0]] != xta.StatusGreen {
 		t.Fatalf("retried with the tenant configured: status %v, want green", status)
 	}
+	// Applied, the message leaves no box row behind; the dead letter keeps
+	// its history.
+	var rows int
+	if err := n.Pool.QueryRow(t.Context(), `SELECT count(*) FROM xta_message WHERE box = 'inbox' AND message_id = $1`, ids[0]).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("%d inbox rows of the applied message (%v), want none", rows, err)
+	}
+	if all, err := n.Letters.List(t.Context(), "duesseldorf", true); err != nil || len(all) != 1 || all[0].Resolution != "retried" || all[0].Inbox != 0 {
+		t.Errorf("dead letters after the retry: %+v (%v), want the one, resolved as retried, its message no longer stored", all, err)
+	}
 }
 
 // TestPipelineRegisterRefusal: a spec that states a value the register

@@ -130,22 +130,32 @@ type Settlement struct {
 	Code, Reason string
 }
 
-// Settle ends consumed messages of one reader tenant: their box rows count
-// as received, the authors' reports get the settlements' records and
-// statuses. An applied message's content is deleted (the node has no
-// business keeping it); a refused one's is kept for the dead-letter
-// console. tx must be in the reader's tenant and is left there. It returns
-// the inboxes it settled, leaving out those settled before (for which the
-// call changed nothing). However many messages, it costs a few statements.
+// Settle ends consumed messages of one reader tenant: the authors'
+// reports get the settlements' records and statuses. An applied message's
+// box row is deleted with its content (the node has no business keeping
+// it: the register holds its facts, the author's report says it was
+// applied); a refused one's row counts as received and keeps its content
+// for the dead-letter console. tx must be in the reader's tenant and is
+// left there. It returns the inboxes it settled, leaving out those settled
+// before (for which the call changed nothing). However many messages, it
+// costs a few statements.
 func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settlement) ([]int64, error) {
 	byInbox := make(map[int64]Settlement, len(sts))
-	ids := make([]int64, 0, len(sts))
+	var applied, refused []int64
 	for _, st := range sts {
 		byInbox[st.Inbox] = st
-		ids = append(ids, st.Inbox)
+		if st.Applied {
+			applied = append(applied, st.Inbox)
+		} else {
+			refused = append(refused, st.Inbox)
+		}
 	}
-	rows, err := tx.Query(ctx, `UPDATE xta_message SET fetched_at = coalesce(fetched_at, now()), closed_at = now()
-		WHERE id = ANY($1) AND box = 'inbox' AND closed_at IS NULL RETURNING id, peer_tenant, peer_id`, ids)
+	rows, err := tx.Query(ctx, `WITH applied AS (
+			DELETE FROM xta_message WHERE id = ANY($1) AND box = 'inbox' AND closed_at IS NULL RETURNING id, peer_tenant, peer_id),
+		refused AS (
+			UPDATE xta_message SET fetched_at = coalesce(fetched_at, now()), closed_at = now()
+			WHERE id = ANY($2) AND box = 'inbox' AND closed_at IS NULL RETURNING id, peer_tenant, peer_id)
+		SELECT * FROM applied UNION ALL SELECT * FROM refused`, applied, refused)
 	if err != nil {
 		return nil, fmt.Errorf("xta: settle messages: %w", err)
 	}
@@ -153,7 +163,7 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 		ids, statuses []int64
 		records       recordCols
 	}
-	var settled, deleted []int64
+	var settled []int64
 	peers := map[string]*peerReport{}
 	var peerOrder []string
 	now := time.Now()
@@ -166,9 +176,6 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 		}
 		settled = append(settled, id)
 		st := byInbox[id]
-		if st.Applied {
-			deleted = append(deleted, id)
-		}
 		if peerTenant == nil || peerID == nil {
 			continue
 		}
@@ -188,14 +195,11 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("xta: settle messages: %w", err)
 	}
-	if len(settled) == 0 {
-		return nil, nil
+	if len(peerOrder) == 0 {
+		return settled, nil
 	}
-	// The rest in one round trip.
+	// The reports in one round trip.
 	b := &batch{}
-	if len(deleted) > 0 {
-		b.Queue(`DELETE FROM xta_part WHERE message = ANY($1)`, deleted)
-	}
 	for _, peerTenant := range peerOrder {
 		pr := peers[peerTenant]
 		if err := db.EnterTenant(ctx, b, peerTenant); err != nil {
@@ -213,10 +217,8 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 			return nil, err
 		}
 	}
-	if len(peerOrder) > 0 {
-		if err := db.EnterTenant(ctx, b, readerTenant); err != nil {
-			return nil, err
-		}
+	if err := db.EnterTenant(ctx, b, readerTenant); err != nil {
+		return nil, err
 	}
 	if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
 		return nil, fmt.Errorf("xta: settle messages: %w", err)

@@ -153,7 +153,11 @@ func printDeadLetters(w io.Writer, ds []jobs.DeadLetter) {
 func printDeadLetter(w io.Writer, d jobs.DeadLetter) {
 	fmt.Fprintf(w, "dead letter %d of tenant %s\n", d.ID, d.Tenant)
 	fmt.Fprintf(w, "  message    %s (%s) from %s to %s\n", d.MessageID, d.MessageType, d.Author, d.Reader)
-	fmt.Fprintf(w, "  stored as  XTA message box row %d (parzelle xta report shows the author's transport report)\n", d.Inbox)
+	if d.Inbox != 0 {
+		fmt.Fprintf(w, "  stored as  XTA message box row %d (parzelle xta report shows the author's transport report)\n", d.Inbox)
+	} else {
+		fmt.Fprintln(w, "  stored as  no longer stored: the message was applied (parzelle xta report shows the author's transport report)")
+	}
 	fmt.Fprintf(w, "  since      %s, after %d attempt(s)\n", d.CreatedAt.Local().Format(time.DateTime), d.Attempts)
 	fmt.Fprintf(w, "  step       %s\n  reason     %s\n", d.Step, d.Reason)
 	for _, p := range d.Problems {
