@@ -580,6 +580,36 @@ func TestPipelineLastAttempt(t *testing.T) {
 	}
 }
 
+// TestPipelineValidates: content the transport did not validate (here: a
+// node without the XMeld schemas, whose tenant accepts such messages with a
+// warning) is validated by the pipeline once the schemas are there; an
+// invalid message becomes a dead letter at the validate step naming the
+// line, while a valid one in the same job is applied.
+func TestPipelineValidates(t *testing.T) {
+	file := strings.Replace(tenantWith(t, "duesseldorf", "0201", "0040"), "missing: refuse", "missing: warn", 1)
+	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": file}, Clients: []string{"duesseldorf"}})
+	ids, ds := sendForTomorrow(t, n, "duesseldorf", "01", "08")
+	withSchemas := *n.Pipeline
+	withSchemas.Schemas = loadSchemas(t)
+	job := &river.Job[jobs.PipelineArgs]{JobRow: &rivertype.JobRow{Attempt: 1, MaxAttempts: 8},
+		Args: jobs.PipelineArgs{Tenant: "duesseldorf", Messages: []jobs.PipelineMessage{{Inbox: ds[0].Inbox}, {Inbox: ds[1].Inbox}}}}
+	if err := (&jobs.PipelineWorker{Pipeline: &withSchemas}).Work(t.Context(), job); err != nil {
+		t.Fatal(err)
+	}
+	// The valid one keeps the yellow of the transport's warning.
+	if status := settle(t, n, ids...); status[ids[0]] != xta.StatusYellow || status[ids[1]] != xta.StatusRed {
+		t.Fatalf("report status %v, want the valid message yellow (applied, with the warning) and the invalid one red", status)
+	}
+	letters, err := n.Letters.List(t.Context(), "duesseldorf", false)
+	if err != nil || len(letters) != 1 || letters[0].MessageID != ids[1] || letters[0].Step != jobs.StepValidate ||
+		!slices.ContainsFunc(letters[0].Problems, func(p string) bool { return strings.HasPrefix(p, "line 81,") }) {
+		t.Fatalf("dead letters: %+v (%v), want the invalid message at the validate step naming line 81", letters, err)
+	}
+	if rec, _ := cosic(t, n, "duesseldorf"); rec.Attributes["sterbedatum"] != nil {
+		t.Errorf("the invalid 0040 changed the record: %v", rec.Attributes)
+	}
+}
+
 // TestPipelineRegisterRefusal: a spec that states a value the register
 // does not accept (geschlecht "q") makes its message a dead letter at the
 // apply step, naming the attribute, while a good message handed over with
