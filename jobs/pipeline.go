@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,19 @@ const (
 type PipelineArgs struct {
 	Tenant   string            `json:"tenant"`
 	Messages []PipelineMessage `json:"messages"`
+	// Inbox and Validated are the one message of a job a node enqueued
+	// before jobs carried several: read so that an upgrade leaves none of
+	// them behind, never written.
+	Inbox     int64 `json:"inbox,omitempty"`
+	Validated bool  `json:"validated,omitempty"`
+}
+
+// messages are the job's messages, the one of an older job included.
+func (a PipelineArgs) messages() []PipelineMessage {
+	if a.Inbox == 0 {
+		return a.Messages
+	}
+	return append(slices.Clip(a.Messages), PipelineMessage{Inbox: a.Inbox, Validated: a.Validated})
 }
 
 // PipelineMessage is one message of a pipeline job.
@@ -227,9 +241,10 @@ type failure struct {
 
 // load reads the job's messages that are still open.
 func (p *Pipeline) load(ctx context.Context, a PipelineArgs) ([]*message, error) {
-	ids := make([]int64, len(a.Messages))
+	pms := a.messages()
+	ids := make([]int64, len(pms))
 	validated := map[int64]bool{}
-	for i, pm := range a.Messages {
+	for i, pm := range pms {
 		ids[i], validated[pm.Inbox] = pm.Inbox, pm.Validated
 	}
 	var out []*message

@@ -580,6 +580,19 @@ func TestPipelineLastAttempt(t *testing.T) {
 	}
 }
 
+// TestPipelineLegacyJob: a job in the form a node enqueued before jobs
+// carried several messages (one "inbox") is still applied after an upgrade.
+func TestPipelineLegacyJob(t *testing.T) {
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201")})
+	ids, ds := sendForTomorrow(t, n, "duesseldorf", "01")
+	if _, err := n.Jobs.Insert(t.Context(), jobs.PipelineArgs{Tenant: "duesseldorf", Inbox: ds[0].Inbox, Validated: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if status := settle(t, n, ids...); status[ids[0]] != xta.StatusGreen {
+		t.Fatalf("report status %v, want green", status)
+	}
+}
+
 // TestPipelineValidates: content the transport did not validate (here: a
 // node without the XMeld schemas, whose tenant accepts such messages with a
 // warning) is validated by the pipeline once the schemas are there; an
