@@ -25,8 +25,12 @@ import (
 // the others are accepted.
 
 const (
-	// maxCommitters is how many group transactions run at once.
-	maxCommitters = 2
+	// maxCommitters is how many group transactions run at once. One
+	// makes the largest groups, and a register inbox's messages are
+	// handed over to the pipeline, and applied there, group by group: at
+	// 16 clients it stored 6.7 messages per transaction (2 committers:
+	// 3.6) and the pipeline applied 550–570 messages/s instead of 430–470.
+	maxCommitters = 1
 	// maxGroup and maxGroupBytes bound the messages of one group and
 	// their contents (a message larger than maxGroupBytes goes alone).
 	maxGroup      = 64
