@@ -32,7 +32,8 @@ func parseWindowed(data []byte, opt Options, size int) (*Document, error) {
 // FuzzParse: no input panics the parser, whatever it accepts stays within
 // the limits it was given, it refuses only with its own error types, and
 // reading the input in small windows gives the same tree (or the same
-// refusal) as taking it whole.
+// refusal) as taking it whole, and Write serializes the tree as it did
+// before it wrote without copies.
 func FuzzParse(f *testing.F) {
 	for _, seed := range fuzzSeeds {
 		f.Add([]byte(seed), uint8(3))
@@ -56,6 +57,7 @@ func FuzzParse(f *testing.F) {
 		if diff := compareDocs(d, w, true, false); diff != "" {
 			t.Fatalf("windowed parse differs: %s", diff)
 		}
+		checkWrite(t, d.Root, map[string]string{"urn:a": "a", "urn:p": "a"})
 		var walk func(e *Element, depth int) int
 		walk = func(e *Element, depth int) int {
 			if depth > lim.MaxDepth || len(e.Attr)+len(e.NS) > lim.MaxAttrs || int64(len(e.Text)) > lim.MaxText {

@@ -3,6 +3,7 @@ package xta
 import (
 	"bufio"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -11,21 +12,49 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // esc escapes text for element content and attribute values.
 func esc(s string) string {
+	if !needsEscape(s) {
+		return s
+	}
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
 
+// needsEscape reports whether xml.EscapeText would change s: it holds
+// markup characters, white space other than blanks, control characters
+// or bytes beyond ASCII (which EscapeText checks as UTF-8).
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < ' ' || c >= utf8.RuneSelf, c == '"', c == '\'', c == '&', c == '<', c == '>':
+			return true
+		}
+	}
+	return false
+}
+
+// uuid returns a random (version 4) UUID in its 8-4-4-4-12 hex form.
 func uuid() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
 }
 
 func xsTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

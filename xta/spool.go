@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 )
 
 // spoolMemory is how much of one content part stays in memory; more goes
@@ -92,41 +93,58 @@ func (s *spool) Close() {
 // ignoring white space, and writes the bytes to dst.
 type base64Writer struct {
 	dst     io.Writer
-	pending []byte
+	pending []byte // characters of an incomplete group (or, while a piece is decoded, the piece without white space)
 	buf     []byte
 	done    bool // padding seen: only white space may follow
 }
 
+// Write decodes the complete 4-character groups it has and keeps the rest
+// for the next piece. A piece without white space, following a complete
+// group, is decoded where it lies (Client.Send writes no white space);
+// otherwise its characters are first gathered behind the pending ones.
 func (w *base64Writer) Write(p []byte) (int, error) {
-	for _, c := range p {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
+	src := p
+	if len(w.pending) > 0 || hasSpace(p) {
+		w.pending = slices.Grow(w.pending, len(p))
+		before := len(w.pending)
+		for _, c := range p {
+			switch c {
+			case ' ', '\t', '\r', '\n':
+				continue
+			}
+			w.pending = append(w.pending, c)
 		}
-		if w.done {
+		if w.done && len(w.pending) > before {
 			return 0, errors.New("xta: base64 content continues after its padding")
 		}
-		w.pending = append(w.pending, c)
+		src = w.pending
+	} else if w.done && len(p) > 0 {
+		return 0, errors.New("xta: base64 content continues after its padding")
 	}
-	full := len(w.pending) / 4 * 4
-	if full == 0 {
-		return len(p), nil
+	full := len(src) / 4 * 4
+	if full > 0 {
+		if cap(w.buf) < full/4*3 {
+			w.buf = make([]byte, full/4*3)
+		}
+		n, err := base64.StdEncoding.Decode(w.buf[:full/4*3], src[:full])
+		if err != nil {
+			return 0, fmt.Errorf("xta: invalid base64 content: %w", err)
+		}
+		if src[full-1] == '=' {
+			w.done = true
+		}
+		if _, err := w.dst.Write(w.buf[:n]); err != nil {
+			return 0, err
+		}
 	}
-	if cap(w.buf) < full/4*3 {
-		w.buf = make([]byte, full/4*3)
-	}
-	n, err := base64.StdEncoding.Decode(w.buf[:full/4*3], w.pending[:full])
-	if err != nil {
-		return 0, fmt.Errorf("xta: invalid base64 content: %w", err)
-	}
-	if w.pending[full-1] == '=' {
-		w.done = true
-	}
-	w.pending = append(w.pending[:0], w.pending[full:]...)
-	if _, err := w.dst.Write(w.buf[:n]); err != nil {
-		return 0, err
-	}
+	// src may be pending itself: append moves the rest to its start.
+	w.pending = append(w.pending[:0], src[full:]...)
 	return len(p), nil
+}
+
+// hasSpace reports whether p holds white space that base64 text may carry.
+func hasSpace(p []byte) bool {
+	return bytes.IndexByte(p, '\n') >= 0 || bytes.IndexByte(p, ' ') >= 0 || bytes.IndexByte(p, '\r') >= 0 || bytes.IndexByte(p, '\t') >= 0
 }
 
 // Close reports base64 text that ended in the middle of a group.
