@@ -5,6 +5,7 @@
 package nodetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -181,7 +182,7 @@ func (n *Node) Send(ctx context.Context, c *xta.Client, author, reader, messageT
 	err = c.Send(ctx, &xta.OutgoingMessage{
 		MessageID: id, Author: xta.Party{ID: author}, Reader: xta.Party{ID: reader},
 		Service: "urn:xoev-de:xmeld", BusinessScenario: "XMELD_DATA", MessageType: messageType, MessageTypeSchema: namespace,
-		Message: xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: messageType + ".xml", Data: strings.NewReader(string(doc)), Size: int64(len(doc))},
+		Message: xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: messageType + ".xml", Data: bytes.NewReader(doc), Size: int64(len(doc))},
 	})
 	return id, err
 }
