@@ -97,12 +97,14 @@ type Pipeline struct {
 	Metrics *PipelineMetrics
 
 	client *river.Client[pgx.Tx]
+	// held are the contents the transport handed over with the messages.
+	held *heldContents
 }
 
 // SetClient gives the pipeline the River client its jobs run on (made after
 // the workers, which include the pipeline's) and adds each tenant's queue.
 func (p *Pipeline) SetClient(c *river.Client[pgx.Tx]) error {
-	p.client = c
+	p.client, p.held = c, &heldContents{}
 	for _, t := range p.Tenants().Tenants() {
 		if err := p.ensureQueue(t.ID); err != nil {
 			return err
@@ -150,6 +152,9 @@ func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, ds []xta.Delivery) er
 	}
 	if _, err := p.client.InsertManyTx(ctx, tx, jobs); err != nil {
 		return fmt.Errorf("jobs: enqueue the register pipeline: %w", err)
+	}
+	for _, d := range ds {
+		p.held.put(d.Inbox, d.Content)
 	}
 	return nil
 }
@@ -249,7 +254,7 @@ func (p *Pipeline) load(ctx context.Context, a PipelineArgs) ([]*message, error)
 	}
 	var out []*message
 	err := db.InTenant(ctx, p.Pool, a.Tenant, func(tx pgx.Tx) error {
-		in, err := xta.LoadInboxes(ctx, tx, ids)
+		in, err := xta.LoadInboxes(ctx, tx, ids, p.held.take(ids))
 		for _, im := range in {
 			if !im.Settled {
 				out = append(out, &message{tenant: a.Tenant, inbox: im.Inbox, validated: validated[im.Inbox], messageID: im.MessageID, author: im.Author,

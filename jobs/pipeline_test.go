@@ -580,6 +580,25 @@ func TestPipelineLastAttempt(t *testing.T) {
 	}
 }
 
+// TestPipelineHeldContent: the content the transport hands over with a
+// message spares the job reading it back; content that does not match what
+// is stored (here: of another size) is not used, the stored one is.
+func TestPipelineHeldContent(t *testing.T) {
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201", "0090")})
+	ids, ds := sendForTomorrow(t, n, "duesseldorf", "01", "03")
+	_, ds[0].Content = message(t, "01")
+	ds[1].Content = []byte("<nicht-die-nachricht/>")
+	if err := pgx.BeginFunc(t.Context(), n.Pool, func(tx pgx.Tx) error { return n.Pipeline.Consume(t.Context(), tx, ds) }); err != nil {
+		t.Fatal(err)
+	}
+	if status := settle(t, n, ids...); status[ids[0]] != xta.StatusGreen || status[ids[1]] != xta.StatusGreen {
+		t.Fatalf("report status %v, want both green", status)
+	}
+	if rec, _ := cosic(t, n, "duesseldorf"); rec.Attributes["hauptwohnung"].(map[string]any)["strasse"] != "Kölner Landstraße" {
+		t.Errorf("the 0090 (a move to the Kölner Landstraße) was not applied from its stored content: %v", rec.Attributes)
+	}
+}
+
 // TestPipelineLegacyJob: a job in the form a node enqueued before jobs
 // carried several messages (one "inbox") is still applied after an upgrade.
 func TestPipelineLegacyJob(t *testing.T) {

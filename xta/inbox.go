@@ -25,6 +25,10 @@ type Delivery struct {
 	// Validated is true when the transport validated the message's content
 	// against its installed schema on acceptance.
 	Validated bool
+	// Content is the first content part as accepted, when the transport
+	// held it in memory (nil otherwise). It is the transport's buffer,
+	// valid during Consume only: a consumer that keeps it keeps a copy.
+	Content []byte
 }
 
 // InboxConsumer takes over messages delivered to some readers (register
@@ -63,14 +67,20 @@ type InboxMessage struct {
 
 // LoadInboxes reads consumed messages' rows and first content parts in tx,
 // which must be in the readers' tenant: small messages all in one round
-// trip. A message that is gone (its content deleted, or no such message)
+// trip. held are contents the caller has already (handed over with the
+// Delivery): those are not read again, only checked against the stored
+// size. A message that is gone (its content deleted, or no such message)
 // is left out.
-func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64) ([]InboxMessage, error) {
+func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64, held map[int64][]byte) ([]InboxMessage, error) {
+	heldIDs := make([]int64, 0, len(held))
+	for id := range held {
+		heldIDs = append(heldIDs, id)
+	}
 	rows, err := tx.Query(ctx, `SELECT m.id, m.message_id, m.author, m.reader, m.message_type, m.sent_at, m.closed_at IS NOT NULL, p.size, c.data
 		FROM xta_message m
 		JOIN xta_part p ON p.message = m.id AND p.part = 0
-		LEFT JOIN xta_chunk c ON c.message = m.id AND c.part = 0 AND c.seq = 0
-		WHERE m.id = ANY($1) AND m.box = 'inbox' ORDER BY m.id`, inboxes)
+		LEFT JOIN xta_chunk c ON c.message = m.id AND c.part = 0 AND c.seq = 0 AND NOT m.id = ANY($2)
+		WHERE m.id = ANY($1) AND m.box = 'inbox' ORDER BY m.id`, inboxes, heldIDs)
 	if err != nil {
 		return nil, fmt.Errorf("xta: load messages: %w", err)
 	}
@@ -81,6 +91,9 @@ func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64) ([]InboxMessag
 		var size int64
 		if err := rows.Scan(&m.Inbox, &m.MessageID, &m.Author, &m.Reader, &m.MessageType, &m.SentAt, &m.Settled, &size, &m.Content); err != nil {
 			return nil, fmt.Errorf("xta: load messages: %w", err)
+		}
+		if h, ok := held[m.Inbox]; ok && int64(len(h)) == size {
+			m.Content = h
 		}
 		out, sizes = append(out, m), append(sizes, size)
 	}

@@ -436,8 +436,12 @@ func (s *Server) handOver(ctx context.Context, tx pgx.Tx, ms []*accepted) error 
 	var ds []Delivery
 	for _, m := range ms {
 		if m.consumed {
-			ds = append(ds, Delivery{ReaderTenant: m.readerTenant, Inbox: m.inbox, Reader: m.row.reader, Author: m.row.author,
-				MessageID: m.row.messageID, MessageType: m.row.messageType, Validated: m.validated})
+			d := Delivery{ReaderTenant: m.readerTenant, Inbox: m.inbox, Reader: m.row.reader, Author: m.row.author,
+				MessageID: m.row.messageID, MessageType: m.row.messageType, Validated: m.validated}
+			if m.small && len(m.chunks) > 0 {
+				d.Content = m.chunks[0]
+			}
+			ds = append(ds, d)
 			continue
 		}
 		opts := &river.InsertOpts{}
