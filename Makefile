@@ -64,6 +64,9 @@ bench-register: build
 
 # XMeld messages per second from XTA to the register (accepted, applied,
 # latency) beside raw INSERT+COMMIT in the same run and database, and the
-# mapping engine alone; PIPELINE_BENCH_N=… PIPELINE_BENCH_CLIENTS=… size it.
+# mapping engine alone, measured after a warm-up round;
+# PIPELINE_BENCH_N=… (2000) PIPELINE_BENCH_CLIENTS=… (16) size it. Messages
+# sent at the same time are stored and applied together, so more clients
+# (try 64) go faster.
 bench-pipeline: build
 	$(BIN) pg temp -- $(GO) test ./jobs -run '^$$' -bench BenchmarkPipeline -benchtime 1x
