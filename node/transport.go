@@ -71,17 +71,18 @@ func (n *Node) identify(next http.Handler) http.Handler {
 			return
 		}
 		info, _ := r.Context().Value(requestInfoKey{}).(*requestInfo)
-		if info != nil {
-			info.subject = r.TLS.PeerCertificates[0].Subject.String()
-		}
 		p, err := n.tenants.Current().Authenticate(r.TLS.PeerCertificates, n.now())
 		if err != nil {
-			n.log.Warn("client certificate not assigned to a tenant", "subject", r.TLS.PeerCertificates[0].Subject.String(), "remote", r.RemoteAddr, "error", err)
+			subject := r.TLS.PeerCertificates[0].Subject.String()
+			if info != nil {
+				info.subject = subject
+			}
+			n.log.Warn("client certificate not assigned to a tenant", "subject", subject, "remote", r.RemoteAddr, "error", err)
 			next.ServeHTTP(w, r)
 			return
 		}
 		if info != nil {
-			info.tenant = grantTenant(p)
+			info.subject, info.tenant = p.Subject, grantTenant(p)
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})

@@ -22,9 +22,12 @@ type Set struct {
 	versions   map[string]int
 	issuers    map[string][]tokenIssuerOf // token issuers by iss, tenants by id
 	// verified remembers the chains that verified against a tenant's
-	// client CAs (see verifiedChains), so that the requests of one
-	// connection do not each build and check the chain again.
+	// client CAs (see verifyChain), so that the requests of one
+	// connection do not each build and check the chain again; subjects
+	// remembers certificates' subjects as strings, plain and normalized,
+	// by fingerprint. Both hold at most maxVerifiedChains in all.
 	verified  sync.Map
+	subjects  sync.Map
 	nVerified atomic.Int64
 }
 
@@ -108,8 +111,8 @@ func (p *Principal) MayActFor(identity string) bool {
 // ErrUnknownClient is returned for a certificate no tenant lists.
 var ErrUnknownClient = errors.New("tenant: the client certificate is not assigned to any tenant")
 
-// maxVerifiedChains bounds the verified chains a Set remembers; past it,
-// it forgets them all and starts again.
+// maxVerifiedChains bounds the verified chains and subjects a Set
+// remembers; past it, it forgets them all and starts again.
 const maxVerifiedChains = 4096
 
 // validity is the span in which every certificate of a verified chain is
@@ -147,12 +150,32 @@ func (s *Set) verifyChain(t *Config, chain []*x509.Certificate, fingerprint stri
 			w.until = c.NotAfter
 		}
 	}
+	s.remember(&s.verified, k, w)
+	return true
+}
+
+// subjectOf returns the certificate's subject as a string and normalized
+// for comparing with client entries, computed once per certificate.
+func (s *Set) subjectOf(cert *x509.Certificate, fingerprint string) (plain, normalized string) {
+	if v, ok := s.subjects.Load(fingerprint); ok {
+		names := v.([2]string)
+		return names[0], names[1]
+	}
+	plain = cert.Subject.String()
+	normalized = normalizeDN(plain)
+	s.remember(&s.subjects, fingerprint, [2]string{plain, normalized})
+	return plain, normalized
+}
+
+// remember stores a value in one of the Set's caches, which together hold
+// at most maxVerifiedChains entries; past that they forget everything.
+func (s *Set) remember(cache *sync.Map, key string, value any) {
 	if s.nVerified.Add(1) > maxVerifiedChains {
 		s.verified.Clear()
+		s.subjects.Clear()
 		s.nVerified.Store(1)
 	}
-	s.verified.Store(k, w)
-	return true
+	cache.Store(key, value)
 }
 
 // Authenticate maps a client certificate chain (leaf first) to the grants
@@ -164,8 +187,9 @@ func (s *Set) Authenticate(chain []*x509.Certificate, now time.Time) (*Principal
 		return nil, ErrUnknownClient
 	}
 	leaf := chain[0]
-	p := &Principal{Subject: leaf.Subject.String(), Fingerprint: pki.Fingerprint(leaf)}
-	subject := normalizeDN(p.Subject)
+	p := &Principal{Fingerprint: pki.Fingerprint(leaf)}
+	var subject string
+	p.Subject, subject = s.subjectOf(leaf, p.Fingerprint)
 	intermediates := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		intermediates.AddCert(c)
