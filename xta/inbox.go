@@ -84,6 +84,7 @@ func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64, held map[int64
 	if err != nil {
 		return nil, fmt.Errorf("xta: load messages: %w", err)
 	}
+	defer rows.Close()
 	var out []InboxMessage
 	var sizes []int64
 	for rows.Next() {
@@ -172,6 +173,7 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 	if err != nil {
 		return nil, fmt.Errorf("xta: settle messages: %w", err)
 	}
+	defer rows.Close()
 	type peerReport struct {
 		ids, statuses []int64
 		records       recordCols
