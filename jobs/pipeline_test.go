@@ -490,15 +490,7 @@ func sendForTomorrow(t testing.TB, n *nodetest.Node, tenantID string, prefixes .
 	var ids []string
 	for _, p := range prefixes {
 		typ, doc := message(t, p)
-		id, err := c.CreateMessageID(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = c.Send(t.Context(), &xta.OutgoingMessage{
-			MessageID: id, Author: xta.Party{ID: author}, Reader: xta.Party{ID: reader}, NotBefore: &tomorrow,
-			Service: "urn:xoev-de:xmeld", BusinessScenario: "XMELD_DATA", MessageType: typ, MessageTypeSchema: xmeldNS,
-			Message: xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: typ + ".xml", Data: bytes.NewReader(doc), Size: int64(len(doc))},
-		})
+		id, err := n.SendAt(t.Context(), c, author, reader, typ, xmeldNS, doc, &tomorrow)
 		if err != nil {
 			t.Fatalf("send %s: %v", p, err)
 		}

@@ -175,12 +175,17 @@ func (n *Node) XTAClient(cn, account string) *xta.Client {
 // Send sends one XML message from author to reader over XTA and returns
 // its message id.
 func (n *Node) Send(ctx context.Context, c *xta.Client, author, reader, messageType, namespace string, doc []byte) (string, error) {
+	return n.SendAt(ctx, c, author, reader, messageType, namespace, doc, nil)
+}
+
+// SendAt sends like Send, for delivery not before notBefore when it is set.
+func (n *Node) SendAt(ctx context.Context, c *xta.Client, author, reader, messageType, namespace string, doc []byte, notBefore *time.Time) (string, error) {
 	id, err := c.CreateMessageID(ctx)
 	if err != nil {
 		return "", fmt.Errorf("create message id: %w", err)
 	}
 	err = c.Send(ctx, &xta.OutgoingMessage{
-		MessageID: id, Author: xta.Party{ID: author}, Reader: xta.Party{ID: reader},
+		MessageID: id, Author: xta.Party{ID: author}, Reader: xta.Party{ID: reader}, NotBefore: notBefore,
 		Service: "urn:xoev-de:xmeld", BusinessScenario: "XMELD_DATA", MessageType: messageType, MessageTypeSchema: namespace,
 		Message: xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: messageType + ".xml", Data: bytes.NewReader(doc), Size: int64(len(doc))},
 	})
