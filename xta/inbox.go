@@ -76,11 +76,16 @@ func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64, held map[int64
 	for id := range held {
 		heldIDs = append(heldIDs, id)
 	}
+	// Each row is found by its key from the list of ids, whatever the
+	// planner believes of the tables' sizes: a register inbox's rows are
+	// deleted once applied, so its statistics often say it is empty, and a
+	// join planned for empty tables scans every row a burst has left.
 	rows, err := tx.Query(ctx, `SELECT m.id, m.message_id, m.author, m.reader, m.message_type, m.sent_at, m.closed_at IS NOT NULL, p.size, c.data
-		FROM xta_message m
-		JOIN xta_part p ON p.message = m.id AND p.part = 0
-		LEFT JOIN xta_chunk c ON c.message = m.id AND c.part = 0 AND c.seq = 0 AND NOT m.id = ANY($2)
-		WHERE m.id = ANY($1) AND m.box = 'inbox' ORDER BY m.id`, inboxes, heldIDs)
+		FROM unnest($1::bigint[]) AS i(id)
+		JOIN LATERAL (SELECT * FROM xta_message m WHERE m.id = i.id AND m.box = 'inbox') m ON true
+		JOIN LATERAL (SELECT size FROM xta_part p WHERE p.message = i.id AND p.part = 0) p ON true
+		LEFT JOIN LATERAL (SELECT data FROM xta_chunk c WHERE c.message = i.id AND c.part = 0 AND c.seq = 0 AND NOT i.id = ANY($2)) c ON true
+		ORDER BY m.id`, inboxes, heldIDs)
 	if err != nil {
 		return nil, fmt.Errorf("xta: load messages: %w", err)
 	}
