@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/keys"
 )
 
@@ -31,6 +33,9 @@ type sealer interface {
 	open(ctx context.Context, tx pgx.Tx, tenant string, version int, aad, ciphertext []byte) ([]byte, error)
 	// blind returns the blind index of value for one kind of lookup.
 	blind(ctx context.Context, tx pgx.Tx, tenant, register, kind, value string) ([]byte, error)
+	// ensure makes the tenant's keys before the first transaction uses
+	// them.
+	ensure(ctx context.Context, pool *pgxpool.Pool, tenant string) error
 }
 
 // ErrDecrypt is wrapped by errors for a ciphertext that does not decrypt
@@ -51,7 +56,9 @@ type keyring struct {
 	aeads   map[keyID]cipher.AEAD
 	index   map[string][]byte
 	current map[string]currentKey
-	now     func() time.Time
+	// ready holds the tenants whose first keys are known to be stored.
+	ready map[string]bool
+	now   func() time.Time
 }
 
 // currentTTL is how long a node keeps using a tenant's current data-key
@@ -70,7 +77,7 @@ type currentKey struct {
 }
 
 func newKeyring(p keys.Provider) *keyring {
-	return &keyring{provider: p, aeads: map[keyID]cipher.AEAD{}, index: map[string][]byte{}, current: map[string]currentKey{}, now: time.Now}
+	return &keyring{provider: p, aeads: map[keyID]cipher.AEAD{}, index: map[string][]byte{}, current: map[string]currentKey{}, ready: map[string]bool{}, now: time.Now}
 }
 
 const (
@@ -146,8 +153,45 @@ func normalize(s string) string {
 	return strings.ToLower(strings.Join(strings.Fields(norm.NFC.String(s)), " "))
 }
 
-// currentVersion returns the version of the tenant's current data key,
-// creating version 1 on first use.
+// ensure makes sure the tenant's first data key and its index key exist.
+// It creates them in a transaction of its own, committed before any
+// transaction that uses them: a key created inside the transaction of a
+// register operation was visible to others only once that committed (they
+// failed to find it meanwhile), and was remembered here even when that
+// transaction rolled back, so data sealed or indexed under it by others
+// would have been under a key nobody stored.
+func (k *keyring) ensure(ctx context.Context, pool *pgxpool.Pool, tenant string) error {
+	k.mu.Lock()
+	ready := k.ready[tenant]
+	k.mu.Unlock()
+	if ready {
+		return nil
+	}
+	err := db.InTenant(ctx, pool, tenant, func(tx pgx.Tx) error {
+		for _, kind := range []string{keyKindIndex, keyKindData} {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM register_key WHERE tenant_id = $1 AND kind = $2)`, tenant, kind).Scan(&exists); err != nil {
+				return fmt.Errorf("register: %s key of %s: %w", kind, tenant, err)
+			}
+			if !exists {
+				if _, err := k.create(ctx, tx, tenant, kind, 1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.ready[tenant] = true
+	k.mu.Unlock()
+	return nil
+}
+
+// currentVersion returns the version of the tenant's current data key
+// (ensure made version 1).
 func (k *keyring) currentVersion(ctx context.Context, tx pgx.Tx, tenant string) (int, error) {
 	k.mu.Lock()
 	c, ok := k.current[tenant]
@@ -161,10 +205,7 @@ func (k *keyring) currentVersion(ctx context.Context, tx pgx.Tx, tenant string) 
 		return 0, fmt.Errorf("register: current data key of %s: %w", tenant, err)
 	}
 	if v == 0 {
-		v = 1
-		if _, err := k.create(ctx, tx, tenant, keyKindData, v); err != nil {
-			return 0, err
-		}
+		return 0, fmt.Errorf("register: tenant %s has no data key yet", tenant)
 	}
 	k.mu.Lock()
 	k.current[tenant] = currentKey{v, k.now().Add(currentTTL)}
@@ -205,9 +246,6 @@ func (k *keyring) indexKey(ctx context.Context, tx pgx.Tx, tenant string) ([]byt
 		return key, nil
 	}
 	key, err := k.load(ctx, tx, tenant, keyKindIndex, 1)
-	if errors.Is(err, pgx.ErrNoRows) {
-		key, err = k.create(ctx, tx, tenant, keyKindIndex, 1)
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // NewPlaintextStore returns a Store that stores register data in
@@ -33,6 +34,8 @@ func (plaintext) open(_ context.Context, _ pgx.Tx, _ string, _ int, _, ct []byte
 func (plaintext) blind(_ context.Context, _ pgx.Tx, _, _, _, value string) ([]byte, error) {
 	return []byte(value), nil
 }
+
+func (plaintext) ensure(context.Context, *pgxpool.Pool, string) error { return nil }
 
 // SetKeyCacheTTL sets how long nodes cache the current key version, until
 // restore is called: a test that counts statements keeps the lookup out.

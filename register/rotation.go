@@ -48,12 +48,12 @@ func (s *Store) RotateKey(ctx context.Context, jobs *river.Client[pgx.Tx], tenan
 	if s.tenants().Tenant(tenantID) == nil {
 		return r, fmt.Errorf("register: rotate keys: no tenant %q", tenantID)
 	}
+	// The first keys exist from the first register operation on; make
+	// sure they do before a KEK rotation rewraps.
+	if err := s.keyring.ensure(ctx, s.pool, tenantID); err != nil {
+		return r, err
+	}
 	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-		// The index key exists from the first write on; make sure it does
-		// before a KEK rotation rewraps.
-		if _, err := s.keyring.indexKey(ctx, tx, tenantID); err != nil {
-			return err
-		}
 		if kek {
 			if _, err := s.keyring.provider.RotateKEK(ctx, tenantID); err != nil {
 				return fmt.Errorf("register: rotate KEK of %s: %w", tenantID, err)

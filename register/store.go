@@ -236,13 +236,16 @@ func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, ope
 		}
 		return refuse(KindDenied, "%s", d.Reason)
 	}
-	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-		o.tx = tx
-		if err := fn(o); err != nil {
-			return err
-		}
-		return s.record(ctx, o, OutcomeGranted)
-	})
+	err := s.sealer.ensure(ctx, s.pool, tenantID)
+	if err == nil {
+		err = db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+			o.tx = tx
+			if err := fn(o); err != nil {
+				return err
+			}
+			return s.record(ctx, o, OutcomeGranted)
+		})
+	}
 	if err == nil {
 		s.metrics.done(tenantID, label, operation, OutcomeGranted)
 		return nil
