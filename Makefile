@@ -67,8 +67,10 @@ bench-register: build
 	$(BIN) pg temp -- $(GO) test ./register -run '^$$' -bench BenchmarkRegister -benchtime 1x
 
 # XMeld messages per second from XTA to the register (accepted, applied,
-# latency) beside raw INSERT+COMMIT in the same run and database, and the
-# mapping engine alone, measured after a warm-up round;
+# latency, machine CPU per message) beside raw baselines in the same run and
+# database (a person's register rows written straight through pgx, one
+# transaction each; one row INSERT+COMMIT each), and the mapping engine
+# alone, measured after a warm-up round;
 # PIPELINE_BENCH_N=… (2000) PIPELINE_BENCH_CLIENTS=… (16) size it. Messages
 # sent at the same time are stored and applied together, so more clients
 # (try 64) go faster.
