@@ -151,19 +151,27 @@ func (s *Store) applySubjects(ctx context.Context, o *op, subjects []*subject) e
 		return err
 	}
 	var changes []*change
+	var unchanged []string // created records no fact changed: revision 0
 	for _, sub := range subjects {
 		if sub.res.New == 0 {
-			continue // nothing new: the record stays as it is
+			// Nothing new: the record stays as it is.
+			if sub.res.Created {
+				unchanged = append(unchanged, sub.res.RecordID)
+			}
+			continue
 		}
 		c, err := s.derive(ctx, o, sub)
 		if err != nil {
 			return err
 		}
-		if c != nil {
+		switch {
+		case c != nil:
 			changes = append(changes, c)
+		case sub.res.Created:
+			unchanged = append(unchanged, sub.res.RecordID)
 		}
 	}
-	return s.writeChanges(ctx, o, changes)
+	return s.writeChanges(ctx, o, changes, unchanged)
 }
 
 // lockRecords locks the subjects' records (the record row, created with a
@@ -348,8 +356,11 @@ func queueCreate(b *pgx.Batch, o *op, subjects []*subject) *bool {
 	if len(ids) == 0 {
 		return conflict
 	}
+	// A record is created with the revision its first change gives it, so
+	// that writeChanges has nothing to update in the common case: a new
+	// subject whose facts make versions.
 	b.Queue(`INSERT INTO register_record (id, tenant_id, register, subject_index, revision, created_at, updated_at)
-		SELECT n.id, $1, $2, n.subject_index, 0, now(), now() FROM unnest($3::uuid[], $4::bytea[]) AS n(id, subject_index)
+		SELECT n.id, $1, $2, n.subject_index, 1, now(), now() FROM unnest($3::uuid[], $4::bytea[]) AS n(id, subject_index)
 		ORDER BY n.subject_index
 		ON CONFLICT (tenant_id, register, subject_index) WHERE deleted_at IS NULL DO NOTHING`,
 		o.tenant, o.register.Name, ids, indexes).Exec(func(tag pgconn.CommandTag) error {
@@ -417,9 +428,10 @@ func (s *Store) derive(ctx context.Context, o *op, sub *subject) (*change, error
 // superseded versions end, their new versions are stored, the records get
 // their new revisions (or end), and each record's blind indexes are
 // replaced by those of its versions now (none for an ended record). The
-// records it writes are disclosed.
-func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change) error {
-	if len(changes) == 0 {
+// records it writes are disclosed. Records created at revision 1 get their
+// revision 0 back when no fact changed them (unchanged).
+func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change, unchanged []string) error {
+	if len(changes) == 0 && len(unchanged) == 0 {
 		return nil
 	}
 	var endIDs, ids, replaced []string
@@ -435,7 +447,10 @@ func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change) erro
 		for _, r := range c.added {
 			versions = append(versions, version{id, r})
 		}
-		ids, revisions, deleted = append(ids, id), append(revisions, c.sub.res.Revision), append(deleted, c.deleted)
+		if !c.sub.res.Created || c.deleted {
+			// A created record has revision 1 already (queueCreate).
+			ids, revisions, deleted = append(ids, id), append(revisions, c.sub.res.Revision), append(deleted, c.deleted)
+		}
 		if !c.sub.res.Created {
 			replaced = append(replaced, id)
 		}
@@ -456,11 +471,17 @@ func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change) erro
 	if err := s.queueVersions(ctx, o, b, versions); err != nil {
 		return err
 	}
-	// Each record's values are found by its position in the arrays: the
-	// primary key finds the rows, whatever the planner knows of the table.
-	b.Queue(`UPDATE register_record r SET revision = ($3::int[])[array_position($2::uuid[], r.id)], updated_at = now(),
-			deleted_at = CASE WHEN ($4::bool[])[array_position($2::uuid[], r.id)] THEN now() ELSE r.deleted_at END
-		WHERE r.tenant_id = $1 AND r.id = ANY($2)`, o.tenant, ids, revisions, deleted)
+	for _, id := range unchanged {
+		ids, revisions, deleted = append(ids, id), append(revisions, 0), append(deleted, false)
+	}
+	if len(ids) > 0 {
+		// Each record's values are found by its position in the arrays:
+		// the primary key finds the rows, whatever the planner knows of
+		// the table.
+		b.Queue(`UPDATE register_record r SET revision = ($3::int[])[array_position($2::uuid[], r.id)], updated_at = now(),
+				deleted_at = CASE WHEN ($4::bool[])[array_position($2::uuid[], r.id)] THEN now() ELSE r.deleted_at END
+			WHERE r.tenant_id = $1 AND r.id = ANY($2)`, o.tenant, ids, revisions, deleted)
+	}
 	queueIndexes(b, o, replaced, entries)
 	if err := o.tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("register: derive %d records: %w", len(ids), err)

@@ -144,3 +144,40 @@ func TestApplyRefusals(t *testing.T) {
 		t.Errorf("%d facts stored after refusals (%v), want none", n, err)
 	}
 }
+
+// TestApplyCreatedUnchanged: a move-in delivered again after the record
+// it made was ended (by a death) finds no live record, so a new one is
+// created (the subject's lock), but the fact is known and changes nothing:
+// the new record stays at revision 0, in the result and in the database.
+func TestApplyCreatedUnchanged(t *testing.T) {
+	h := startHarness(t)
+	ctx := t.Context()
+	apply := func(facts ...register.Fact) register.Applied {
+		t.Helper()
+		res, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", facts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
+	}
+	revision := func(id string) (n int) {
+		t.Helper()
+		if err := h.pool.QueryRow(ctx, `SELECT revision FROM register_record WHERE id = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	moveIn := moves("p-died")[0]
+	first := apply(moveIn)
+	death := register.Fact{SubjectKey: moveIn.SubjectKey, EventID: "m9/1/p-died", MessageID: "m9", Date: "2025-01-02", Source: "xmeld-test@1", Delete: true}
+	if ended := apply(death); !ended.Deleted || ended.RecordID != first.RecordID {
+		t.Fatalf("death: %+v", ended)
+	}
+	again := apply(moveIn)
+	if !again.Created || again.New != 0 || again.Revision != 0 || revision(again.RecordID) != 0 {
+		t.Errorf("move-in again after the death: %+v, stored revision %d; want a new record at revision 0", again, revision(again.RecordID))
+	}
+	if got := revision(first.RecordID); got != 2 {
+		t.Errorf("the ended record has revision %d, want 2", got)
+	}
+}
