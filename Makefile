@@ -73,6 +73,7 @@ bench-register: build
 # alone, measured after a warm-up round;
 # PIPELINE_BENCH_N=… (2000) PIPELINE_BENCH_CLIENTS=… (16) size it. Messages
 # sent at the same time are stored and applied together, so more clients
-# (try 64) go faster.
+# (try 64) go faster. The node in it collects garbage as `serve` does
+# (GOGC=400 unless GOGC is set).
 bench-pipeline: build
-	$(BIN) pg temp -- $(GO) test ./jobs -run '^$$' -bench BenchmarkPipeline -benchtime 1x
+	GOGC=$${GOGC:-400} $(BIN) pg temp -- $(GO) test ./jobs -run '^$$' -bench BenchmarkPipeline -benchtime 1x

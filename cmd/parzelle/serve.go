@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -15,10 +16,21 @@ import (
 	"github.com/parzelle/parzelle/tenant"
 )
 
+// nodeGCPercent is the node's garbage-collection target unless GOGC is
+// set: a node's live heap is small (tens of MiB) and most of what it
+// allocates is a request's or a job's, gone when it ends. Collecting when
+// the heap has grown by 400 % instead of Go's 100 % costs a few hundred MiB
+// at most and saves about 5 % of the machine's CPU under load
+// (bench-pipeline).
+const nodeGCPercent = 400
+
 func cmdServe(args []string) error {
 	cfg, err := parseConfig("serve", args, nil)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(nodeGCPercent)
 	}
 	log := newLogger(cfg.Log)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
