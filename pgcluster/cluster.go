@@ -35,7 +35,10 @@ const TestURLEnv = "PARZELLE_TEST_DATABASE_URL"
 
 // Cluster is one PostgreSQL cluster in a directory: Dir/data holds the
 // cluster, Dir/postgres.log its server log, Dir/superuser.pass the
-// superuser's password and Dir/port the TCP port it listens on (127.0.0.1).
+// superuser's password, Dir/port the TCP port it listens on (127.0.0.1) and
+// Dir/run its Unix-domain socket, which the node and tests connect through:
+// the same machine's PostgreSQL answers there with less kernel work than
+// over TCP (about 5 % of the machine's CPU in bench-pipeline).
 type Cluster struct {
 	Dir    string
 	binDir string
@@ -101,10 +104,15 @@ func versionOf(initdbPath string) int {
 	return v
 }
 
-func (c *Cluster) dataDir() string  { return filepath.Join(c.Dir, "data") }
-func (c *Cluster) logFile() string  { return filepath.Join(c.Dir, "postgres.log") }
-func (c *Cluster) passFile() string { return filepath.Join(c.Dir, "superuser.pass") }
-func (c *Cluster) portFile() string { return filepath.Join(c.Dir, "port") }
+func (c *Cluster) dataDir() string   { return filepath.Join(c.Dir, "data") }
+func (c *Cluster) logFile() string   { return filepath.Join(c.Dir, "postgres.log") }
+func (c *Cluster) passFile() string  { return filepath.Join(c.Dir, "superuser.pass") }
+func (c *Cluster) portFile() string  { return filepath.Join(c.Dir, "port") }
+func (c *Cluster) socketDir() string { return filepath.Join(c.Dir, "run") }
+
+// maxSocketPath is the longest Unix-domain socket path Linux takes (108
+// bytes with the terminating NUL).
+const maxSocketPath = 107
 
 // Initialized reports whether the cluster's data directory exists.
 func (c *Cluster) Initialized() bool {
@@ -147,7 +155,17 @@ func (c *Cluster) Init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conf := fmt.Sprintf("\n# written by parzelle\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = ''\n", port)
+	// The socket lives in the cluster's directory, unless its path would
+	// be too long for a socket (a deep checkout): then TCP alone.
+	sockets := ""
+	if len(filepath.Join(c.socketDir(), fmt.Sprintf(".s.PGSQL.%d", port))) <= maxSocketPath && !strings.ContainsAny(c.socketDir(), "',") {
+		os.RemoveAll(c.socketDir()) // left over if an earlier Init was interrupted
+		if err := c.mkdirOwned(c.socketDir(), 0o755); err != nil {
+			return err
+		}
+		sockets = c.socketDir()
+	}
+	conf := fmt.Sprintf("\n# written by parzelle\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n", port, sockets)
 	if c.MaxConnections > 0 {
 		conf += fmt.Sprintf("max_connections = %d\n", c.MaxConnections)
 	}
@@ -223,11 +241,21 @@ func (c *Cluster) SuperuserURL(database string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("pgcluster: read superuser password: %w", err)
 	}
+	return c.URL(Superuser, strings.TrimSpace(string(pw)), database)
+}
+
+// URL is the connection URL of a role of the cluster, for the given
+// database: through the cluster's Unix-domain socket when it has one (a
+// cluster made before it had one keeps TCP), else at 127.0.0.1.
+func (c *Cluster) URL(role, password, database string) (string, error) {
 	port, err := c.Port()
 	if err != nil {
 		return "", err
 	}
-	return URL(Superuser, strings.TrimSpace(string(pw)), port, database), nil
+	if info, err := os.Stat(c.socketDir()); err == nil && info.IsDir() {
+		return SocketURL(role, password, c.socketDir(), port, database), nil
+	}
+	return URL(role, password, port, database), nil
 }
 
 // URL builds a connection URL for a role on a cluster at 127.0.0.1.
@@ -238,6 +266,18 @@ func URL(role, password string, port int, database string) string {
 		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// SocketURL builds a connection URL for a role on a cluster whose socket is
+// in directory dir.
+func SocketURL(role, password, dir string, port int, database string) string {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(role, password),
+		Path:     "/" + database,
+		RawQuery: url.Values{"host": {dir}, "port": {strconv.Itoa(port)}, "sslmode": {"disable"}}.Encode(),
 	}
 	return u.String()
 }

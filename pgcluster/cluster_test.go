@@ -2,10 +2,13 @@ package pgcluster
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestInitRefusesDirectoryThePostgresUserCannotEnter: as root the cluster
@@ -76,6 +79,24 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("Start: started=%v %v", started, err)
 	}
 	t.Cleanup(func() { c.Stop(context.Background()) })
+	// The superuser connects through the cluster's socket: a connection
+	// without a server address.
+	u, err := c.SuperuserURL("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(u, "host="+url.QueryEscape(filepath.Join(c.Dir, "run"))) {
+		t.Errorf("superuser URL %s does not name the cluster's socket", u)
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tcp bool
+	if err := conn.QueryRow(ctx, `SELECT inet_server_addr() IS NOT NULL`).Scan(&tcp); err != nil || tcp {
+		t.Errorf("connected over TCP (%v), want the Unix-domain socket", err)
+	}
+	conn.Close(ctx)
 	again, err := c.Start(ctx)
 	if err != nil || again {
 		t.Errorf("second Start: started=%v %v; want a reused server", again, err)

@@ -135,11 +135,10 @@ func provisionEmbedded(ctx context.Context, c *pgcluster.Cluster) (string, error
 	if err != nil {
 		return "", err
 	}
-	port, err := c.Port()
+	dbURL, err := c.URL(embeddedDatabase, password, embeddedDatabase)
 	if err != nil {
 		return "", err
 	}
-	dbURL := pgcluster.URL(embeddedDatabase, password, port, embeddedDatabase)
 	if err := os.WriteFile(urlFile, []byte(dbURL+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write %s: %w", urlFile, err)
 	}
