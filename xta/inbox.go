@@ -81,7 +81,7 @@ func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64, held map[int64
 	// deleted once applied, so its statistics often say it is empty, and a
 	// join planned for empty tables scans every row a burst has left.
 	rows, err := tx.Query(ctx, `SELECT m.id, m.message_id, m.author, m.reader, m.message_type, m.sent_at, m.closed_at IS NOT NULL, p.size, c.data
-		FROM unnest($1::bigint[]) AS i(id)
+		FROM (SELECT DISTINCT unnest($1::bigint[])) AS i(id)
 		JOIN LATERAL (SELECT * FROM xta_message m WHERE m.id = i.id AND m.box = 'inbox') m ON true
 		JOIN LATERAL (SELECT size FROM xta_part p WHERE p.message = i.id AND p.part = 0) p ON true
 		LEFT JOIN LATERAL (SELECT data FROM xta_chunk c WHERE c.message = i.id AND c.part = 0 AND c.seq = 0 AND NOT i.id = ANY($2)) c ON true
