@@ -210,12 +210,11 @@ func BenchmarkPipeline(b *testing.B) {
 	fmt.Printf("  mapping alone (parse + map, one goroutine, no database) %8.0f events/s   (goal: 20,000)\n", float64(events)/mapped.Seconds())
 }
 
-// personRows are the register rows of one person, by table: each row its
-// columns' values in the order of the table's column list.
-type personRows struct {
-	tables []personTable
-}
+// personRows are the register rows of one person, by table.
+type personRows []personTable
 
+// personTable are a person's rows of one table: each row its columns'
+// values in the order of columns.
 type personTable struct {
 	name    string
 	columns []string
@@ -244,7 +243,7 @@ func readPerson(b *testing.B, node *nodetest.Node) personRows {
 		if err != nil || len(values) == 0 {
 			b.Fatalf("%s of person %s: %d rows, %v", t.name, id, len(values), err)
 		}
-		p.tables = append(p.tables, personTable{t.name, strings.Split(t.columns, ", "), values})
+		p = append(p, personTable{t.name, strings.Split(t.columns, ", "), values})
 	}
 	return p
 }
@@ -252,7 +251,7 @@ func readPerson(b *testing.B, node *nodetest.Node) personRows {
 // rows counts the rows of one person.
 func (p personRows) rows() int {
 	n := 0
-	for _, t := range p.tables {
+	for _, t := range p {
 		n += len(t.rows)
 	}
 	return n
@@ -264,7 +263,7 @@ func (p personRows) batch(i int) *pgx.Batch {
 	id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
 	suffix := []byte(strconv.Itoa(i))
 	b := &pgx.Batch{}
-	for _, t := range p.tables {
+	for _, t := range p {
 		params := make([]string, len(t.columns))
 		for c := range params {
 			params[c] = fmt.Sprintf("$%d", c+1)
