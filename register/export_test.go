@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parzelle/parzelle/db"
 )
 
 // NewPlaintextStore returns a Store that stores register data in
@@ -43,4 +45,14 @@ func SetKeyCacheTTL(ttl time.Duration) (restore func()) {
 	old := currentTTL
 	currentTTL = ttl
 	return func() { currentTTL = old }
+}
+
+// CurrentDataKey returns the tenant's current data-key version as the
+// store's keyring finds it in a transaction of the tenant.
+func CurrentDataKey(ctx context.Context, s *Store, tenantID string) (v int, err error) {
+	err = db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+		v, err = s.keyring.currentVersion(ctx, tx, tenantID)
+		return err
+	})
+	return v, err
 }

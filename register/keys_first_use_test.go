@@ -2,9 +2,11 @@ package register_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 )
@@ -72,5 +74,42 @@ func TestFirstKeysOutliveARolledBackOperation(t *testing.T) {
 	}
 	if rec.Attributes["familienname"] != newBenchPerson(2, 2).attrs["familienname"] {
 		t.Errorf("another store reads %v", rec.Attributes)
+	}
+}
+
+// TestFirstKeysFailClosed: when the tenant's first keys cannot be made (the
+// key provider cannot store the tenant's key-encryption key), the write
+// fails, is audited as failed, and stores nothing: no keys, no record, no
+// fact. The keyring does not pretend to have keys either: it finds no data
+// key until a write made them.
+func TestFirstKeysFailClosed(t *testing.T) {
+	h := startHarness(t)
+	ctx := t.Context()
+	koeln := tenant.Actor{Tenant: "koeln", Kind: tenant.ActorCertificate, Subject: "CN=koeln", Role: "fachverfahren", Purpose: "meldewesen"}
+	if _, err := register.CurrentDataKey(ctx, h.store, "koeln"); err == nil || !strings.Contains(err.Error(), "no data key yet") {
+		t.Errorf("data key of a tenant without keys: %v, want 'no data key yet'", err)
+	}
+
+	broken := register.NewStore(register.Config{Pool: h.pool, Keys: keys.NewFileProvider("/dev/null/keys", func() keys.Tenants { return h.tenants.Current() }), Tenants: h.tenants.Current})
+	_, err := broken.Apply(ctx, koeln, "koeln", "melderegister", []register.Fact{moveIn(newBenchPerson(3, 1), "m1")})
+	if err == nil || !strings.Contains(err.Error(), "wrap index key 1 of koeln") {
+		t.Fatalf("a write whose keys cannot be made: %v, want the wrapping of its first key to fail", err)
+	}
+	var keyRows, records, facts int
+	var outcome string
+	if err := h.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM register_key WHERE tenant_id = 'koeln'),
+		(SELECT count(*) FROM register_record WHERE tenant_id = 'koeln'), (SELECT count(*) FROM register_fact WHERE tenant_id = 'koeln'),
+		(SELECT outcome FROM audit_entry WHERE tenant_id = 'koeln' ORDER BY seq DESC LIMIT 1)`).Scan(&keyRows, &records, &facts, &outcome); err != nil {
+		t.Fatal(err)
+	}
+	if keyRows != 0 || records != 0 || facts != 0 || outcome != register.OutcomeFailed {
+		t.Errorf("after the failed write: %d keys, %d records, %d facts, last audit outcome %q; want nothing stored and the failure audited", keyRows, records, facts, outcome)
+	}
+
+	if _, err := h.store.Apply(ctx, koeln, "koeln", "melderegister", []register.Fact{moveIn(newBenchPerson(3, 1), "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := register.CurrentDataKey(ctx, h.store, "koeln"); err != nil || v != 1 {
+		t.Errorf("data key after the first write: %d, %v; want version 1", v, err)
 	}
 }
