@@ -111,3 +111,33 @@ func TestLifecycle(t *testing.T) {
 		t.Error("the server still runs after Stop")
 	}
 }
+
+// TestDeepDirectoryKeepsTCP: a cluster whose socket path would be longer
+// than a Unix-domain socket's may be gets no socket, and its URL is TCP.
+func TestDeepDirectoryKeepsTCP(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deep := filepath.Join(root, strings.Repeat("d", 100))
+	if err := os.Mkdir(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(filepath.Join(deep, "pg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Throwaway = true
+	if err := c.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(c.Dir, "run")); !os.IsNotExist(err) {
+		t.Errorf("a socket directory was made for a path too long for a socket: %v", err)
+	}
+	u, err := c.URL("parzelle", "pw", "parzelle")
+	if err != nil || !strings.Contains(u, "@127.0.0.1:") {
+		t.Errorf("URL = %s, %v; want TCP at 127.0.0.1", u, err)
+	}
+}
