@@ -151,23 +151,19 @@ func (s *Store) applySubjects(ctx context.Context, o *op, subjects []*subject) e
 		return err
 	}
 	var changes []*change
-	var unchanged []string // created records no fact changed: revision 0
+	var unchanged []string
 	for _, sub := range subjects {
-		if sub.res.New == 0 {
-			// Nothing new: the record stays as it is.
-			if sub.res.Created {
-				unchanged = append(unchanged, sub.res.RecordID)
+		if sub.res.New > 0 { // else nothing new: the record stays as it is
+			c, err := s.derive(ctx, o, sub)
+			if err != nil {
+				return err
 			}
-			continue
+			if c != nil {
+				changes = append(changes, c)
+			}
 		}
-		c, err := s.derive(ctx, o, sub)
-		if err != nil {
-			return err
-		}
-		switch {
-		case c != nil:
-			changes = append(changes, c)
-		case sub.res.Created:
+		if sub.res.Created && sub.res.Revision == 0 {
+			// Created at revision 1 (queueCreate), but no fact changed it.
 			unchanged = append(unchanged, sub.res.RecordID)
 		}
 	}
