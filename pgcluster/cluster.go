@@ -253,7 +253,7 @@ func (c *Cluster) URL(role, password, database string) (string, error) {
 		return "", err
 	}
 	if info, err := os.Stat(c.socketDir()); err == nil && info.IsDir() {
-		return SocketURL(role, password, c.socketDir(), port, database), nil
+		return socketURL(role, password, c.socketDir(), port, database), nil
 	}
 	return URL(role, password, port, database), nil
 }
@@ -270,9 +270,9 @@ func URL(role, password string, port int, database string) string {
 	return u.String()
 }
 
-// SocketURL builds a connection URL for a role on a cluster whose socket is
+// socketURL builds a connection URL for a role on a cluster whose socket is
 // in directory dir.
-func SocketURL(role, password, dir string, port int, database string) string {
+func socketURL(role, password, dir string, port int, database string) string {
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(role, password),
