@@ -38,6 +38,7 @@ var (
 	problemTooLarge    = problem.Kind{Slug: "too-large", Title: "Request too large", Status: http.StatusRequestEntityTooLarge}
 	problemUnavailable = problem.Kind{Slug: "unavailable", Title: "Register unavailable", Status: http.StatusServiceUnavailable}
 	problemBadToken    = problem.Kind{Slug: "bad-token", Title: "Token not accepted", Status: http.StatusUnauthorized}
+	problemAmbiguous   = problem.Kind{Slug: "ambiguous-subject", Title: "Person not identified", Status: http.StatusConflict}
 )
 
 // maxBody bounds a request body: a record is names and addresses.
@@ -75,6 +76,9 @@ func (api *API) Mount(handle func(pattern string, h http.Handler)) {
 	handle("PATCH "+base+"/records/{id}", api.handler(api.update))
 	handle("DELETE "+base+"/records/{id}", api.handler(api.delete))
 	handle("GET "+base+"/records/{id}/history", api.handler(api.history))
+	handle("POST "+base+"/records/{id}/merge", api.handler(api.merge))
+	handle("GET "+base+"/records/{id}/merges", api.handler(api.merges))
+	handle("POST "+base+"/merges/{merge}/undo", api.handler(api.unmerge))
 	handle("GET "+base+"/access-log", api.handler(api.accessLog))
 }
 
@@ -180,7 +184,11 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	kind := map[ErrorKind]problem.Kind{KindDenied: problemForbidden, KindNotFound: problemNotFound, KindGone: problemGone,
-		KindInvalid: problemInvalid, KindConflict: problemConflict, KindStale: problemStale}[e.Kind]
+		KindInvalid: problemInvalid, KindConflict: problemConflict, KindStale: problemStale, KindAmbiguous: problemAmbiguous}[e.Kind]
+	if e.MergedInto != "" {
+		// The record is now the one it was merged into.
+		w.Header().Set("Link", fmt.Sprintf(`<%s/%s>; rel="successor-version"`, r.URL.Path[:strings.Index(r.URL.Path, "/records/")+len("/records")], e.MergedInto))
+	}
 	if e.Fields != nil {
 		problem.WriteErrors(w, r, kind, e.Detail, e.Fields)
 		return
@@ -394,4 +402,51 @@ func (api *API) accessLog(c *call) error {
 	c.w.Header().Set("Cache-Control", "no-store")
 	_, err := c.w.Write(buf.Bytes())
 	return err
+}
+
+// mergeBody asks to merge a duplicate record into the addressed one.
+type mergeBody struct {
+	Duplicate string `json:"duplicate"`
+	Reason    string `json:"reason"`
+}
+
+func (api *API) merge(c *call) error {
+	var in mergeBody
+	if _, err := c.decode(&in); err != nil {
+		return err
+	}
+	m, err := api.store.MergeRecords(c.r.Context(), c.actor, c.tenant, c.register, c.r.PathValue("id"), in.Duplicate, in.Reason)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, nil, m)
+}
+
+func (api *API) merges(c *call) error {
+	ms, err := api.store.Merges(c.r.Context(), c.actor, c.tenant, c.register, c.r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if ms == nil {
+		ms = []Merge{}
+	}
+	return c.reply(http.StatusOK, nil, map[string]any{"merges": ms})
+}
+
+func (api *API) unmerge(c *call) error {
+	id, err := strconv.ParseInt(c.r.PathValue("merge"), 10, 64)
+	if err != nil || id < 1 {
+		return &badRequest{problemNotFound, fmt.Sprintf("%q is not a merge id", c.r.PathValue("merge"))}
+	}
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if _, err := c.decode(&in); err != nil {
+		return err
+	}
+	m, err := api.store.Unmerge(c.r.Context(), c.actor, c.tenant, c.register, id, in.Reason)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, nil, m)
 }

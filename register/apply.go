@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -56,6 +57,9 @@ func (s *Store) Apply(ctx context.Context, a tenant.Actor, tenantID, register st
 		if err != nil {
 			return err
 		}
+		if subjects, err = s.resolve(ctx, o, subjects); err != nil {
+			return err
+		}
 		if err := s.applySubjects(ctx, o, subjects); err != nil {
 			return err
 		}
@@ -85,11 +89,29 @@ func (o *op) checkFact(f *Fact) error {
 	if err := checkSubjectKey(f.SubjectKey); err != nil {
 		return err
 	}
+	if f.Identify != nil {
+		if err := checkIdentity(f); err != nil {
+			return err
+		}
+	}
 	for _, as := range f.Set {
 		if as.From != "" && !validDate(as.From) {
 			return refuse(KindInvalid, "the fact of event %s sets %s from a day that is not a date", f.MessageID, as.Attribute)
 		}
-		if errs := o.schema.check(Attributes{as.Attribute: as.Value}); len(errs) > 0 {
+		errs := o.schema.check(Attributes{as.Attribute: as.Value})
+		switch as.Op {
+		case OpSet:
+		case OpAdd, OpRemove:
+			if !o.schema.isList(as.Attribute) || as.Value == nil {
+				return refuse(KindInvalid, "the fact of event %s cannot %s an item of %s, which is not a list", f.MessageID, as.Op, as.Attribute)
+			}
+			if errs = o.schema.check(Attributes{as.Attribute: []any{as.Value}}); as.Op == OpRemove {
+				errs = o.schema.checkPattern(as.Attribute, as.Value)
+			}
+		default:
+			return refuse(KindInvalid, "the fact of event %s has an unknown operation %q on %s", f.MessageID, as.Op, as.Attribute)
+		}
+		if len(errs) > 0 {
 			return &Error{Kind: KindInvalid, Detail: fmt.Sprintf("the fact of event %s does not fit register %s", f.MessageID, o.register.Name), Fields: errs}
 		}
 	}
@@ -103,6 +125,14 @@ type subject struct {
 	index []byte // the blind index of key
 	facts []Fact
 	res   Applied
+	// ident is the identity of facts that carry one (resolve finds their
+	// record by it, setting res.RecordID before the records are locked),
+	// merge the records they prove to be the same person.
+	ident *ident
+	merge []merged
+	// rederive derives the record again though no fact is new (a merge
+	// undone).
+	rederive bool
 	// What deriving the record needs, read once it is locked: the last
 	// seq of its versions, all of its facts (the new ones too) and its
 	// current versions, still encrypted.
@@ -117,14 +147,19 @@ func (s *Store) subjectsOf(ctx context.Context, o *op, facts []Fact) ([]*subject
 	var out []*subject
 	byKey := map[string]*subject{}
 	for _, f := range facts {
-		sub := byKey[f.SubjectKey]
+		group, id := f.SubjectKey, (*ident)(nil)
+		if f.Identify != nil {
+			id = newIdent(f.Identify)
+			group = id.group()
+		}
+		sub := byKey[group]
 		if sub == nil {
 			index, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "subject", f.SubjectKey)
 			if err != nil {
 				return nil, err
 			}
-			sub = &subject{key: f.SubjectKey, index: index}
-			byKey[f.SubjectKey] = sub
+			sub = &subject{key: f.SubjectKey, index: index, ident: id}
+			byKey[group] = sub
 			out = append(out, sub)
 		}
 		sub.facts = append(sub.facts, f)
@@ -153,7 +188,7 @@ func (s *Store) applySubjects(ctx context.Context, o *op, subjects []*subject) e
 	var changes []*change
 	var unchanged []string
 	for _, sub := range subjects {
-		if sub.res.New > 0 { // else nothing new: the record stays as it is
+		if sub.res.New > 0 || len(sub.merge) > 0 || sub.rederive { // else nothing new: the record stays as it is
 			c, err := s.derive(ctx, o, sub)
 			if err != nil {
 				return err
@@ -177,13 +212,21 @@ func (s *Store) applySubjects(ctx context.Context, o *op, subjects []*subject) e
 // calls with subjects in common lock them in the same order and cannot
 // deadlock.
 func (s *Store) lockRecords(ctx context.Context, o *op, subjects []*subject) error {
-	indexes := make([][]byte, len(subjects))
-	for i, sub := range subjects {
-		indexes[i] = sub.index
+	var indexes [][]byte
+	var ids []string // records resolve found, and those they merge
+	for _, sub := range subjects {
+		if sub.res.RecordID != "" {
+			ids = append(ids, sub.res.RecordID)
+			for _, m := range sub.merge {
+				ids = append(ids, m.record)
+			}
+		} else {
+			indexes = append(indexes, sub.index)
+		}
 	}
 	rows, err := o.tx.Query(ctx, `SELECT subject_index, id::text, revision FROM register_record
-		WHERE tenant_id = $1 AND register = $2 AND subject_index = ANY($3) AND deleted_at IS NULL
-		ORDER BY subject_index FOR UPDATE`, o.tenant, o.register.Name, indexes)
+		WHERE tenant_id = $1 AND register = $2 AND (subject_index = ANY($3) OR id = ANY($4)) AND deleted_at IS NULL
+		ORDER BY subject_index FOR UPDATE`, o.tenant, o.register.Name, indexes, ids)
 	if err != nil {
 		return fmt.Errorf("register: lock records: %w", err)
 	}
@@ -196,14 +239,32 @@ func (s *Store) lockRecords(ctx context.Context, o *op, subjects []*subject) err
 	if err != nil {
 		return fmt.Errorf("register: lock records: %w", err)
 	}
-	byIndex := map[string]record{}
+	byIndex, byID := map[string]record{}, map[string]record{}
 	for _, r := range found {
-		byIndex[string(r.Index)] = r
+		byIndex[string(r.Index)], byID[r.ID] = r, r
 	}
 	for _, sub := range subjects {
-		if r, ok := byIndex[string(sub.index)]; ok {
+		if id := sub.res.RecordID; id != "" {
+			r, ok := byID[id]
+			for _, m := range sub.merge {
+				_, live := byID[m.record]
+				ok = ok && live
+			}
+			if !ok {
+				// Merged or deleted since resolve read it.
+				return refuse(KindConflict, "a record this write identified changed at the same time; try again")
+			}
+			sub.res.Revision = r.Revision
+			continue
+		}
+		r, ok := byIndex[string(sub.index)]
+		switch {
+		case ok && sub.ident != nil:
+			// Created since resolve found no such person.
+			return refuse(KindConflict, "another write created this person's record at the same time; try again")
+		case ok:
 			sub.res.RecordID, sub.res.Revision = r.ID, r.Revision
-		} else {
+		default:
 			sub.res.RecordID, sub.res.Created = newID(), true
 		}
 	}
@@ -261,6 +322,7 @@ func (s *Store) sealFacts(ctx context.Context, o *op, subjects []*subject) (*fac
 func (s *Store) storeFacts(ctx context.Context, o *op, subjects []*subject, facts *factRows) error {
 	b := &pgx.Batch{}
 	conflict := queueCreate(b, o, subjects)
+	queueMerges(b, o, subjects)
 	b.Queue(`INSERT INTO register_fact (tenant_id, register, event_index, subject_index, record_id, message_id, day, source, key_version, payload)
 		SELECT $1, $2, f.event_index, f.subject_index, f.record_id, f.message_id, f.day, f.source, f.key_version, f.payload
 		FROM unnest($3::bytea[], $4::bytea[], $5::uuid[], $6::text[], $7::date[], $8::text[], $9::int[], $10::bytea[])
@@ -375,6 +437,11 @@ type change struct {
 	added      []*row
 	timeline   []*row
 	deleted    bool
+	// identities are the lookups the facts' identities make the record
+	// answer; indexOnly marks a change of them alone, which leaves the
+	// versions and revision as they are.
+	identities []map[string]string
+	indexOnly  bool
 }
 
 // derive folds the subject's facts into versions and compares them with
@@ -397,6 +464,11 @@ func (s *Store) derive(ctx context.Context, o *op, sub *subject) (*change, error
 	}
 	timeline, deleted := fold(sub.key, facts)
 	c := &change{sub: sub, timeline: timeline, deleted: deleted}
+	for _, f := range facts {
+		if f.Identify != nil {
+			c.identities = append(c.identities, identityIndexKeys(f.Identify))
+		}
+	}
 	for _, r := range current {
 		if deleted || !slices.ContainsFunc(timeline, r.same) {
 			c.superseded = append(c.superseded, r.seq)
@@ -409,7 +481,13 @@ func (s *Store) derive(ctx context.Context, o *op, sub *subject) (*change, error
 			}
 		}
 		if len(c.superseded) == 0 && len(c.added) == 0 {
-			return nil, nil
+			if len(c.identities) == 0 || sub.res.Created {
+				return nil, nil
+			}
+			// The versions stay; the new facts may identify the
+			// person by more than the record's indexes know.
+			c.indexOnly = true
+			return c, nil
 		}
 	}
 	sub.res.Revision++
@@ -437,6 +515,14 @@ func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change, unch
 	var entries []indexEntry
 	for _, c := range changes {
 		id := c.sub.res.RecordID
+		if c.indexOnly {
+			e, err := s.indexEntries(ctx, o, id, c.sub.key, c.timeline, c.identities...)
+			if err != nil {
+				return err
+			}
+			entries, replaced = append(entries, e...), append(replaced, id)
+			continue
+		}
 		for _, seq := range c.superseded {
 			endIDs, endSeqs = append(endIDs, id), append(endSeqs, seq)
 		}
@@ -451,7 +537,7 @@ func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change, unch
 			replaced = append(replaced, id)
 		}
 		if !c.deleted {
-			e, err := s.indexEntries(ctx, o, id, c.sub.key, c.timeline)
+			e, err := s.indexEntries(ctx, o, id, c.sub.key, c.timeline, c.identities...)
 			if err != nil {
 				return err
 			}
@@ -483,7 +569,7 @@ func (s *Store) writeChanges(ctx context.Context, o *op, changes []*change, unch
 		return fmt.Errorf("register: derive %d records: %w", len(ids), err)
 	}
 	for _, c := range changes {
-		if !c.deleted {
+		if !c.deleted && !c.indexOnly {
 			o.disclose(c.sub.res.RecordID, c.timeline[len(c.timeline)-1].attrs)
 		}
 	}
@@ -577,15 +663,15 @@ func fold(subjectKey string, facts []Fact) (versions []*row, deleted bool) {
 	var sources []string
 	for i := 0; i < len(changes); {
 		from := changes[i].from
-		next := Attributes{}
+		next := maps.Clone(attrs)
 		for ; i < len(changes) && changes[i].from == from; i++ {
-			next[changes[i].as.Attribute] = changes[i].as.Value
+			assign(next, changes[i].as)
 			if !slices.Contains(sources, changes[i].source) {
 				sources = append(slices.Clip(sources), changes[i].source)
 				slices.Sort(sources)
 			}
 		}
-		attrs = merge(attrs, next)
+		attrs = next
 		if n := len(versions); n > 0 && equalJSON(versions[n-1].attrs, attrs) {
 			versions[n-1].sources = sources
 			continue
@@ -601,6 +687,56 @@ func fold(subjectKey string, facts []Fact) (versions []*row, deleted bool) {
 		versions = []*row{{from: beginning, to: ending, subject: subjectKey, attrs: Attributes{}}}
 	}
 	return versions, deleted
+}
+
+// assign applies one assignment to attrs: set (nil removes the attribute),
+// add an item to a list unless the list has it, or remove the items that
+// have every field of the given object (or equal the given text).
+func assign(attrs Attributes, as Assignment) {
+	switch as.Op {
+	case OpAdd:
+		list, _ := attrs[as.Attribute].([]any)
+		if slices.ContainsFunc(list, func(item any) bool { return equalValue(item, as.Value) }) {
+			return
+		}
+		attrs[as.Attribute] = append(slices.Clip(list), as.Value)
+	case OpRemove:
+		list, _ := attrs[as.Attribute].([]any)
+		kept := slices.DeleteFunc(slices.Clone(list), func(item any) bool { return covers(item, as.Value) })
+		if len(kept) == 0 {
+			delete(attrs, as.Attribute)
+		} else {
+			attrs[as.Attribute] = kept
+		}
+	default:
+		if as.Value == nil {
+			delete(attrs, as.Attribute)
+		} else {
+			attrs[as.Attribute] = as.Value
+		}
+	}
+}
+
+// covers reports whether item has every field of pattern with the same
+// value (for objects) or equals it (for anything else).
+func covers(item, pattern any) bool {
+	p, ok := pattern.(map[string]any)
+	o, isObj := item.(map[string]any)
+	if !ok || !isObj {
+		return equalValue(item, pattern)
+	}
+	for k, v := range p {
+		if !equalValue(o[k], v) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalValue(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
 
 // same reports whether two versions cover the same span with the same

@@ -36,10 +36,11 @@ const (
 
 // attribute declares one attribute of a register type.
 type attribute struct {
-	kind     kind
-	code     []string        // allowed values of a coded text
-	fields   map[string]kind // the fields of an object
-	required []string        // required fields of an object
+	kind       kind
+	code       []string            // allowed values of a coded text
+	fields     map[string]kind     // the fields of an object
+	fieldCodes map[string][]string // allowed values of an object's coded fields
+	required   []string            // required fields of an object
 }
 
 // schema declares a register type's attributes and which of them a record
@@ -54,23 +55,102 @@ var address = attribute{kind: kindObject, fields: map[string]kind{
 	"wohnort": kindText, "ortsteil": kindText, "seit": kindPartialDate, "bis": kindPartialDate,
 }, required: []string{"wohnort"}}
 
+// Kinds of Auskunftssperren (§§ 51, 52 BMG) and Übermittlungssperren (§§ 36,
+// 42, 50 BMG), the art of a blocking notice. XMeld transmits both as one key
+// of the DSMeld table 1801, which the mapping specs translate.
+var (
+	AuskunftssperreArten = []string{
+		"gefahr",                     // § 51 Abs. 1 BMG: danger to life, health, personal freedom (DSMeld 3)
+		"gefahr-sicherheitsbehoerde", // § 51 Abs. 1 with Abs. 3, on behalf of a security authority (11)
+		"adoptionspflege",            // § 51 Abs. 5 Nr. 2 BMG, § 1758 Abs. 2 BGB (1)
+		"annahme-als-kind",           // § 51 Abs. 5 Nr. 1 BMG, § 63 PStG (6)
+		"geschlechtseintrag",         // § 51 Abs. 5 Nr. 1 BMG, TSG / § 63 Abs. 2 PStG (12)
+		"bedingter-sperrvermerk",     // § 52 BMG: the address is in a protected facility
+	}
+	UebermittlungssperreArten = []string{
+		"religionsgesellschaften", // § 42 Abs. 3 Satz 2 BMG (DSMeld 2)
+		"jubilaeen",               // § 50 Abs. 2 BMG (5)
+		"parteien",                // § 50 Abs. 1 BMG (7)
+		"bundeswehr",              // § 36 Abs. 2 BMG (10)
+		"adressbuchverlage",       // § 50 Abs. 3 BMG (13)
+	}
+)
+
+// sperre declares a list of blocking notices: what kind, its key in the
+// DSMeld table 1801 and legal basis, why, and the days it holds from and
+// until (bis inclusive, as XMeld's frist).
+func sperre(arten []string) attribute {
+	return attribute{kind: kindObjectList, fields: map[string]kind{
+		"art": kindText, "schluessel": kindText, "rechtsgrundlage": kindText, "grund": kindText,
+		"ab": kindPartialDate, "bis": kindPartialDate,
+	}, fieldCodes: map[string][]string{"art": arten}, required: []string{"art"}}
+}
+
+// relative declares a list of related persons (children, legal
+// representatives) as the Melderegister keeps them (§ 3 Abs. 1 Nr. 9, 16
+// BMG): names, birth date and, for representatives, their address.
+var relative = attribute{kind: kindObjectList, fields: map[string]kind{
+	"art": kindText, "familienname": kindText, "vornamen": kindText, "geburtsdatum": kindPartialDate,
+	"geschlecht": kindText, "idnr": kindIDNr, "sterbedatum": kindPartialDate,
+	"strasse": kindText, "hausnummer": kindText, "postleitzahl": kindText, "wohnort": kindText,
+}, required: []string{"familienname"}}
+
 var schemas = map[string]schema{
 	TypePerson: {attributes: map[string]attribute{
-		"familienname":            {kind: kindText},
-		"geburtsname":             {kind: kindText},
-		"vornamen":                {kind: kindText},
-		"doktorgrad":              {kind: kindText},
-		"geburtsdatum":            {kind: kindPartialDate},
-		"geburtsort":              {kind: kindText},
-		"geschlecht":              {kind: kindText, code: []string{"m", "w", "d", "x"}},
-		"staatsangehoerigkeit":    {kind: kindTextList},
-		"idnr":                    {kind: kindIDNr},
-		"auskunftssperre":         {kind: kindBool},
-		"sterbedatum":             {kind: kindPartialDate},
-		"hauptwohnung":            address,
-		"nebenwohnungen":          {kind: kindObjectList, fields: address.fields, required: address.required},
+		"familienname":         {kind: kindText},
+		"geburtsname":          {kind: kindText},
+		"vornamen":             {kind: kindText},
+		"rufname":              {kind: kindText},
+		"doktorgrad":           {kind: kindText},
+		"ordensname":           {kind: kindText},
+		"kuenstlername":        {kind: kindText},
+		"geburtsdatum":         {kind: kindPartialDate},
+		"geburtsort":           {kind: kindText},
+		"geschlecht":           {kind: kindText, code: []string{"m", "w", "d", "x"}},
+		"staatsangehoerigkeit": {kind: kindTextList},
+		"idnr":                 {kind: kindIDNr},
+		// ordnungsmerkmal is the Meldebehörde's own number of the person,
+		// which identifies them as the IDNr does.
+		"ordnungsmerkmal": {kind: kindText},
+		// auskunftssperre is true while any Auskunftssperre holds; specs
+		// of XMeld 2.4.3 before the typed lists set it, newer ones set
+		// auskunftssperren.
+		"auskunftssperre":       {kind: kindBool},
+		"auskunftssperren":      sperre(AuskunftssperreArten),
+		"uebermittlungssperren": sperre(UebermittlungssperreArten),
+		"sterbedatum":           {kind: kindPartialDate},
+		"sterbeort":             {kind: kindText},
+		"hauptwohnung":          address,
+		"nebenwohnungen":        {kind: kindObjectList, fields: address.fields, required: address.required},
+		// vorherigeHauptwohnung is the last main residence outside the
+		// Meldebehörde's area (§ 3 Abs. 1 Nr. 12 BMG).
+		"vorherigeHauptwohnung": address,
+		// wegzug is where and when the person moved away to.
+		"wegzug": {kind: kindObject, fields: map[string]kind{
+			"datum": kindPartialDate, "strasse": kindText, "hausnummer": kindText, "postleitzahl": kindText,
+			"wohnort": kindText, "staat": kindText,
+		}, required: []string{"datum"}},
 		"familienstand":           {kind: kindText},
 		"religionszugehoerigkeit": {kind: kindText},
+		// partner is the spouse or registered partner, with the day and
+		// place the marriage or partnership began (§ 3 Abs. 1 Nr. 14, 15 BMG).
+		"partner": {kind: kindObject, fields: map[string]kind{
+			"art": kindText, "familienname": kindText, "geburtsname": kindText, "vornamen": kindText,
+			"geburtsdatum": kindPartialDate, "idnr": kindIDNr, "seit": kindPartialDate, "ort": kindText,
+			"sterbedatum": kindPartialDate,
+		}, fieldCodes: map[string][]string{"art": {"ehegatte", "lebenspartner"}}, required: []string{"familienname"}},
+		"kinder":               relative,
+		"gesetzlicheVertreter": relative,
+		// ausweise are the identity documents issued (§ 3 Abs. 1 Nr. 17 BMG).
+		"ausweise": {kind: kindObjectList, fields: map[string]kind{
+			"art": kindText, "seriennummer": kindText, "behoerde": kindText,
+			"ausstellungsdatum": kindPartialDate, "gueltigBis": kindPartialDate,
+		}, required: []string{"art"}},
+		// waffenrecht are the weapons and explosives permits and bans the
+		// Melderegister notes (§ 3 Abs. 2 Nr. 2 BMG).
+		"waffenrecht": {kind: kindObjectList, fields: map[string]kind{
+			"art": kindText, "behoerde": kindText, "datum": kindPartialDate,
+		}, fieldCodes: map[string][]string{"art": {"erlaubnis", "sprengstofferlaubnis", "besitzverbot"}}, required: []string{"art"}},
 	}, required: []string{"familienname"}},
 	TypeBusiness: {attributes: map[string]attribute{
 		"name":            {kind: kindText},
@@ -155,6 +235,29 @@ func (s schema) check(attrs Attributes) []FieldError {
 	return errs
 }
 
+// isList reports whether the attribute is a list, which assignments can add
+// items to and remove items from.
+func (s schema) isList(name string) bool {
+	k := s.attributes[name].kind
+	return k == kindTextList || k == kindObjectList
+}
+
+// checkPattern validates what a removal from a list attribute matches its
+// items by: some of an item's fields (or a text of a text list).
+func (s schema) checkPattern(name string, v any) []FieldError {
+	a := s.attributes[name]
+	a.required = nil
+	if a.kind == kindObjectList {
+		a.kind = kindObject
+	} else {
+		a.kind = kindText
+	}
+	if d := a.checkValue(v); d != "" {
+		return []FieldError{{name, d}}
+	}
+	return nil
+}
+
 // complete reports the required attributes a record lacks.
 func (s schema) complete(attrs Attributes) []FieldError {
 	var errs []FieldError
@@ -169,14 +272,14 @@ func (s schema) complete(attrs Attributes) []FieldError {
 func (a attribute) checkValue(v any) string {
 	switch a.kind {
 	case kindObject:
-		return checkObject(v, a.fields, a.required)
+		return a.checkObject(v)
 	case kindObjectList:
 		list, ok := v.([]any)
 		if !ok {
 			return "must be a list of objects"
 		}
 		for i, item := range list {
-			if d := checkObject(item, a.fields, a.required); d != "" {
+			if d := a.checkObject(item); d != "" {
 				return fmt.Sprintf("item %d: %s", i+1, d)
 			}
 		}
@@ -202,7 +305,7 @@ func (a attribute) checkValue(v any) string {
 	return ""
 }
 
-func checkObject(v any, fields map[string]kind, required []string) string {
+func (a attribute) checkObject(v any) string {
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return "must be an object"
@@ -213,7 +316,7 @@ func checkObject(v any, fields map[string]kind, required []string) string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		k, ok := fields[n]
+		k, ok := a.fields[n]
 		if !ok {
 			return fmt.Sprintf("has no field %q", n)
 		}
@@ -223,8 +326,11 @@ func checkObject(v any, fields map[string]kind, required []string) string {
 		if d := checkScalar(k, obj[n]); d != "" {
 			return fmt.Sprintf("field %q %s", n, d)
 		}
+		if codes := a.fieldCodes[n]; codes != nil && !slices.Contains(codes, obj[n].(string)) {
+			return fmt.Sprintf("field %q: %q is not one of %s", n, obj[n], strings.Join(codes, ", "))
+		}
 	}
-	for _, n := range required {
+	for _, n := range a.required {
 		if obj[n] == nil {
 			return fmt.Sprintf("field %q is required", n)
 		}

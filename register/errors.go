@@ -24,6 +24,9 @@ const (
 	KindConflict
 	// KindStale: the record changed since the revision the caller named.
 	KindStale
+	// KindAmbiguous: a fact's identity fits several records (or
+	// contradicts itself), and nothing tells which person it is about.
+	KindAmbiguous
 )
 
 // Error is a register operation's refusal, with a detail a clerk or
@@ -32,6 +35,8 @@ type Error struct {
 	Kind   ErrorKind
 	Detail string
 	Fields []FieldError
+	// MergedInto is, for a record that was merged, the record it is now.
+	MergedInto string
 }
 
 func (e *Error) Error() string {

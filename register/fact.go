@@ -27,13 +27,54 @@ type Fact struct {
 	Retracts []string `json:"retracts,omitempty"`
 	// Delete ends the record when the fact is the subject's latest.
 	Delete bool `json:"delete,omitempty"`
+	// Identify, when set, says who the subject is (person registers): the
+	// register finds the subject's record by it rather than by SubjectKey,
+	// which then only names the subject within the message (see Identity).
+	Identify *Identity `json:"identify,omitempty"`
+}
+
+// Identity is how a message identifies the person a fact is about. The
+// register resolves it to a record (resolve.go): by IDNr or Ordnungsmerkmal
+// where the message has one and a record carries it, else by the
+// Basisdaten, never by a guess.
+type Identity struct {
+	// IDNr and Ordnungsmerkmal identify a person on their own.
+	IDNr            string `json:"idnr,omitempty"`
+	Ordnungsmerkmal string `json:"ordnungsmerkmal,omitempty"`
+	// The Basisdaten: family name, given names and birth date (all three,
+	// or none), and, when the message states it, the birth place.
+	Familienname string `json:"familienname,omitempty"`
+	Vornamen     string `json:"vornamen,omitempty"`
+	Geburtsdatum string `json:"geburtsdatum,omitempty"`
+	Geburtsort   string `json:"geburtsort,omitempty"`
+	// Anschrift is an address the person lives or lived at, which tells
+	// namesakes apart.
+	Anschrift *IdentityAddress `json:"anschrift,omitempty"`
+}
+
+// IdentityAddress is an address as identification compares it.
+type IdentityAddress struct {
+	Postleitzahl string `json:"postleitzahl,omitempty"`
+	Strasse      string `json:"strasse,omitempty"`
+	Hausnummer   string `json:"hausnummer,omitempty"`
 }
 
 // Assignment sets one attribute from a day on: Value nil clears it; From
 // empty means from the record's beginning (attributes such as names and
-// the birth date that are not tied to the event's day).
+// the birth date that are not tied to the event's day). With Op add or
+// remove, Value is one item (an object or text) added to or removed from a
+// list attribute, so that events about one item each (a child's birth, a
+// new document) do not restate the whole list.
 type Assignment struct {
 	Attribute string `json:"attribute"`
 	Value     any    `json:"value"`
 	From      string `json:"from,omitempty"`
+	Op        string `json:"op,omitempty"`
 }
+
+// Operations of an Assignment on a list attribute.
+const (
+	OpSet    = ""
+	OpAdd    = "add"
+	OpRemove = "remove"
+)

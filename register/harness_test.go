@@ -193,3 +193,20 @@ func records(tenantID, register string) string {
 
 // idnr completes ten digits to a valid Identifikationsnummer.
 func idnr(ten string) string { return ten + string(register.IDNrCheckDigit(ten)) }
+
+// editTenant rewrites a tenant's file with edit and reloads the tenants,
+// as the node does when a file changes.
+func (h *harness) editTenant(t testing.TB, tenantID string, edit func(string) string) {
+	t.Helper()
+	file := filepath.Join(h.dir, "tenants", tenantID+".yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(edit(string(data))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := h.tenants.Reload(t.Context()); err != nil || len(rep.Rejected) > 0 {
+		t.Fatalf("reload %s: %v %v", tenantID, err, rep.Rejected)
+	}
+}

@@ -202,7 +202,7 @@ func TestOpenAPIExamples(t *testing.T) {
 // require only fields that are always present.
 func TestOpenAPISchemasMatchTypes(t *testing.T) {
 	doc, _ := loadOpenAPI(t)
-	for name, v := range map[string]any{"Record": register.Record{}, "Version": register.Version{}, "Disclosure": register.Disclosure{}} {
+	for name, v := range map[string]any{"Record": register.Record{}, "Version": register.Version{}, "Disclosure": register.Disclosure{}, "Merge": register.Merge{}} {
 		s, ok := doc.Components.Schemas[name]
 		if !ok {
 			t.Errorf("no schema %s", name)
@@ -256,6 +256,26 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := "0b7e2d4c-9a51-4f3e-8c6d-2a1b3c4d5e6f"
+	// Records derived from facts, which can be merged.
+	var derived []string
+	for _, name := range []string{"Abgeleitet", "Dublette", "Zweite"} {
+		f := register.Fact{SubjectKey: "oa/" + name, EventID: "oa-event/" + name, MessageID: "oa-msg-" + name, Date: "2024-01-01", Source: "openapi-test@1",
+			Set: []register.Assignment{{Attribute: "familienname", Value: name}}}
+		res, err := h.store.Apply(t.Context(), clerk, "duesseldorf", "melderegister", []register.Fact{f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		derived = append(derived, res[0].RecordID)
+	}
+	if _, err := h.pool.Exec(t.Context(), `UPDATE register_version SET payload = '\x00112233445566778899aabbccddeeff00112233445566778899' WHERE record_id = $1`, derived[2]); err != nil {
+		t.Fatal(err)
+	}
+	var mergeID float64
+	merged := func(res response) {
+		var m map[string]any
+		res.json(t, &m)
+		mergeID, _ = m["id"].(float64)
+	}
 	change := map[string]any{"attributes": map[string]any{"vornamen": "Neu"}}
 	huge := map[string]any{"subjectKey": "x", "attributes": map[string]any{"familienname": strings.Repeat("x", 1<<20)}}
 	bearer := []string{"Authorization", "Bearer not.a.token"}
@@ -268,6 +288,9 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		del     = "DELETE " + "/api/v1/tenants/{tenant}/registers/{register}/records/{id}"
 		history = "GET " + "/api/v1/tenants/{tenant}/registers/{register}/records/{id}/history"
 		export  = "GET " + "/api/v1/tenants/{tenant}/registers/{register}/access-log"
+		merge   = "POST " + "/api/v1/tenants/{tenant}/registers/{register}/records/{id}/merge"
+		merges  = "GET " + "/api/v1/tenants/{tenant}/registers/{register}/records/{id}/merges"
+		undo    = "POST " + "/api/v1/tenants/{tenant}/registers/{register}/merges/{merge}/undo"
 		spec    = "GET /api/v1/openapi.yaml"
 	)
 	type req struct {
@@ -275,12 +298,19 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		body                     any
 		headers                  []string
 		status                   int
+		// then, if set, sees the response (and may set what later
+		// requests use).
+		then func(response)
 	}
 	fv := func(route, p string, body any, status int, headers ...string) req {
-		return req{route, "duesseldorf", "meldewesen", p, body, headers, status}
+		return req{route, "duesseldorf", "meldewesen", p, body, headers, status, nil}
 	}
+	undoPath := func() string {
+		return fmt.Sprintf("/api/v1/tenants/duesseldorf/registers/melderegister/merges/%d/undo", int64(mergeID))
+	}
+	reason := map[string]any{"reason": "Testfall"}
 	dsb := func(p string, status int, headers ...string) req {
-		return req{export, "duesseldorf-dsb", "datenschutzauskunft", p, nil, headers, status}
+		return req{export, "duesseldorf-dsb", "datenschutzauskunft", p, nil, headers, status, nil}
 	}
 	requests := []req{
 		fv(spec, "/api/v1/openapi.yaml", nil, 200),
@@ -288,8 +318,8 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		fv(create, path, isolationPerson("oa-4", idnr("5772156649"), "Neu"), 201),
 		fv(create, path, map[string]any{"subjectKey": "x", "unknown": 1}, 400),
 		fv(create, path, isolationPerson("oa-5", idnr("5772156649"), "Neu"), 401, bearer...),
-		{create, "koeln", "meldewesen", path, isolationPerson("oa-5", idnr("5772156649"), "Neu"), nil, 403},
-		{create, "stranger", "meldewesen", path, isolationPerson("oa-5", idnr("5772156649"), "Neu"), nil, 403},
+		{create, "koeln", "meldewesen", path, isolationPerson("oa-5", idnr("5772156649"), "Neu"), nil, 403, nil},
+		{create, "stranger", "meldewesen", path, isolationPerson("oa-5", idnr("5772156649"), "Neu"), nil, 403, nil},
 		fv(create, unknownRegister, isolationPerson("oa-5", idnr("5772156649"), "Neu"), 404),
 		fv(create, path, isolationPerson("oa-1", idnr("5772156649"), "Neu"), 409),
 		fv(create, path, huge, 413),
@@ -299,14 +329,14 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		fv(search, path+"?idnr="+idnr("3141592653"), nil, 200),
 		fv(search, path+"?nachname=x", nil, 400),
 		fv(search, path+"?idnr="+idnr("3141592653"), nil, 401, bearer...),
-		{search, "koeln", "meldewesen", path + "?idnr=" + idnr("3141592653"), nil, nil, 403},
+		{search, "koeln", "meldewesen", path + "?idnr=" + idnr("3141592653"), nil, nil, 403, nil},
 		fv(search, unknownRegister+"?subjectKey=x", nil, 404),
 		fv(search, path+"?familienname=x", nil, 422),
 
 		fv(get, path+"/"+rec.ID, nil, 200),
 		fv(get, path+"/"+rec.ID+"?knownAt=gestern", nil, 400),
 		fv(get, path+"/"+rec.ID, nil, 401, bearer...),
-		{get, "duesseldorf-sb", "meldewesen", path + "/" + rec.ID, nil, nil, 403},
+		{get, "duesseldorf-sb", "meldewesen", path + "/" + rec.ID, nil, nil, 403, nil},
 		fv(get, path+"/"+missing, nil, 404),
 		fv(get, path+"/"+gone.ID, nil, 410),
 		fv(get, path+"/"+rec.ID+"?validAt=2024-13-01", nil, 422),
@@ -315,7 +345,7 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		fv(update, path+"/"+rec.ID, change, 200),
 		fv(update, path+"/"+rec.ID, change, 400, "If-Match", "W/abc"),
 		fv(update, path+"/"+rec.ID, change, 401, bearer...),
-		{update, "duesseldorf-sb", "auskunft", path + "/" + rec.ID, change, nil, 403},
+		{update, "duesseldorf-sb", "auskunft", path + "/" + rec.ID, change, nil, 403, nil},
 		fv(update, path+"/"+missing, change, 404),
 		fv(update, path+"/"+rec.ID, change, 409, "Idempotency-Key", "oa-delete"),
 		fv(update, path+"/"+gone.ID, change, 410),
@@ -327,7 +357,7 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 
 		fv(del, path+"/"+rec.ID, nil, 400, "If-Match", "eins"),
 		fv(del, path+"/"+rec.ID, nil, 401, bearer...),
-		{del, "duesseldorf-sb", "auskunft", path + "/" + rec.ID, nil, nil, 403},
+		{del, "duesseldorf-sb", "auskunft", path + "/" + rec.ID, nil, nil, 403, nil},
 		fv(del, path+"/"+missing, nil, 404),
 		fv(del, path+"/"+rec.ID, nil, 409, "Idempotency-Key", "oa-delete"),
 		fv(del, path+"/"+gone.ID, nil, 410),
@@ -336,7 +366,7 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		fv(history, path+"/"+rec.ID+"/history", nil, 200),
 		fv(history, path+"/"+rec.ID+"/history?knownAt=gestern", nil, 400),
 		fv(history, path+"/"+rec.ID+"/history", nil, 401, bearer...),
-		{history, "koeln", "meldewesen", path + "/" + rec.ID + "/history", nil, nil, 403},
+		{history, "koeln", "meldewesen", path + "/" + rec.ID + "/history", nil, nil, 403, nil},
 		fv(history, path+"/"+missing+"/history", nil, 404),
 		fv(history, path+"/"+rec.ID+"/history?validAt=morgen", nil, 422),
 		fv(history, path+"/"+broken.ID+"/history", nil, 503),
@@ -344,19 +374,49 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		dsb(log, 200),
 		dsb(log+"?from=gestern", 400),
 		dsb(log, 401, bearer...),
-		{export, "duesseldorf", "meldewesen", log, nil, nil, 403},
+		{export, "duesseldorf", "meldewesen", log, nil, nil, 403, nil},
 		dsb("/api/v1/tenants/duesseldorf/registers/steuerregister/access-log", 404),
 		dsb(log+"?idnr=12345", 422),
 
-		fv(del, path+"/"+rec.ID, nil, 204),
+		fv(merge, path+"/"+derived[0]+"/merge", map[string]any{"duplicate": derived[1], "grund": "x"}, 400),
+		fv(merge, path+"/"+derived[0]+"/merge", map[string]any{"duplicate": derived[1], "reason": "x"}, 401, bearer...),
+		{merge, "duesseldorf-sb", "auskunft", path + "/" + derived[0] + "/merge", map[string]any{"duplicate": derived[1], "reason": "x"}, nil, 403, nil},
+		fv(merge, path+"/"+missing+"/merge", map[string]any{"duplicate": derived[1], "reason": "x"}, 404),
+		fv(merge, path+"/"+gone.ID+"/merge", map[string]any{"duplicate": derived[1], "reason": "x"}, 410),
+		fv(merge, path+"/"+derived[0]+"/merge", map[string]any{"duplicate": derived[1], "reason": "x"}, 415, "Content-Type", "text/plain"),
+		fv(merge, path+"/"+derived[0]+"/merge", map[string]any{"duplicate": rec.ID, "reason": "x"}, 422),
+		fv(merge, path+"/"+derived[2]+"/merge", map[string]any{"duplicate": derived[1], "reason": "x"}, 503),
+		{merge, "duesseldorf", "meldewesen", path + "/" + derived[0] + "/merge", map[string]any{"duplicate": derived[1], "reason": "Dublette"}, nil, 200, merged},
+
+		fv(merges, path+"/"+derived[0]+"/merges", nil, 200),
+		fv(merges, path+"/"+derived[0]+"/merges", nil, 401, bearer...),
+		{merges, "koeln", "meldewesen", path + "/" + derived[0] + "/merges", nil, nil, 403, nil},
+		fv(merges, path+"/"+missing+"/merges", nil, 404),
 	}
+	requests = append(requests,
+		req{undo, "duesseldorf", "meldewesen", "", map[string]any{"grund": "x"}, nil, 400, nil},
+		req{undo, "duesseldorf", "meldewesen", "", reason, bearer, 401, nil},
+		req{undo, "duesseldorf-sb", "auskunft", "", reason, nil, 403, nil},
+		fv(undo, "/api/v1/tenants/duesseldorf/registers/melderegister/merges/999999/undo", reason, 404),
+		req{undo, "duesseldorf", "meldewesen", "", reason, []string{"Content-Type", "text/plain"}, 415, nil},
+		req{undo, "duesseldorf", "meldewesen", "", map[string]any{"reason": ""}, nil, 422, nil},
+		req{undo, "duesseldorf", "meldewesen", "", reason, nil, 200, nil},
+		req{undo, "duesseldorf", "meldewesen", "", reason, nil, 409, nil},
+		fv(del, path+"/"+rec.ID, nil, 204),
+	)
 	undocumented := map[string][]int{}
 	for _, r := range requests {
 		method, _, _ := strings.Cut(r.route, " ")
+		if r.route == undo && r.path == "" {
+			r.path = undoPath()
+		}
 		res := h.call(t, r.cn, r.purpose, method, r.path, r.body, r.headers...)
 		if res.status != r.status {
 			t.Errorf("%s %s: %d, want %d: %.300s", method, r.path, res.status, r.status, res.body)
 			continue
+		}
+		if r.then != nil {
+			r.then(res)
 		}
 		if r.status >= 400 {
 			if p := res.problem(t); p["status"] != float64(r.status) {

@@ -198,6 +198,19 @@ type op struct {
 	recordID  string
 	detail    string
 	disclosed []disclosure
+	// notes are further entries for the audit log, appended before the
+	// operation's own when it succeeds (the merges an Apply proved).
+	notes []note
+}
+
+// note is an audit entry an operation adds to its own.
+type note struct {
+	operation, recordID, detail string
+}
+
+// note adds an audit entry to the operation's, for when it succeeds.
+func (o *op) note(operation, recordID, detail string) {
+	o.notes = append(o.notes, note{operation, recordID, detail})
 }
 
 // disclosure is a record with an IDNr that the operation disclosed.
@@ -253,7 +266,7 @@ func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, ope
 	// A refusal is audited with its reason; any other error (a database
 	// failure, a ciphertext that does not decrypt) as an error whose
 	// details are in the node's log, not in the audit log.
-	o.detail, o.disclosed = "error: the operation could not be completed", nil
+	o.detail, o.disclosed, o.notes = "error: the operation could not be completed", nil, nil
 	var refusal *Error
 	if errors.As(err, &refusal) {
 		o.detail = refusal.Detail
@@ -282,6 +295,15 @@ func (s *Store) record(ctx context.Context, o *op, outcome string) error {
 		Register: o.register.Name, RecordID: o.recordID, Outcome: outcome, Detail: o.detail}
 	if e.Register == "" {
 		e.Register = "-"
+	}
+	if outcome == OutcomeGranted {
+		for _, n := range o.notes {
+			ne := &AuditEntry{Tenant: o.tenant, Actor: o.actor, LegalBasis: o.decision.LegalBasis, Operation: n.operation,
+				Register: e.Register, RecordID: n.recordID, Outcome: outcome, Detail: n.detail}
+			if err := appendAudit(ctx, o.tx, ne, nil); err != nil {
+				return err
+			}
+		}
 	}
 	entries, err := s.prepareDisclosures(ctx, o)
 	if err != nil {
@@ -790,9 +812,10 @@ type indexEntry struct {
 	value          []byte
 }
 
-// indexEntries are a record's blind indexes, each once: of its subject key
-// and of what its versions' attributes answer.
-func (s *Store) indexEntries(ctx context.Context, o *op, id, subjectKey string, current []*row) ([]indexEntry, error) {
+// indexEntries are a record's blind indexes, each once: of its subject key,
+// of what its versions' attributes answer and of the lookups (kind →
+// value) its facts identified the person by.
+func (s *Store) indexEntries(ctx context.Context, o *op, id, subjectKey string, current []*row, identities ...map[string]string) ([]indexEntry, error) {
 	seen := map[string]bool{}
 	var entries []indexEntry
 	add := func(kind, value string) error {
@@ -807,8 +830,12 @@ func (s *Store) indexEntries(ctx context.Context, o *op, id, subjectKey string, 
 	if err := add("subject", subjectKey); err != nil {
 		return nil, err
 	}
+	lookups := make([]map[string]string, 0, len(current)+len(identities))
 	for _, r := range current {
-		for kind, value := range indexKeys(o.register.Type, r.attrs) {
+		lookups = append(lookups, indexKeys(o.register.Type, r.attrs))
+	}
+	for _, keys := range append(lookups, identities...) {
+		for kind, value := range keys {
 			if err := add(kind, value); err != nil {
 				return nil, err
 			}
@@ -838,15 +865,20 @@ func queueIndexes(b *pgx.Batch, o *op, replaced []string, entries []indexEntry) 
 
 // head is a record's own row.
 type head struct {
-	revision int
-	maxSeq   int
-	deleted  *time.Time
+	revision   int
+	maxSeq     int
+	deleted    *time.Time
+	mergedInto *string
 }
 
 // visible refuses a deleted record, unless the read is of what was known
-// before the deletion.
+// before the deletion. A merged record names the record it was merged into.
 func (h head) visible(id string, at Temporal) error {
 	if h.deleted != nil && (at.KnownAt.IsZero() || !at.KnownAt.Before(*h.deleted)) {
+		if h.mergedInto != nil {
+			return &Error{Kind: KindGone, Detail: fmt.Sprintf("record %s was merged into record %s on %s: the same person", id, *h.mergedInto, h.deleted.Format(time.RFC3339)),
+				MergedInto: *h.mergedInto}
+		}
 		return refuse(KindGone, "record %s was deleted on %s", id, h.deleted.Format(time.RFC3339))
 	}
 	return nil
@@ -864,12 +896,12 @@ func (s *Store) head(ctx context.Context, o *op, id string, lock bool) (head, er
 	if lock {
 		last = `(SELECT coalesce(max(seq), 0) FROM register_version v WHERE v.tenant_id = r.tenant_id AND v.record_id = r.id)`
 	}
-	q := `SELECT r.revision, r.deleted_at, ` + last + ` FROM register_record r WHERE r.tenant_id = $1 AND r.register = $2 AND r.id = $3`
+	q := `SELECT r.revision, r.deleted_at, r.merged_into::text, ` + last + ` FROM register_record r WHERE r.tenant_id = $1 AND r.register = $2 AND r.id = $3`
 	if lock {
 		q += ` FOR UPDATE OF r`
 	}
 	var h head
-	err := o.tx.QueryRow(ctx, q, o.tenant, o.register.Name, id).Scan(&h.revision, &h.deleted, &h.maxSeq)
+	err := o.tx.QueryRow(ctx, q, o.tenant, o.register.Name, id).Scan(&h.revision, &h.deleted, &h.mergedInto, &h.maxSeq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return head{}, refuse(KindNotFound, "register %s has no record %s", o.register.Name, id)
 	}

@@ -158,10 +158,7 @@ func (s *Server) sendMessage(ctx context.Context, c *call) error {
 // messageIDUsed reports whether err is the unique violation of a MessageID
 // that an earlier message (or another message of the same transaction)
 // used.
-func messageIDUsed(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505"
-}
+func messageIDUsed(err error) bool { return db.IsUniqueViolation(err) }
 
 // accepted is a sendMessage that passed every check, described as the
 // rows that store writes for it.

@@ -1,0 +1,589 @@
+package register
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Who a person is. A fact that carries an Identity (the mapping specs of
+// person registers give one) is applied to the record the identity finds,
+// by these rules, in this order:
+//
+//  1. Strong identifiers: a record that carries the fact's IDNr or
+//     Ordnungsmerkmal is the person. When they find several records, the
+//     message proves that these are one person: they are merged (see
+//     below), unless they carry different IDNrs or Ordnungsmerkmale, which
+//     refuses the fact as contradictory.
+//  2. Basisdaten: else the records known by the fact's family name, given
+//     names and birth date (any a message ever identified them by, and
+//     those of any of their versions) are the candidates, less those that
+//     carry another IDNr or Ordnungsmerkmal than the fact and those whose
+//     birth place differs from the fact's (when both are known). One
+//     candidate is the person; none is a new person; of several, the one
+//     that lives or lived at the fact's address, if exactly one does; else
+//     the fact is refused as ambiguous, naming how many records fit. Never
+//     a guess.
+//  3. A fact that states neither is refused.
+//
+// A message proves that two records are one person, and they are merged,
+// when its strong identifiers find both, or when its IDNr finds one record
+// whose Basisdaten are not the message's (a name change it did not hear of)
+// and its full Basisdaten, birth place included, find exactly one other
+// record, which carries no IDNr and the same birth place. The merge keeps
+// the older record: the other's facts move to it and it is derived again
+// from all of them; the other record ends (reads say which record it was
+// merged into). Every merge is audited on its own and can be undone
+// (Store.Unmerge). Records kept through the API alone (no facts) are never
+// candidates: messages do not overwrite what clerks keep by hand.
+
+// profile is what identification compares of a candidate record: its
+// current versions' identifiers, birth places and addresses.
+type profile struct {
+	id, subject string
+	created     time.Time
+	idnr, om    []string
+	geburtsort  []string
+	addresses   []string
+	// keys are the blind-index lookups (kind and value) it answers.
+	keys map[string]bool
+}
+
+// ident is one identity-carrying subject's identity, normalized, with the
+// blind indexes it is looked up by.
+type ident struct {
+	*Identity
+	name       string // the Basisdaten key (personName), "" without them
+	geburtsort string
+	address    string
+	lookups    []lookup
+}
+
+// lookup is one blind-index lookup: a kind and the index value.
+type lookup struct {
+	kind  string
+	value []byte
+}
+
+func (l lookup) key() string { return l.kind + "\x00" + string(l.value) }
+
+// group is the key subjectsOf groups identity-carrying facts by: facts
+// with the same identity are about the same subject.
+func (id *ident) group() string {
+	return strings.Join([]string{"\x00identity", id.name, id.IDNr, id.Ordnungsmerkmal, id.geburtsort, id.address}, "\x00")
+}
+
+// checkIdentity refuses an identity the register cannot resolve by.
+func checkIdentity(f *Fact) error {
+	id := f.Identify
+	if id.IDNr != "" && !ValidIDNr(id.IDNr) {
+		return &Error{Kind: KindInvalid, Detail: fmt.Sprintf("the fact of event %s identifies its person by an invalid IDNr", f.MessageID),
+			Fields: []FieldError{{"identify.idnr", "is not a valid Identifikationsnummer (11 digits, check digit per § 139b AO)"}}}
+	}
+	basis := 0
+	for _, v := range []string{id.Familienname, id.Vornamen, id.Geburtsdatum} {
+		if strings.TrimSpace(v) != "" {
+			basis++
+		}
+	}
+	switch {
+	case basis != 0 && basis != 3:
+		return &Error{Kind: KindInvalid, Detail: fmt.Sprintf("the fact of event %s gives part of the Basisdaten", f.MessageID),
+			Fields: []FieldError{{"identify", "give familienname, vornamen and geburtsdatum together"}}}
+	case basis == 3 && !ValidPartialDate(id.Geburtsdatum):
+		return &Error{Kind: KindInvalid, Detail: fmt.Sprintf("the fact of event %s identifies its person by a birth date that is not a date", f.MessageID),
+			Fields: []FieldError{{"identify.geburtsdatum", "is not a date (YYYY-MM-DD, YYYY-MM or YYYY)"}}}
+	case basis == 0 && id.IDNr == "" && strings.TrimSpace(id.Ordnungsmerkmal) == "":
+		return refuse(KindInvalid, "the fact of event %s identifies its person by neither IDNr, Ordnungsmerkmal nor Basisdaten (familienname, vornamen, geburtsdatum)", f.MessageID)
+	}
+	return nil
+}
+
+// identityIndexKeys are the blind-index lookups (kind → value) a fact's
+// identity makes its record answer.
+func identityIndexKeys(id *Identity) map[string]string {
+	out := map[string]string{}
+	if id.IDNr != "" {
+		out["idnr"] = id.IDNr
+	}
+	if om := strings.TrimSpace(id.Ordnungsmerkmal); om != "" {
+		out["ordnungsmerkmal"] = om
+	}
+	if id.Familienname != "" && id.Vornamen != "" && id.Geburtsdatum != "" {
+		out["name"] = personName(id.Familienname, id.Vornamen, id.Geburtsdatum)
+	}
+	return out
+}
+
+// addressKey is an address as identification compares it.
+func addressKey(plz, strasse, hausnummer string) string {
+	if plz == "" && strasse == "" {
+		return ""
+	}
+	return normalize(plz) + "\x1f" + normalize(strasse) + "\x1f" + normalize(hausnummer)
+}
+
+// resolve finds the records the identity-carrying subjects are (the rules
+// above): each gets its record's id, or none for a new person, and the
+// records its facts prove to be the same person (merge). Subjects found to
+// be one person become one subject. Subjects without an identity are left
+// as they are: they are found by their subject key.
+func (s *Store) resolve(ctx context.Context, o *op, subjects []*subject) ([]*subject, error) {
+	var idents []*subject
+	for _, sub := range subjects {
+		if sub.ident != nil {
+			idents = append(idents, sub)
+		}
+	}
+	if len(idents) == 0 {
+		return subjects, nil
+	}
+	if o.register.Type != TypePerson {
+		return nil, refuse(KindInvalid, "facts for register %s cannot identify persons: it is a %s register", o.register.Name, o.register.Type)
+	}
+	// The lookups: each identity's keys, and the subject keys new records
+	// would be created under (a record holding one is not necessarily the
+	// person: see newKeys).
+	var kinds []string
+	var values [][]byte
+	seen := map[string]bool{}
+	want := func(kind, value string) (lookup, error) {
+		v, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, kind, value)
+		l := lookup{kind, v}
+		if err == nil && !seen[l.key()] {
+			seen[l.key()] = true
+			kinds, values = append(kinds, kind), append(values, v)
+		}
+		return l, err
+	}
+	for _, sub := range idents {
+		for _, kind := range []string{"idnr", "ordnungsmerkmal", "name"} {
+			if v, ok := identityIndexKeys(sub.ident.Identity)[kind]; ok {
+				l, err := want(kind, v)
+				if err != nil {
+					return nil, err
+				}
+				sub.ident.lookups = append(sub.ident.lookups, l)
+			}
+		}
+		if _, err := want("subject", sub.key); err != nil {
+			return nil, err
+		}
+	}
+	profiles, found, err := s.candidates(ctx, o, kinds, values)
+	if err != nil {
+		return nil, err
+	}
+	merges := newUnion()
+	for _, sub := range idents {
+		if err := decide(sub, profiles, found, merges); err != nil {
+			return nil, err
+		}
+	}
+	return s.unify(ctx, o, subjects, profiles, found, merges)
+}
+
+// candidates reads the records that answer any of the lookups, with their
+// current versions, as profiles by record id, and which records answer
+// each lookup (by lookup key). Records without facts are left out.
+func (s *Store) candidates(ctx context.Context, o *op, kinds []string, values [][]byte) (map[string]*profile, map[string][]string, error) {
+	rows, err := o.tx.Query(ctx, `SELECT i.kind, i.value, r.id::text, r.created_at FROM register_index i
+		JOIN register_record r ON r.tenant_id = i.tenant_id AND r.id = i.record_id AND r.deleted_at IS NULL
+		WHERE i.tenant_id = $1 AND i.register = $2 AND (i.kind, i.value) IN (SELECT * FROM unnest($3::text[], $4::bytea[]))
+			AND (i.kind = 'subject' OR EXISTS (SELECT 1 FROM register_fact f WHERE f.tenant_id = r.tenant_id AND f.record_id = r.id))`,
+		o.tenant, o.register.Name, kinds, values)
+	if err != nil {
+		return nil, nil, fmt.Errorf("register: identify: %w", err)
+	}
+	profiles := map[string]*profile{}
+	found := map[string][]string{}
+	var ids []string
+	for rows.Next() {
+		var l lookup
+		var id string
+		var created time.Time
+		if err := rows.Scan(&l.kind, &l.value, &id, &created); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("register: identify: %w", err)
+		}
+		if profiles[id] == nil {
+			profiles[id] = &profile{id: id, created: created, keys: map[string]bool{}}
+			ids = append(ids, id)
+		}
+		profiles[id].keys[l.key()] = true
+		found[l.key()] = append(found[l.key()], id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("register: identify: %w", err)
+	}
+	if len(ids) == 0 {
+		return profiles, found, nil
+	}
+	vrows, err := o.tx.Query(ctx, `SELECT `+versionColumns+` FROM register_version
+		WHERE tenant_id = $1 AND record_id = ANY($2) AND superseded_at = 'infinity' ORDER BY record_id, valid_from`, o.tenant, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("register: identify: %w", err)
+	}
+	sealed, err := collectVersions(vrows)
+	if err != nil {
+		return nil, nil, fmt.Errorf("register: identify: %w", err)
+	}
+	versions, err := s.openVersions(ctx, o, sealed)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, v := range versions {
+		p := profiles[sealed[i].recordID]
+		if p.subject == "" {
+			p.subject = v.subject
+		}
+		p.note(v.attrs)
+	}
+	return profiles, found, nil
+}
+
+// note adds what a version's attributes say to the profile.
+func (p *profile) note(a Attributes) {
+	add := func(list *[]string, v string) {
+		if v != "" && !slices.Contains(*list, v) {
+			*list = append(*list, v)
+		}
+	}
+	text := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+	add(&p.idnr, text(a, "idnr"))
+	add(&p.om, strings.TrimSpace(text(a, "ordnungsmerkmal")))
+	add(&p.geburtsort, normalize(text(a, "geburtsort")))
+	address := func(v any) {
+		if m, ok := v.(map[string]any); ok {
+			add(&p.addresses, addressKey(text(m, "postleitzahl"), text(m, "strasse"), text(m, "hausnummer")))
+		}
+	}
+	address(a["hauptwohnung"])
+	address(a["vorherigeHauptwohnung"])
+	if list, ok := a["nebenwohnungen"].([]any); ok {
+		for _, v := range list {
+			address(v)
+		}
+	}
+}
+
+// contradicts reports whether the record carries another IDNr or
+// Ordnungsmerkmal than the identity, or another birth place.
+func (p *profile) contradicts(id *ident) bool {
+	return differs(p.idnr, id.IDNr) || differs(p.om, strings.TrimSpace(id.Ordnungsmerkmal)) || differs(p.geburtsort, id.geburtsort)
+}
+
+// differs reports whether a record's known values exclude v: both are
+// known and v is not among them.
+func differs(known []string, v string) bool {
+	return v != "" && len(known) > 0 && !slices.Contains(known, v)
+}
+
+// decide applies the rules to one subject: its record (sub.res.RecordID),
+// or none for a new person, and the merges its facts prove.
+func decide(sub *subject, profiles map[string]*profile, found map[string][]string, merges *union) error {
+	id := sub.ident
+	var strong, basis []string
+	for _, l := range id.lookups {
+		for _, rec := range found[l.key()] {
+			list := &basis
+			if l.kind != "name" {
+				list = &strong
+			}
+			if !slices.Contains(*list, rec) {
+				*list = append(*list, rec)
+			}
+		}
+	}
+	msg := sub.facts[0].MessageID
+	if len(strong) > 0 {
+		// Records the strong identifiers find must not contradict each
+		// other or the message: a record with another IDNr is another
+		// person.
+		for _, rec := range strong {
+			p := profiles[rec]
+			if differs(p.idnr, id.IDNr) || differs(p.om, strings.TrimSpace(id.Ordnungsmerkmal)) {
+				return refuse(KindAmbiguous, "the person of message %s is not identified: its IDNr and Ordnungsmerkmal find records that carry other identifiers (%s)", msg, strings.Join(strong, ", "))
+			}
+		}
+		slices.SortFunc(strong, func(a, b string) int { return older(profiles[a], profiles[b]) })
+		sub.res.RecordID = strong[0]
+		for _, rec := range strong[1:] {
+			merges.join(strong[0], rec, fmt.Sprintf("message %s: its IDNr and Ordnungsmerkmal identify both records", msg))
+		}
+		// Proof by IDNr and full Basisdaten (see above).
+		target := profiles[strong[0]]
+		nameKey := ""
+		for _, l := range id.lookups {
+			if l.kind == "name" {
+				nameKey = l.key()
+			}
+		}
+		if id.IDNr != "" && nameKey != "" && id.geburtsort != "" && !target.keys[nameKey] {
+			var others []string
+			for _, rec := range basis {
+				p := profiles[rec]
+				if !slices.Contains(strong, rec) && len(p.idnr) == 0 && !p.contradicts(id) && slices.Contains(p.geburtsort, id.geburtsort) {
+					others = append(others, rec)
+				}
+			}
+			if len(others) == 1 {
+				merges.join(strong[0], others[0], fmt.Sprintf("message %s: its IDNr identifies one record and its Basisdaten with birth place the other", msg))
+			}
+		}
+		return nil
+	}
+	var fit []string
+	for _, rec := range basis {
+		if !profiles[rec].contradicts(id) {
+			fit = append(fit, rec)
+		}
+	}
+	if len(fit) > 1 && id.address != "" {
+		var there []string
+		for _, rec := range fit {
+			if slices.Contains(profiles[rec].addresses, id.address) {
+				there = append(there, rec)
+			}
+		}
+		if len(there) == 1 {
+			fit = there
+		}
+	}
+	switch len(fit) {
+	case 0:
+		if id.name == "" {
+			// Only strong identifiers, and no record carries them: a new
+			// person needs the Basisdaten to be recognised later.
+			return refuse(KindAmbiguous, "the person of message %s is not identified: no record carries its IDNr or Ordnungsmerkmal, and the message gives no Basisdaten for a new record", msg)
+		}
+	case 1:
+		sub.res.RecordID = fit[0]
+	default:
+		slices.Sort(fit)
+		return refuse(KindAmbiguous, "the person of message %s is not identified: its Basisdaten fit %d records (%s) and nothing in it tells them apart; a message with the IDNr, or a merge of the records, decides", msg, len(fit), strings.Join(fit, ", "))
+	}
+	return nil
+}
+
+// older orders records by creation, then id.
+func older(a, b *profile) int {
+	return cmp.Or(a.created.Compare(b.created), strings.Compare(a.id, b.id))
+}
+
+// union joins the records that merges make one: each group keeps its
+// oldest record.
+type union struct {
+	parent  map[string]string
+	reasons map[string]string // why a record joined its group
+}
+
+func newUnion() *union { return &union{parent: map[string]string{}, reasons: map[string]string{}} }
+
+func (u *union) find(id string) string {
+	for u.parent[id] != "" && u.parent[id] != id {
+		id = u.parent[id]
+	}
+	return id
+}
+
+func (u *union) join(a, b, reason string) {
+	ra, rb := u.find(a), u.find(b)
+	if ra == rb {
+		return
+	}
+	if u.parent[ra] == "" {
+		u.parent[ra] = ra
+	}
+	u.parent[rb] = ra
+	// Either record may be the one that ends (the older survives).
+	for _, id := range []string{a, b} {
+		if u.reasons[id] == "" {
+			u.reasons[id] = reason
+		}
+	}
+}
+
+// unify makes the subjects that are one person one subject: those whose
+// records are the same (after merges, the survivor's), and new persons
+// whose identities agree. It gives each new person a subject key no other
+// record holds, and each found one its record's subject key.
+func (s *Store) unify(ctx context.Context, o *op, subjects []*subject, profiles map[string]*profile, found map[string][]string, merges *union) ([]*subject, error) {
+	// A merge group survives in its oldest record.
+	groups := map[string][]string{}
+	for rec := range merges.parent {
+		root := merges.find(rec)
+		groups[root] = append(groups[root], rec)
+	}
+	survivor := map[string]string{}
+	for _, members := range groups {
+		slices.SortFunc(members, func(a, b string) int { return older(profiles[a], profiles[b]) })
+		for _, m := range members {
+			survivor[m] = members[0]
+		}
+	}
+	var out []*subject
+	byRecord := map[string]*subject{}
+	var fresh []*subject
+	for _, sub := range subjects {
+		if sub.ident == nil {
+			out = append(out, sub)
+			continue
+		}
+		if rec := sub.res.RecordID; rec != "" {
+			if sv, ok := survivor[rec]; ok {
+				rec = sv
+			}
+			if prev := byRecord[rec]; prev != nil {
+				prev.facts = append(prev.facts, sub.facts...)
+				continue
+			}
+			sub.res.RecordID = rec
+			sub.key = profiles[rec].subject
+			byRecord[rec] = sub
+			out = append(out, sub)
+			continue
+		}
+		if prev := slices.IndexFunc(fresh, func(f *subject) bool { return samePerson(f.ident, sub.ident) }); prev >= 0 {
+			fresh[prev].facts = append(fresh[prev].facts, sub.facts...)
+			continue
+		}
+		fresh = append(fresh, sub)
+		out = append(out, sub)
+	}
+	// The merges, by surviving record.
+	for rec, sv := range survivor {
+		if rec == sv {
+			continue
+		}
+		sub := byRecord[sv]
+		if sub == nil {
+			// Only a record merged away was found; its survivor takes the
+			// subject (it was found through the merged record).
+			return nil, fmt.Errorf("register: merge into %s without a subject", sv)
+		}
+		sub.merge = append(sub.merge, merged{record: rec, reason: merges.reasons[rec]})
+	}
+	for _, sub := range out {
+		slices.SortFunc(sub.merge, func(a, b merged) int { return strings.Compare(a.record, b.record) })
+	}
+	// New persons get a subject key of their own: a record holding the
+	// key they would take is someone else (it did not fit), and namesakes
+	// new in the same call must not share one.
+	taken := map[string]bool{}
+	for _, sub := range fresh {
+		key := sub.key
+		index, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "subject", key)
+		if err != nil {
+			return nil, err
+		}
+		if len(found[lookup{"subject", index}.key()]) > 0 || taken[key] {
+			key = distinctKey(sub)
+		}
+		taken[key] = true
+		sub.key = key
+	}
+	for _, sub := range out {
+		index, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, "subject", sub.key)
+		if err != nil {
+			return nil, err
+		}
+		sub.index = index
+	}
+	return out, nil
+}
+
+// samePerson reports whether two new persons of one call are the same: the
+// same IDNr or Ordnungsmerkmal, or the same Basisdaten without
+// contradicting identifiers or birth places.
+func samePerson(a, b *ident) bool {
+	switch {
+	case a.IDNr != "" && a.IDNr == b.IDNr:
+		return true
+	case a.Ordnungsmerkmal != "" && a.Ordnungsmerkmal == b.Ordnungsmerkmal:
+		return true
+	case a.name == "" || a.name != b.name:
+		return false
+	}
+	conflict := func(x, y string) bool { return x != "" && y != "" && x != y }
+	return !conflict(a.IDNr, b.IDNr) && !conflict(a.Ordnungsmerkmal, b.Ordnungsmerkmal) && !conflict(a.geburtsort, b.geburtsort)
+}
+
+// distinctKey is the subject key of a new person whose plain key another
+// record holds: the key with what tells the person apart.
+func distinctKey(sub *subject) string {
+	id := sub.ident
+	var what string
+	switch {
+	case id.IDNr != "":
+		what = "idnr:" + id.IDNr
+	case id.Ordnungsmerkmal != "":
+		what = "om:" + strings.TrimSpace(id.Ordnungsmerkmal)
+	default:
+		h := sha256.Sum256([]byte(id.geburtsort + "\x00" + sub.facts[0].EventID))
+		what = hex.EncodeToString(h[:6])
+	}
+	key := sub.key + "#" + what
+	if len(key) > 200 {
+		key = key[len(key)-200:]
+	}
+	return key
+}
+
+// merged is a record a subject's facts prove to be its person, merged into
+// the subject's record, and why.
+type merged struct {
+	record, reason string
+}
+
+// newIdent normalizes a fact's identity for comparison.
+func newIdent(id *Identity) *ident {
+	c := *id
+	c.IDNr, c.Ordnungsmerkmal = strings.TrimSpace(c.IDNr), strings.TrimSpace(c.Ordnungsmerkmal)
+	out := &ident{Identity: &c, geburtsort: normalize(c.Geburtsort)}
+	if c.Familienname != "" && c.Vornamen != "" && c.Geburtsdatum != "" {
+		out.name = personName(c.Familienname, c.Vornamen, c.Geburtsdatum)
+	}
+	if a := c.Anschrift; a != nil {
+		out.address = addressKey(a.Postleitzahl, a.Strasse, a.Hausnummer)
+	}
+	return out
+}
+
+// queueMerges queues, before the facts of the subjects' records are read,
+// the merges their facts prove: the merged records' facts move to the
+// subject's record, each merge is recorded (register_merge, with the facts
+// it moved, so that it can be undone), and the merged records end.
+func queueMerges(b *pgx.Batch, o *op, subjects []*subject) {
+	for _, sub := range subjects {
+		message := "" // a clerk's merge has none
+		if len(sub.facts) > 0 {
+			message = sub.facts[0].MessageID
+		}
+		for _, m := range sub.merge {
+			queueMerge(b, o, sub.res.RecordID, m.record, m.reason, message)
+			o.note("merge", sub.res.RecordID, fmt.Sprintf("merged record %s into %s: %s", m.record, sub.res.RecordID, m.reason))
+		}
+	}
+}
+
+// queueMerge queues one merge of record merged into survivor.
+func queueMerge(b *pgx.Batch, o *op, survivor, mergedID, reason, messageID string) {
+	b.Queue(`WITH moved AS (
+			UPDATE register_fact SET record_id = $3 WHERE tenant_id = $1 AND register = $2 AND record_id = $4 RETURNING event_index)
+		INSERT INTO register_merge (tenant_id, register, survivor, merged, events, reason, message_id)
+		SELECT $1, $2, $3, $4, coalesce(array_agg(event_index), '{}'), $5, nullif($6, '') FROM moved`,
+		o.tenant, o.register.Name, survivor, mergedID, reason, messageID)
+	b.Queue(`UPDATE register_version SET superseded_at = now() WHERE tenant_id = $1 AND record_id = $2 AND superseded_at = 'infinity'`, o.tenant, mergedID)
+	b.Queue(`UPDATE register_record SET deleted_at = now(), merged_into = $3, updated_at = now(), revision = revision + 1
+		WHERE tenant_id = $1 AND id = $2`, o.tenant, mergedID, survivor)
+	b.Queue(`DELETE FROM register_index WHERE tenant_id = $1 AND record_id = $2`, o.tenant, mergedID)
+}
