@@ -440,7 +440,7 @@ type change struct {
 	// identities are the lookups the facts' identities make the record
 	// answer; indexOnly marks a change of them alone, which leaves the
 	// versions and revision as they are.
-	identities []map[string]string
+	identities []indexKey
 	indexOnly  bool
 }
 
@@ -462,11 +462,15 @@ func (s *Store) derive(ctx context.Context, o *op, sub *subject) (*change, error
 	if err != nil {
 		return nil, err
 	}
+	if len(current) > 0 && sub.ident != nil {
+		// Found by its identity: the record keeps its own subject key.
+		sub.key = current[0].subject
+	}
 	timeline, deleted := fold(sub.key, facts)
 	c := &change{sub: sub, timeline: timeline, deleted: deleted}
 	for _, f := range facts {
 		if f.Identify != nil {
-			c.identities = append(c.identities, identityIndexKeys(f.Identify))
+			c.identities = append(c.identities, identityIndexKeys(f.Identify)...)
 		}
 	}
 	for _, r := range current {
@@ -631,10 +635,13 @@ func (s *Store) openFacts(ctx context.Context, o *op, recordID string, sealed []
 // assignment does; neighbours with equal attributes are joined. deleted is
 // true when a fact not retracted ends the record.
 func fold(subjectKey string, facts []Fact) (versions []*row, deleted bool) {
-	retracted := map[string]bool{}
+	retracted, withdrawn := map[string]bool{}, map[string]bool{}
 	for _, f := range facts {
 		for _, id := range f.Retracts {
 			retracted[id] = true
+		}
+		for _, ref := range f.Withdraws {
+			withdrawn[ref] = true
 		}
 	}
 	type change struct {
@@ -644,7 +651,7 @@ func fold(subjectKey string, facts []Fact) (versions []*row, deleted bool) {
 	}
 	var changes []change
 	for _, f := range facts {
-		if retracted[f.EventID] {
+		if retracted[f.EventID] || (f.Ref != "" && withdrawn[f.Ref]) {
 			continue
 		}
 		deleted = deleted || f.Delete

@@ -31,6 +31,12 @@ type Fact struct {
 	// register finds the subject's record by it rather than by SubjectKey,
 	// which then only names the subject within the message (see Identity).
 	Identify *Identity `json:"identify,omitempty"`
+	// Ref is the event's reference without the subject, and Withdraws the
+	// references of the events this one withdraws: within one record they
+	// match whatever the messages called the person (a later message may
+	// name them by a new name).
+	Ref       string   `json:"ref,omitempty"`
+	Withdraws []string `json:"withdraws,omitempty"`
 }
 
 // Identity is how a message identifies the person a fact is about. The

@@ -17,6 +17,8 @@ type statement struct {
 	event, date string
 	id          register.Identity
 	set         register.Attributes
+	// always are attributes set from the record's beginning (corrections).
+	always register.Attributes
 }
 
 func (p statement) fact() register.Fact {
@@ -34,6 +36,10 @@ func (p statement) fact() register.Fact {
 	}
 	for a, v := range p.set {
 		f.Set = append(f.Set, register.Assignment{Attribute: a, Value: v, From: p.date})
+	}
+	for a, v := range p.always {
+		f.Set = slices.DeleteFunc(f.Set, func(as register.Assignment) bool { return as.Attribute == a })
+		f.Set = append(f.Set, register.Assignment{Attribute: a, Value: v})
 	}
 	slices.SortFunc(f.Set, func(a, b register.Assignment) int { return strings.Compare(a.Attribute+a.From, b.Attribute+b.From) })
 	return f
@@ -66,47 +72,53 @@ func TestIdentityRules(t *testing.T) {
 		refused register.ErrorKind
 	}{
 		{"the same Basisdaten are the same person", []statement{
-			{"a1", "2024-01-10", anna("Köln"), nil},
-			{"a2", "2024-03-01", anna(""), register.Attributes{"familienstand": "ledig"}},
+			{"a1", "2024-01-10", anna("Köln"), nil, nil},
+			{"a2", "2024-03-01", anna(""), register.Attributes{"familienstand": "ledig"}, nil},
 		}, []int{-1, 0}, 1, 0},
 		{"a name change keeps the person: later messages name her by the new name", []statement{
-			{"b1", "2024-01-10", anna("Köln"), nil},
-			{"b2", "2024-06-01", anna(""), register.Attributes{"familienname": "Krüger-Lindqvist"}},
-			{"b3", "2024-09-01", renamed, register.Attributes{"familienstand": "verheiratet"}},
+			{"b1", "2024-01-10", anna("Köln"), nil, nil},
+			{"b2", "2024-06-01", anna(""), register.Attributes{"familienname": "Krüger-Lindqvist"}, nil},
+			{"b3", "2024-09-01", renamed, register.Attributes{"familienstand": "verheiratet"}, nil},
 			// A late message by the old name still finds her.
-			{"b4", "2024-02-01", anna("Köln"), register.Attributes{"religionszugehoerigkeit": "ev"}},
+			{"b4", "2024-02-01", anna("Köln"), register.Attributes{"religionszugehoerigkeit": "ev"}, nil},
 		}, []int{-1, 0, 0, 0}, 1, 0},
 		{"namesakes born elsewhere are two people", []statement{
-			{"c1", "2024-01-10", anna("Köln"), nil},
-			{"c2", "2024-01-12", anna("Zagreb"), nil},
-			{"c3", "2024-02-01", anna("Zagreb"), register.Attributes{"familienstand": "ledig"}},
+			{"c1", "2024-01-10", anna("Köln"), nil, nil},
+			{"c2", "2024-01-12", anna("Zagreb"), nil, nil},
+			{"c3", "2024-02-01", anna("Zagreb"), register.Attributes{"familienstand": "ledig"}, nil},
 		}, []int{-1, -1, 1}, 2, 0},
 		{"namesakes without a birth place in the message are ambiguous", []statement{
-			{"d1", "2024-01-10", anna("Köln"), nil},
-			{"d2", "2024-01-12", anna("Zagreb"), nil},
-			{"d3", "2024-02-01", anna(""), register.Attributes{"familienstand": "ledig"}},
+			{"d1", "2024-01-10", anna("Köln"), nil, nil},
+			{"d2", "2024-01-12", anna("Zagreb"), nil, nil},
+			{"d3", "2024-02-01", anna(""), register.Attributes{"familienstand": "ledig"}, nil},
 		}, []int{-1, -1, -2}, 2, register.KindAmbiguous},
 		{"an address tells namesakes apart", []statement{
-			{"e1", "2024-01-10", anna("Köln"), register.Attributes{"hauptwohnung": home("Ackerstraße", "40233")}},
-			{"e2", "2024-01-12", anna("Zagreb"), register.Attributes{"hauptwohnung": home("Bilker Allee", "40219")}},
-			{"e3", "2024-02-01", withAddress(anna(""), "40219", "Bilker Allee"), register.Attributes{"familienstand": "ledig"}},
+			{"e1", "2024-01-10", anna("Köln"), register.Attributes{"hauptwohnung": home("Ackerstraße", "40233")}, nil},
+			{"e2", "2024-01-12", anna("Zagreb"), register.Attributes{"hauptwohnung": home("Bilker Allee", "40219")}, nil},
+			{"e3", "2024-02-01", withAddress(anna(""), "40219", "Bilker Allee"), register.Attributes{"familienstand": "ledig"}, nil},
 		}, []int{-1, -1, 1}, 2, 0},
+		{"a corrected birth place still finds her by the old one", []statement{
+			{"r1", "2024-01-10", anna("Zagreb"), nil, nil},
+			{"r2", "2024-03-01", anna("Zagreb"), nil, register.Attributes{"geburtsort": "Split"}},
+			{"r3", "2024-02-01", anna("Zagreb"), register.Attributes{"familienstand": "ledig"}, nil},
+			{"r4", "2024-04-01", anna("Split"), register.Attributes{"religionszugehoerigkeit": "rk"}, nil},
+		}, []int{-1, 0, 0, 0}, 1, 0},
 		{"an IDNr joins the person its Basisdaten find", []statement{
-			{"f1", "2024-01-10", anna("Köln"), nil},
-			{"f2", "2024-01-20", withIDNr(anna(""), x), nil},
-			{"f3", "2024-03-01", register.Identity{IDNr: x}, register.Attributes{"familienstand": "ledig"}},
+			{"f1", "2024-01-10", anna("Köln"), nil, nil},
+			{"f2", "2024-01-20", withIDNr(anna(""), x), nil, nil},
+			{"f3", "2024-03-01", register.Identity{IDNr: x}, register.Attributes{"familienstand": "ledig"}, nil},
 		}, []int{-1, 0, 0}, 1, 0},
 		{"another IDNr is another person, whatever the name", []statement{
-			{"g1", "2024-01-10", withIDNr(anna("Köln"), x), nil},
-			{"g2", "2024-01-12", withIDNr(anna("Köln"), y), nil},
-			{"g3", "2024-02-01", withIDNr(anna(""), y), register.Attributes{"familienstand": "ledig"}},
+			{"g1", "2024-01-10", withIDNr(anna("Köln"), x), nil, nil},
+			{"g2", "2024-01-12", withIDNr(anna("Köln"), y), nil, nil},
+			{"g3", "2024-02-01", withIDNr(anna(""), y), register.Attributes{"familienstand": "ledig"}, nil},
 		}, []int{-1, -1, 1}, 2, 0},
 		{"an IDNr finds the person under any name", []statement{
-			{"h1", "2024-01-10", withIDNr(anna("Köln"), x), nil},
-			{"h2", "2024-06-01", withIDNr(register.Identity{Familienname: "Lindqvist", Vornamen: "Anna", Geburtsdatum: "1990-05-17"}, x), nil},
+			{"h1", "2024-01-10", withIDNr(anna("Köln"), x), nil, nil},
+			{"h2", "2024-06-01", withIDNr(register.Identity{Familienname: "Lindqvist", Vornamen: "Anna", Geburtsdatum: "1990-05-17"}, x), nil, nil},
 		}, []int{-1, 0}, 1, 0},
 		{"an unknown IDNr without Basisdaten cannot make a person", []statement{
-			{"i1", "2024-01-10", register.Identity{IDNr: x}, register.Attributes{"familienstand": "ledig"}},
+			{"i1", "2024-01-10", register.Identity{IDNr: x}, register.Attributes{"familienstand": "ledig"}, nil},
 		}, []int{-2}, 0, register.KindAmbiguous},
 	}
 	for i, c := range cases {
@@ -176,8 +188,8 @@ func TestIdentityOneCall(t *testing.T) {
 	h := startHarness(t)
 	x, y := idnr("4715830924"), idnr("8317264059")
 	res, err := h.store.Apply(t.Context(), clerk, "duesseldorf", "melderegister", []register.Fact{
-		statement{"j1", "2024-01-10", anna("Köln"), nil}.fact(),
-		statement{"j2", "2024-01-20", withIDNr(anna(""), x), nil}.fact(),
+		statement{"j1", "2024-01-10", anna("Köln"), nil, nil}.fact(),
+		statement{"j2", "2024-01-20", withIDNr(anna(""), x), nil, nil}.fact(),
 	})
 	if err != nil || len(res) != 1 {
 		t.Fatalf("one person: %+v %v", res, err)
@@ -187,8 +199,8 @@ func TestIdentityOneCall(t *testing.T) {
 		t.Errorf("her record: %v %v", rec.Attributes, err)
 	}
 	res, err = h.store.Apply(t.Context(), clerk, "duesseldorf", "melderegister", []register.Fact{
-		statement{"k1", "2024-01-10", withIDNr(register.Identity{Familienname: "Lind", Vornamen: "Ole", Geburtsdatum: "1977"}, y), nil}.fact(),
-		statement{"k2", "2024-01-10", withIDNr(register.Identity{Familienname: "Lind", Vornamen: "Ole", Geburtsdatum: "1977"}, idnr("1122334455")), nil}.fact(),
+		statement{"k1", "2024-01-10", withIDNr(register.Identity{Familienname: "Lind", Vornamen: "Ole", Geburtsdatum: "1977"}, y), nil, nil}.fact(),
+		statement{"k2", "2024-01-10", withIDNr(register.Identity{Familienname: "Lind", Vornamen: "Ole", Geburtsdatum: "1977"}, idnr("1122334455")), nil, nil}.fact(),
 	})
 	if err != nil || len(res) != 2 || res[0].RecordID == res[1].RecordID {
 		t.Fatalf("two namesakes: %+v %v", res, err)
@@ -222,17 +234,17 @@ func TestIdentityMerge(t *testing.T) {
 		return res
 	}
 	// A: known by her birth name, born in Köln, no IDNr.
-	a := apply(statement{"m1", "2023-04-01", anna("Köln"), register.Attributes{"hauptwohnung": home("Ackerstraße", "40233")}})[0].RecordID
+	a := apply(statement{"m1", "2023-04-01", anna("Köln"), register.Attributes{"hauptwohnung": home("Ackerstraße", "40233")}, nil})[0].RecordID
 	before := history(t, h, a)
 	// B: known by her married name and IDNr (the move-in under the new name
 	// came before the name change reached this register).
 	married := withIDNr(register.Identity{Familienname: "Lindqvist", Vornamen: "Anna Sophie", Geburtsdatum: "1990-05-17", Geburtsort: "Köln"}, x)
-	b := apply(statement{"m2", "2024-02-01", married, register.Attributes{"familienstand": "verheiratet"}})[0].RecordID
+	b := apply(statement{"m2", "2024-02-01", married, register.Attributes{"familienstand": "verheiratet"}, nil})[0].RecordID
 	if a == b {
 		t.Fatal("the second message found the first record")
 	}
 	// The proof: her IDNr with her birth name and birth place.
-	res := apply(statement{"m3", "2024-02-15", withIDNr(anna("Köln"), x), register.Attributes{"religionszugehoerigkeit": "rk"}})
+	res := apply(statement{"m3", "2024-02-15", withIDNr(anna("Köln"), x), register.Attributes{"religionszugehoerigkeit": "rk"}, nil})
 	if len(res) != 1 || res[0].RecordID != a {
 		t.Fatalf("the proving message went to %+v, want the older record %s", res, a)
 	}
@@ -289,11 +301,11 @@ func TestIdentityMerge(t *testing.T) {
 func TestIdentityManualMerge(t *testing.T) {
 	h := startHarness(t)
 	ctx := t.Context()
-	res1, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{statement{"n1", "2023-01-01", anna("Köln"), nil}.fact()})
+	res1, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{statement{"n1", "2023-01-01", anna("Köln"), nil, nil}.fact()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res2, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{statement{"n2", "2023-02-01", anna("Zagreb"), nil}.fact()})
+	res2, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{statement{"n2", "2023-02-01", anna("Zagreb"), nil, nil}.fact()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +352,7 @@ func TestIdentityConcurrent(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				f := statement{fmt.Sprintf("p%d-%d", round, w), "2024-01-10", id, register.Attributes{"familienstand": []string{"ledig", "verheiratet"}[w]}}.fact()
+				f := statement{fmt.Sprintf("p%d-%d", round, w), "2024-01-10", id, register.Attributes{"familienstand": []string{"ledig", "verheiratet"}[w]}, nil}.fact()
 				for range 5 {
 					_, errs[w] = h.store.Apply(t.Context(), clerk, "duesseldorf", "melderegister", []register.Fact{f})
 					if register.KindOf(errs[w]) != register.KindConflict {
@@ -371,7 +383,7 @@ func TestListOperations(t *testing.T) {
 		return map[string]any{"familienname": "Krüger", "vornamen": name, "geburtsdatum": born}
 	}
 	f := func(event, date, op string, v any) register.Fact {
-		p := statement{event, date, anna("Köln"), nil}.fact()
+		p := statement{event, date, anna("Köln"), nil, nil}.fact()
 		p.Set = append(p.Set, register.Assignment{Attribute: "kinder", Value: v, From: date, Op: op})
 		return p
 	}
@@ -405,4 +417,29 @@ func mustHistory(t *testing.T, h *harness, id string) []register.Version {
 		t.Fatal(err)
 	}
 	return vs
+}
+
+// TestWithdrawByReference: an event withdrawn by a later message that names
+// the person by a new name (so its subject key differs) drops out of her
+// record all the same: within a record, withdrawals match by reference.
+func TestWithdrawByReference(t *testing.T) {
+	h := startHarness(t)
+	ctx := t.Context()
+	death := statement{"w1", "2026-01-20", anna("Köln"), register.Attributes{"sterbedatum": "2026-01-20"}, nil}.fact()
+	death.Ref = "tod/2026-01-20"
+	rename := statement{"w2", "2025-06-01", anna("Köln"), register.Attributes{"familienname": "Lindqvist"}, nil}.fact()
+	renamed := anna("Köln")
+	renamed.Familienname = "Lindqvist"
+	correction := statement{"w3", "2026-02-01", renamed, nil, nil}.fact()
+	correction.Withdraws = []string{"tod/2026-01-20"}
+	res, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{death, rename})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{correction}); err != nil {
+		t.Fatal(err)
+	}
+	if got := spans(mustHistory(t, h, res[0].RecordID), "sterbedatum"); strings.Contains(got, "2026-01-20") {
+		t.Errorf("the withdrawn death is still in the history: %s", got)
+	}
 }

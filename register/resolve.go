@@ -44,26 +44,31 @@ import (
 // (Store.Unmerge). Records kept through the API alone (no facts) are never
 // candidates: messages do not overwrite what clerks keep by hand.
 
-// profile is what identification compares of a candidate record: its
-// current versions' identifiers, birth places and addresses.
+// profile is what identification compares of a candidate record: the
+// blind indexes of every IDNr, Ordnungsmerkmal, birth place and address it
+// is known by (in any of its versions or any message's identification),
+// and which lookups it answers.
 type profile struct {
-	id, subject string
-	created     time.Time
-	idnr, om    []string
-	geburtsort  []string
-	addresses   []string
-	// keys are the blind-index lookups (kind and value) it answers.
+	id      string
+	created time.Time
+	// the index values of kinds idnr, ordnungsmerkmal, geburtsort and
+	// anschrift, by kind
+	known map[string][]string
+	// keys are the lookups (lookup.key) it answers.
 	keys map[string]bool
 }
 
 // ident is one identity-carrying subject's identity, normalized, with the
-// blind indexes it is looked up by.
+// blind indexes it is looked up by and compared with.
 type ident struct {
 	*Identity
 	name       string // the Basisdaten key (personName), "" without them
 	geburtsort string
 	address    string
 	lookups    []lookup
+	// blind are the index values of the identity's idnr, ordnungsmerkmal,
+	// geburtsort and anschrift, by kind.
+	blind map[string]string
 }
 
 // lookup is one blind-index lookup: a kind and the index value.
@@ -106,18 +111,15 @@ func checkIdentity(f *Fact) error {
 	return nil
 }
 
-// identityIndexKeys are the blind-index lookups (kind → value) a fact's
-// identity makes its record answer.
-func identityIndexKeys(id *Identity) map[string]string {
-	out := map[string]string{}
-	if id.IDNr != "" {
-		out["idnr"] = id.IDNr
-	}
-	if om := strings.TrimSpace(id.Ordnungsmerkmal); om != "" {
-		out["ordnungsmerkmal"] = om
-	}
-	if id.Familienname != "" && id.Vornamen != "" && id.Geburtsdatum != "" {
-		out["name"] = personName(id.Familienname, id.Vornamen, id.Geburtsdatum)
+// identityIndexKeys are the blind-index lookups a fact's identity makes its
+// record answer.
+func identityIndexKeys(id *Identity) []indexKey {
+	n := newIdent(id)
+	var out []indexKey
+	for _, k := range []indexKey{{"idnr", n.IDNr}, {"ordnungsmerkmal", n.Ordnungsmerkmal}, {"name", n.name}, {"geburtsort", n.geburtsort}, {"anschrift", n.address}} {
+		if k.value != "" {
+			out = append(out, k)
+		}
 	}
 	return out
 }
@@ -148,36 +150,45 @@ func (s *Store) resolve(ctx context.Context, o *op, subjects []*subject) ([]*sub
 	if o.register.Type != TypePerson {
 		return nil, refuse(KindInvalid, "facts for register %s cannot identify persons: it is a %s register", o.register.Name, o.register.Type)
 	}
+	blind := func(kind, value string) ([]byte, error) {
+		return s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, kind, value)
+	}
 	// The lookups: each identity's keys, and the subject keys new records
 	// would be created under (a record holding one is not necessarily the
-	// person: see newKeys).
+	// person: see unify).
 	var kinds []string
 	var values [][]byte
 	seen := map[string]bool{}
-	want := func(kind, value string) (lookup, error) {
-		v, err := s.sealer.blind(ctx, o.tx, o.tenant, o.register.Name, kind, value)
-		l := lookup{kind, v}
-		if err == nil && !seen[l.key()] {
+	want := func(l lookup) {
+		if !seen[l.key()] {
 			seen[l.key()] = true
-			kinds, values = append(kinds, kind), append(values, v)
+			kinds, values = append(kinds, l.kind), append(values, l.value)
 		}
-		return l, err
 	}
 	for _, sub := range idents {
-		for _, kind := range []string{"idnr", "ordnungsmerkmal", "name"} {
-			if v, ok := identityIndexKeys(sub.ident.Identity)[kind]; ok {
-				l, err := want(kind, v)
-				if err != nil {
-					return nil, err
-				}
-				sub.ident.lookups = append(sub.ident.lookups, l)
+		id := sub.ident
+		id.blind = map[string]string{}
+		for _, k := range identityIndexKeys(id.Identity) {
+			v, err := blind(k.kind, k.value)
+			if err != nil {
+				return nil, err
+			}
+			switch k.kind {
+			case "idnr", "ordnungsmerkmal", "name":
+				id.lookups = append(id.lookups, lookup{k.kind, v})
+				want(lookup{k.kind, v})
+			}
+			if k.kind != "name" {
+				id.blind[k.kind] = string(v)
 			}
 		}
-		if _, err := want("subject", sub.key); err != nil {
+		v, err := blind("subject", sub.key)
+		if err != nil {
 			return nil, err
 		}
+		want(lookup{"subject", v})
 	}
-	profiles, found, err := s.candidates(ctx, o, kinds, values)
+	profiles, found, err := candidates(ctx, o, kinds, values)
 	if err != nil {
 		return nil, err
 	}
@@ -190,10 +201,11 @@ func (s *Store) resolve(ctx context.Context, o *op, subjects []*subject) ([]*sub
 	return s.unify(ctx, o, subjects, profiles, found, merges)
 }
 
-// candidates reads the records that answer any of the lookups, with their
-// current versions, as profiles by record id, and which records answer
-// each lookup (by lookup key). Records without facts are left out.
-func (s *Store) candidates(ctx context.Context, o *op, kinds []string, values [][]byte) (map[string]*profile, map[string][]string, error) {
+// candidates reads the records that answer any of the lookups, with what
+// identification compares of them, as profiles by record id, and which
+// records answer each lookup (by lookup key). Records without facts are
+// candidates only for holding a subject key.
+func candidates(ctx context.Context, o *op, kinds []string, values [][]byte) (map[string]*profile, map[string][]string, error) {
 	rows, err := o.tx.Query(ctx, `SELECT i.kind, i.value, r.id::text, r.created_at FROM register_index i
 		JOIN register_record r ON r.tenant_id = i.tenant_id AND r.id = i.record_id AND r.deleted_at IS NULL
 		WHERE i.tenant_id = $1 AND i.register = $2 AND (i.kind, i.value) IN (SELECT * FROM unnest($3::text[], $4::bytea[]))
@@ -214,7 +226,7 @@ func (s *Store) candidates(ctx context.Context, o *op, kinds []string, values []
 			return nil, nil, fmt.Errorf("register: identify: %w", err)
 		}
 		if profiles[id] == nil {
-			profiles[id] = &profile{id: id, created: created, keys: map[string]bool{}}
+			profiles[id] = &profile{id: id, created: created, known: map[string][]string{}, keys: map[string]bool{}}
 			ids = append(ids, id)
 		}
 		profiles[id].keys[l.key()] = true
@@ -227,64 +239,40 @@ func (s *Store) candidates(ctx context.Context, o *op, kinds []string, values []
 	if len(ids) == 0 {
 		return profiles, found, nil
 	}
-	vrows, err := o.tx.Query(ctx, `SELECT `+versionColumns+` FROM register_version
-		WHERE tenant_id = $1 AND record_id = ANY($2) AND superseded_at = 'infinity' ORDER BY record_id, valid_from`, o.tenant, ids)
+	rows, err = o.tx.Query(ctx, `SELECT record_id::text, kind, value FROM register_index
+		WHERE tenant_id = $1 AND register = $2 AND record_id = ANY($3) AND kind IN ('idnr', 'ordnungsmerkmal', 'geburtsort', 'anschrift')`,
+		o.tenant, o.register.Name, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("register: identify: %w", err)
 	}
-	sealed, err := collectVersions(vrows)
-	if err != nil {
-		return nil, nil, fmt.Errorf("register: identify: %w", err)
-	}
-	versions, err := s.openVersions(ctx, o, sealed)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, v := range versions {
-		p := profiles[sealed[i].recordID]
-		if p.subject == "" {
-			p.subject = v.subject
+	defer rows.Close()
+	for rows.Next() {
+		var id, kind string
+		var value []byte
+		if err := rows.Scan(&id, &kind, &value); err != nil {
+			return nil, nil, fmt.Errorf("register: identify: %w", err)
 		}
-		p.note(v.attrs)
+		p := profiles[id]
+		p.known[kind] = append(p.known[kind], string(value))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("register: identify: %w", err)
 	}
 	return profiles, found, nil
 }
 
-// note adds what a version's attributes say to the profile.
-func (p *profile) note(a Attributes) {
-	add := func(list *[]string, v string) {
-		if v != "" && !slices.Contains(*list, v) {
-			*list = append(*list, v)
-		}
-	}
-	text := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-	add(&p.idnr, text(a, "idnr"))
-	add(&p.om, strings.TrimSpace(text(a, "ordnungsmerkmal")))
-	add(&p.geburtsort, normalize(text(a, "geburtsort")))
-	address := func(v any) {
-		if m, ok := v.(map[string]any); ok {
-			add(&p.addresses, addressKey(text(m, "postleitzahl"), text(m, "strasse"), text(m, "hausnummer")))
-		}
-	}
-	address(a["hauptwohnung"])
-	address(a["vorherigeHauptwohnung"])
-	if list, ok := a["nebenwohnungen"].([]any); ok {
-		for _, v := range list {
-			address(v)
-		}
-	}
+// differs reports whether the record is known by other values of the kind
+// than the identity's, and never by the identity's: both are known and
+// they do not meet.
+func (p *profile) differs(id *ident, kind string) bool {
+	v := id.blind[kind]
+	return v != "" && len(p.known[kind]) > 0 && !slices.Contains(p.known[kind], v)
 }
 
 // contradicts reports whether the record carries another IDNr or
 // Ordnungsmerkmal than the identity, or another birth place.
 func (p *profile) contradicts(id *ident) bool {
-	return differs(p.idnr, id.IDNr) || differs(p.om, strings.TrimSpace(id.Ordnungsmerkmal)) || differs(p.geburtsort, id.geburtsort)
-}
-
-// differs reports whether a record's known values exclude v: both are
-// known and v is not among them.
-func differs(known []string, v string) bool {
-	return v != "" && len(known) > 0 && !slices.Contains(known, v)
+	return p.differs(id, "idnr") || p.differs(id, "ordnungsmerkmal") || p.differs(id, "geburtsort")
 }
 
 // decide applies the rules to one subject: its record (sub.res.RecordID),
@@ -310,7 +298,7 @@ func decide(sub *subject, profiles map[string]*profile, found map[string][]strin
 		// person.
 		for _, rec := range strong {
 			p := profiles[rec]
-			if differs(p.idnr, id.IDNr) || differs(p.om, strings.TrimSpace(id.Ordnungsmerkmal)) {
+			if p.differs(id, "idnr") || p.differs(id, "ordnungsmerkmal") {
 				return refuse(KindAmbiguous, "the person of message %s is not identified: its IDNr and Ordnungsmerkmal find records that carry other identifiers (%s)", msg, strings.Join(strong, ", "))
 			}
 		}
@@ -331,7 +319,7 @@ func decide(sub *subject, profiles map[string]*profile, found map[string][]strin
 			var others []string
 			for _, rec := range basis {
 				p := profiles[rec]
-				if !slices.Contains(strong, rec) && len(p.idnr) == 0 && !p.contradicts(id) && slices.Contains(p.geburtsort, id.geburtsort) {
+				if !slices.Contains(strong, rec) && len(p.known["idnr"]) == 0 && !p.contradicts(id) && slices.Contains(p.known["geburtsort"], id.blind["geburtsort"]) {
 					others = append(others, rec)
 				}
 			}
@@ -350,7 +338,7 @@ func decide(sub *subject, profiles map[string]*profile, found map[string][]strin
 	if len(fit) > 1 && id.address != "" {
 		var there []string
 		for _, rec := range fit {
-			if slices.Contains(profiles[rec].addresses, id.address) {
+			if slices.Contains(profiles[rec].known["anschrift"], id.blind["anschrift"]) {
 				there = append(there, rec)
 			}
 		}
@@ -446,8 +434,7 @@ func (s *Store) unify(ctx context.Context, o *op, subjects []*subject, profiles 
 				prev.facts = append(prev.facts, sub.facts...)
 				continue
 			}
-			sub.res.RecordID = rec
-			sub.key = profiles[rec].subject
+			sub.res.RecordID = rec // its subject key is the record's (derive)
 			byRecord[rec] = sub
 			out = append(out, sub)
 			continue

@@ -771,22 +771,43 @@ func personName(familienname, vornamen, geburtsdatum string) string {
 	return normalize(familienname) + "\x1f" + normalize(vornamen) + "\x1f" + geburtsdatum
 }
 
-// indexKeys are the blind-index lookups a version's attributes answer.
-func indexKeys(registerType string, attrs Attributes) map[string]string {
-	out := map[string]string{}
-	text := func(n string) string { s, _ := attrs[n].(string); return s }
+// indexKey is one blind-index lookup a record answers: a kind and the
+// plaintext value indexed.
+type indexKey struct{ kind, value string }
+
+// indexKeys are the blind-index lookups a version's attributes answer: the
+// searches (idnr, name) and what identification compares (ordnungsmerkmal,
+// geburtsort, anschrift).
+func indexKeys(registerType string, attrs Attributes) []indexKey {
+	var out []indexKey
+	text := func(m map[string]any, n string) string { s, _ := m[n].(string); return s }
+	add := func(kind, value string) {
+		if value != "" {
+			out = append(out, indexKey{kind, value})
+		}
+	}
 	switch registerType {
 	case TypePerson:
-		if v := text("idnr"); v != "" {
-			out["idnr"] = v
+		add("idnr", text(attrs, "idnr"))
+		if f, v, g := text(attrs, "familienname"), text(attrs, "vornamen"), text(attrs, "geburtsdatum"); f != "" && v != "" && g != "" {
+			add("name", personName(f, v, g))
 		}
-		if f, v, g := text("familienname"), text("vornamen"), text("geburtsdatum"); f != "" && v != "" && g != "" {
-			out["name"] = personName(f, v, g)
+		add("ordnungsmerkmal", strings.TrimSpace(text(attrs, "ordnungsmerkmal")))
+		add("geburtsort", normalize(text(attrs, "geburtsort")))
+		address := func(v any) {
+			if m, ok := v.(map[string]any); ok {
+				add("anschrift", addressKey(text(m, "postleitzahl"), text(m, "strasse"), text(m, "hausnummer")))
+			}
+		}
+		address(attrs["hauptwohnung"])
+		address(attrs["vorherigeHauptwohnung"])
+		if list, ok := attrs["nebenwohnungen"].([]any); ok {
+			for _, v := range list {
+				address(v)
+			}
 		}
 	case TypeBusiness:
-		if v := text("name"); v != "" {
-			out["name"] = normalize(v)
-		}
+		add("name", normalize(text(attrs, "name")))
 	}
 	return out
 }
@@ -813,9 +834,9 @@ type indexEntry struct {
 }
 
 // indexEntries are a record's blind indexes, each once: of its subject key,
-// of what its versions' attributes answer and of the lookups (kind →
-// value) its facts identified the person by.
-func (s *Store) indexEntries(ctx context.Context, o *op, id, subjectKey string, current []*row, identities ...map[string]string) ([]indexEntry, error) {
+// of what its versions' attributes answer and of the lookups its facts
+// identified the person by.
+func (s *Store) indexEntries(ctx context.Context, o *op, id, subjectKey string, current []*row, identities ...indexKey) ([]indexEntry, error) {
 	seen := map[string]bool{}
 	var entries []indexEntry
 	add := func(kind, value string) error {
@@ -830,15 +851,13 @@ func (s *Store) indexEntries(ctx context.Context, o *op, id, subjectKey string, 
 	if err := add("subject", subjectKey); err != nil {
 		return nil, err
 	}
-	lookups := make([]map[string]string, 0, len(current)+len(identities))
+	keys := identities
 	for _, r := range current {
-		lookups = append(lookups, indexKeys(o.register.Type, r.attrs))
+		keys = append(keys, indexKeys(o.register.Type, r.attrs)...)
 	}
-	for _, keys := range append(lookups, identities...) {
-		for kind, value := range keys {
-			if err := add(kind, value); err != nil {
-				return nil, err
-			}
+	for _, k := range keys {
+		if err := add(k.kind, k.value); err != nil {
+			return nil, err
 		}
 	}
 	return entries, nil
