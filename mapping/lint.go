@@ -161,17 +161,33 @@ func Lint(file string, data []byte, schemas *SchemaIndex) []Problem {
 			add(line, field, false, "unknown path: no schema declares element %s%s", name, where)
 		}
 	}
-	check(s.pos.Line("match.root"), "match.root", s.Root.Space, s.Root.Local, "")
+	for i, v := range s.variants {
+		field := "match.root"
+		if v.name != "" {
+			field = fmt.Sprintf("variants[%d].root", i)
+		}
+		check(s.pos.Line(field), field, v.root.Space, v.root.Local, "")
+	}
 	for _, e := range s.exprs {
 		for _, n := range nameTests(e.expr) {
 			if n.local == "*" {
 				continue
 			}
-			space := ""
-			if n.prefix != "" {
-				space = s.namespaces[n.prefix]
+			// An element must be declared in each variant the expression
+			// is used in: a path of one version is checked against that
+			// version's namespace.
+			checked := map[string]bool{}
+			for _, v := range s.variants {
+				space := ""
+				if n.prefix != "" {
+					space = v.namespaces[n.prefix]
+				}
+				if !v.applies(e.variants) || checked[space] {
+					continue
+				}
+				checked[space] = true
+				check(e.line, e.field, space, n.local, fmt.Sprintf(" (%s in %q)", n.qname(), e.expr))
 			}
-			check(e.line, e.field, space, n.local, fmt.Sprintf(" (%s in %q)", n.qname(), e.expr))
 		}
 		if predicateBeforeArgument(e.expr) {
 			add(e.line, e.field, true, "a predicate inside a function's arguments is followed by more arguments: antchfx/xpath evaluates those from the wrong node; move it last or out of the function")

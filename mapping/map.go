@@ -27,6 +27,15 @@ type subjProg struct {
 	event      *expr
 	set        []ruleProg
 	retracts   []ruleProg
+	// identify are the identification's values (field and rule), address
+	// the node its address fields are relative to.
+	identify []identityProg
+	address  *expr
+}
+
+type identityProg struct {
+	field string
+	rule  ruleProg
 }
 
 type ruleProg struct {
@@ -36,21 +45,23 @@ type ruleProg struct {
 	codes                 map[string]string
 }
 
-func (s *Spec) compile(e string) (*expr, error) {
+func compile(e string, namespaces map[string]string) (*expr, error) {
 	if e == "" {
 		return nil, nil
 	}
-	x, err := compileExpr(e, s.namespaces)
+	x, err := compileExpr(e, namespaces)
 	if err != nil {
 		return nil, fmt.Errorf("XPath %q: %w", e, err)
 	}
 	return x, nil
 }
 
-func (s *Spec) compileProgram() (*program, error) {
+// compileProgram compiles the rules that apply to the variant with its
+// prefix bindings.
+func (s *Spec) compileProgram(v *variant) (*program, error) {
 	var errs []error
 	c := func(e string) *expr {
-		x, err := s.compile(e)
+		x, err := compile(e, v.namespaces)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -69,26 +80,38 @@ func (s *Spec) compileProgram() (*program, error) {
 			}
 		}
 		for i := range d.Fields {
-			r.fields = append(r.fields, rule(&d.Fields[i]))
+			if v.applies(d.Fields[i].Variants) {
+				r.fields = append(r.fields, rule(&d.Fields[i]))
+			}
 		}
 		return r
 	}
-	value := func(v valueDecl, conv string) ruleProg {
-		if v.Convert != "" {
-			conv = v.Convert
+	value := func(d valueDecl, conv string) ruleProg {
+		if d.Convert != "" {
+			conv = d.Convert
 		}
-		return rule(&ruleDecl{Select: v.Select, Value: v.Value, Convert: conv})
+		return rule(&ruleDecl{Select: d.Select, Value: d.Value, Convert: conv})
 	}
 	p := &program{messageID: c(s.decl.MessageID)}
 	for i := range s.decl.Subjects {
 		d := &s.decl.Subjects[i]
+		if !v.applies(d.Variants) {
+			continue
+		}
 		sp := subjProg{decl: d, each: c(d.Each), when: c(d.When), event: c(d.Event),
-			key: value(d.Key, ConvText), date: value(d.Date, ConvDate)}
+			key: value(d.Key, ConvText), date: value(d.Date, ConvDate), address: c(d.Identify.Anschrift.Select)}
+		for _, iv := range d.Identify.values() {
+			sp.identify = append(sp.identify, identityProg{iv.field, value(*iv.decl, iv.conv)})
+		}
 		for j := range d.Set {
-			sp.set = append(sp.set, rule(&d.Set[j]))
+			if v.applies(d.Set[j].Variants) {
+				sp.set = append(sp.set, rule(&d.Set[j]))
+			}
 		}
 		for j := range d.Retracts {
-			sp.retracts = append(sp.retracts, rule(&d.Retracts[j]))
+			if v.applies(d.Retracts[j].Variants) {
+				sp.retracts = append(sp.retracts, rule(&d.Retracts[j]))
+			}
 		}
 		p.subjects = append(p.subjects, sp)
 	}
@@ -170,17 +193,22 @@ func (s *Spec) Map(doc *xmlsafe.Element) ([]register.Fact, error) {
 	if doc == nil {
 		return nil, fmt.Errorf("mapping %s: no document", s.source)
 	}
-	if doc.Name != s.Root {
-		return nil, &Error{Source: s.source, Msg: fmt.Sprintf("the message is {%s}%s; the spec maps {%s}%s", doc.Name.Space, doc.Name.Local, s.Root.Space, s.Root.Local)}
+	v := s.variantFor(doc.Name)
+	if v == nil {
+		var roots []string
+		for _, r := range s.Roots {
+			roots = append(roots, "{"+r.Space+"}"+r.Local)
+		}
+		return nil, &Error{Source: s.source, Msg: fmt.Sprintf("the message is {%s}%s; the spec maps %s", doc.Name.Space, doc.Name.Local, strings.Join(roots, ", "))}
 	}
-	p, _ := s.pool.Get().(*program)
+	p, _ := v.pool.Get().(*program)
 	if p == nil {
 		var err error
-		if p, err = s.compileProgram(); err != nil {
+		if p, err = s.compileProgram(v); err != nil {
 			return nil, fmt.Errorf("mapping %s: %w", s.source, err)
 		}
 	}
-	defer s.pool.Put(p)
+	defer v.pool.Put(p)
 	m := &mapper{s: s, p: p, doc: doc}
 	msgID, err := m.text(p.messageID, doc)
 	if err != nil {
@@ -225,11 +253,23 @@ const maxEvent = 290
 
 func (m *mapper) fact(sp *subjProg, node *xmlsafe.Element, msgID string, rule, n int) (register.Fact, error) {
 	f := register.Fact{MessageID: msgID, Source: m.s.source}
-	key, err := m.scalar(&sp.key, node)
-	if err != nil {
-		return f, m.fail("key", err)
+	if len(sp.identify) > 0 {
+		id, err := m.identity(sp, node)
+		if err != nil {
+			return f, err
+		}
+		f.Identify = id
 	}
-	k, _ := key.(string)
+	var k string
+	if sp.key.sel != nil || sp.key.decl.Value != "" {
+		key, err := m.scalar(&sp.key, node)
+		if err != nil {
+			return f, m.fail("key", err)
+		}
+		k, _ = key.(string)
+	} else if f.Identify != nil {
+		k = identityKey(f.Identify)
+	}
 	switch {
 	case k == "":
 		return f, m.failf("key", "the subject has no key (%s)", sp.decl.Key.Select)
@@ -260,6 +300,9 @@ func (m *mapper) fact(sp *subjProg, node *xmlsafe.Element, msgID string, rule, n
 		return f, m.failf("event", "the event id is longer than %d bytes", maxEvent)
 	}
 	f.EventID = eventID(ev, k)
+	if f.Identify != nil {
+		f.Ref = ev
+	}
 	for i := range sp.set {
 		r := &sp.set[i]
 		if r.when != nil && !m.boolean(r.when, node) {
@@ -288,7 +331,7 @@ func (m *mapper) fact(sp *subjProg, node *xmlsafe.Element, msgID string, rule, n
 				return f, m.failf(r.decl.Attribute+" from", "the message states no day from which %s holds (%s)", r.decl.Attribute, r.decl.From)
 			}
 		}
-		f.Set = append(f.Set, register.Assignment{Attribute: r.decl.Attribute, Value: v, From: from})
+		f.Set = append(f.Set, register.Assignment{Attribute: r.decl.Attribute, Value: v, From: from, Op: r.decl.Op})
 	}
 	for _, a := range sp.decl.Clear {
 		f.Set = append(f.Set, register.Assignment{Attribute: a, Value: nil, From: f.Date})
@@ -308,11 +351,103 @@ func (m *mapper) fact(sp *subjProg, node *xmlsafe.Element, msgID string, rule, n
 			}
 			if full := eventID(id, k); full != f.EventID && !slices.Contains(f.Retracts, full) {
 				f.Retracts = append(f.Retracts, full)
+				if f.Identify != nil {
+					f.Withdraws = append(f.Withdraws, id)
+				}
 			}
 		}
 	}
 	f.Delete = sp.decl.Delete
 	return f, nil
+}
+
+// identity evaluates the subject's identification; nil when the message
+// states none of its values.
+func (m *mapper) identity(sp *subjProg, node *xmlsafe.Element) (*register.Identity, error) {
+	id := &register.Identity{}
+	var addr register.IdentityAddress
+	addrNode := node
+	if sp.address != nil {
+		els := m.elements(sp.address, node)
+		addrNode = nil
+		if len(els) > 0 {
+			addrNode = els[0]
+		}
+	}
+	given := false
+	for i := range sp.identify {
+		ip := &sp.identify[i]
+		ctx := node
+		if strings.HasPrefix(ip.field, "anschrift.") {
+			if ctx = addrNode; ctx == nil {
+				continue
+			}
+		}
+		v, err := m.scalar(&ip.rule, ctx)
+		if err != nil {
+			return nil, m.fail("identify."+ip.field, err)
+		}
+		s, _ := v.(string)
+		if s == "" {
+			continue
+		}
+		given = true
+		switch ip.field {
+		case "idnr":
+			id.IDNr = s
+		case "ordnungsmerkmal":
+			id.Ordnungsmerkmal = s
+		case "familienname":
+			id.Familienname = s
+		case "vornamen":
+			id.Vornamen = s
+		case "geburtsdatum":
+			id.Geburtsdatum = s
+		case "geburtsort":
+			id.Geburtsort = s
+		case "anschrift.postleitzahl":
+			addr.Postleitzahl = s
+		case "anschrift.strasse":
+			addr.Strasse = s
+		case "anschrift.hausnummer":
+			addr.Hausnummer = s
+		}
+	}
+	if !given {
+		return nil, m.failf("identify", "the message identifies the person by none of %s", strings.Join(identityFields(sp), ", "))
+	}
+	if addr != (register.IdentityAddress{}) {
+		id.Anschrift = &addr
+	}
+	// Basisdaten identify only as a whole: a message that lacks one of
+	// them (an unknown birth date) identifies by the rest it states.
+	if id.Familienname == "" || id.Vornamen == "" || id.Geburtsdatum == "" {
+		if id.IDNr == "" && id.Ordnungsmerkmal == "" {
+			return nil, m.failf("identify", "the message states neither IDNr nor all of familienname, vornamen and geburtsdatum: the person cannot be identified")
+		}
+		id.Familienname, id.Vornamen, id.Geburtsdatum = "", "", ""
+	}
+	return id, nil
+}
+
+func identityFields(sp *subjProg) []string {
+	var out []string
+	for _, ip := range sp.identify {
+		out = append(out, ip.field)
+	}
+	return out
+}
+
+// identityKey is the subject key of an identified person when the spec
+// gives none: by the Basisdaten, else by the IDNr or Ordnungsmerkmal.
+func identityKey(id *register.Identity) string {
+	switch {
+	case id.Familienname != "":
+		return "person/" + id.Familienname + "/" + id.Vornamen + "/" + id.Geburtsdatum
+	case id.IDNr != "":
+		return "person/idnr/" + id.IDNr
+	}
+	return "person/om/" + id.Ordnungsmerkmal
 }
 
 // eventID makes an event reference unique per subject: one event of a

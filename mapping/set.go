@@ -23,10 +23,12 @@ type Set struct {
 func NewSet(specs ...*Spec) (*Set, error) {
 	s := &Set{byRoot: make(map[xml.Name]*Spec, len(specs))}
 	for _, sp := range specs {
-		if other, dup := s.byRoot[sp.Root]; dup {
-			return nil, fmt.Errorf("mapping: %s and %s both map {%s}%s", other.File, sp.File, sp.Root.Space, sp.Root.Local)
+		for _, root := range sp.Roots {
+			if other, dup := s.byRoot[root]; dup {
+				return nil, fmt.Errorf("mapping: %s and %s both map {%s}%s", other.File, sp.File, root.Space, root.Local)
+			}
+			s.byRoot[root] = sp
 		}
-		s.byRoot[sp.Root] = sp
 		s.specs = append(s.specs, sp)
 	}
 	return s, nil

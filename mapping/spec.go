@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,19 +17,31 @@ import (
 
 // specFile is a mapping spec as its YAML file declares it.
 type specFile struct {
-	ID         string     `yaml:"id" conf:"required"`
-	Version    int        `yaml:"version"`
-	Register   string     `yaml:"register" conf:"required"`
-	Type       string     `yaml:"type" conf:"required"`
-	Match      matchDecl  `yaml:"match"`
-	Namespaces []nsDecl   `yaml:"namespaces"`
-	MessageID  string     `yaml:"messageId" conf:"required"`
-	Subjects   []subjDecl `yaml:"subjects" conf:"required"`
+	ID       string `yaml:"id" conf:"required"`
+	Version  int    `yaml:"version"`
+	Register string `yaml:"register" conf:"required"`
+	Type     string `yaml:"type" conf:"required"`
+	// Match names the one message type the spec maps; Variants, instead,
+	// several (versions of a standard, message types of one family).
+	Match      matchDecl     `yaml:"match"`
+	Variants   []variantDecl `yaml:"variants"`
+	Namespaces []nsDecl      `yaml:"namespaces"`
+	MessageID  string        `yaml:"messageId" conf:"required"`
+	Subjects   []subjDecl    `yaml:"subjects" conf:"required"`
 }
 
 type matchDecl struct {
 	Namespace string `yaml:"namespace"`
-	Root      string `yaml:"root" conf:"required"`
+	Root      string `yaml:"root"`
+}
+
+// variantDecl is one message type a spec maps: its name (which rules name
+// in variants:), its root element, and prefixes bound differently in it.
+type variantDecl struct {
+	Name       string   `yaml:"name" conf:"required"`
+	Namespace  string   `yaml:"namespace"`
+	Root       string   `yaml:"root" conf:"required"`
+	Namespaces []nsDecl `yaml:"namespaces"`
 }
 
 type nsDecl struct {
@@ -39,15 +52,65 @@ type nsDecl struct {
 // subjDecl is one fan-out: the subjects a message speaks about and what it
 // says about each.
 type subjDecl struct {
-	Each     string     `yaml:"each"`
-	When     string     `yaml:"when"`
-	Key      valueDecl  `yaml:"key"`
-	Event    string     `yaml:"event"`
-	Date     valueDecl  `yaml:"date"`
-	Set      []ruleDecl `yaml:"set"`
-	Clear    []string   `yaml:"clear"`
-	Retracts []ruleDecl `yaml:"retracts"`
-	Delete   bool       `yaml:"delete"`
+	Each     string       `yaml:"each"`
+	When     string       `yaml:"when"`
+	Variants []string     `yaml:"variants"`
+	Identify identifyDecl `yaml:"identify"`
+	Key      valueDecl    `yaml:"key"`
+	Event    string       `yaml:"event"`
+	Date     valueDecl    `yaml:"date"`
+	Set      []ruleDecl   `yaml:"set"`
+	Clear    []string     `yaml:"clear"`
+	Retracts []ruleDecl   `yaml:"retracts"`
+	Delete   bool         `yaml:"delete"`
+}
+
+// identifyDecl says how a message identifies the person it speaks about
+// (register.Identity): each value selected relative to the subject's node.
+type identifyDecl struct {
+	IDNr            valueDecl `yaml:"idnr"`
+	Ordnungsmerkmal valueDecl `yaml:"ordnungsmerkmal"`
+	Familienname    valueDecl `yaml:"familienname"`
+	Vornamen        valueDecl `yaml:"vornamen"`
+	Geburtsdatum    valueDecl `yaml:"geburtsdatum"`
+	Geburtsort      valueDecl `yaml:"geburtsort"`
+	// Anschrift selects an address node; its fields are relative to it.
+	Anschrift addressDecl `yaml:"anschrift"`
+}
+
+type addressDecl struct {
+	Select       string    `yaml:"select"`
+	Postleitzahl valueDecl `yaml:"postleitzahl"`
+	Strasse      valueDecl `yaml:"strasse"`
+	Hausnummer   valueDecl `yaml:"hausnummer"`
+}
+
+// given reports whether the spec identifies its subjects.
+func (d *identifyDecl) given() bool { return len(d.values()) > 0 }
+
+// identityValue is one value of an identification, with its field and the
+// conversion it takes unless it names one.
+type identityValue struct {
+	field, conv string
+	decl        *valueDecl
+}
+
+// values are the identification's values that are given.
+func (d *identifyDecl) values() []identityValue {
+	all := []identityValue{
+		{"idnr", ConvIDNr, &d.IDNr}, {"ordnungsmerkmal", ConvText, &d.Ordnungsmerkmal},
+		{"familienname", ConvName, &d.Familienname}, {"vornamen", ConvName, &d.Vornamen},
+		{"geburtsdatum", ConvPartialDate, &d.Geburtsdatum}, {"geburtsort", ConvText, &d.Geburtsort},
+		{"anschrift.postleitzahl", ConvText, &d.Anschrift.Postleitzahl}, {"anschrift.strasse", ConvText, &d.Anschrift.Strasse},
+		{"anschrift.hausnummer", ConvText, &d.Anschrift.Hausnummer},
+	}
+	var out []identityValue
+	for _, v := range all {
+		if v.decl.Select != "" || v.decl.Value != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // valueDecl is a single value: selected by XPath or constant, converted.
@@ -72,6 +135,10 @@ type ruleDecl struct {
 	From      string     `yaml:"from"`
 	Each      string     `yaml:"each"`
 	Fields    []ruleDecl `yaml:"fields"`
+	// Op adds the value as an item to a list attribute, or removes the
+	// items it matches, instead of setting the whole attribute.
+	Op       string   `yaml:"op"`
+	Variants []string `yaml:"variants"`
 }
 
 type codeDecl struct {
@@ -96,8 +163,8 @@ var conversions = []string{ConvText, ConvName, ConvDate, ConvPartialDate, ConvDD
 var specIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 
 // Spec is a compiled mapping spec: it maps the messages of one type (one
-// namespace and root element) to facts for one register. A Spec is safe
-// for concurrent use.
+// namespace and root element), or of each of its variants, to facts for one
+// register. A Spec is safe for concurrent use.
 type Spec struct {
 	// ID and Version name the spec; facts carry them as Source "id@version".
 	ID      string
@@ -105,28 +172,64 @@ type Spec struct {
 	// Register is the register the facts are for, of RegisterType.
 	Register     string
 	RegisterType string
-	// Root is the root element of the messages the spec maps.
-	Root xml.Name
+	// Roots are the root elements of the messages the spec maps, one per
+	// variant.
+	Roots []xml.Name
 	// File is the spec file's path, Document its content.
 	File     string
 	Document []byte
 
-	source     string
+	source   string
+	variants []*variant
+	exprs    []exprRef // every XPath, in file order, with its field
+	pos      *strictyaml.Positions
+	decl     specFile
+}
+
+// variant is one message type of a spec: its root, its prefix bindings and
+// the compiled programs that map it.
+type variant struct {
+	name       string
+	root       xml.Name
 	namespaces map[string]string
-	exprs      []exprRef // every XPath, in file order, with its field
-	pos        *strictyaml.Positions
-	decl       specFile
 	pool       sync.Pool // *program: compiled expressions are not safe to share
 }
 
-// exprRef is one XPath expression of the spec and the field it stands in.
+// applies reports whether a rule limited to the named variants applies.
+func (v *variant) applies(names []string) bool {
+	return len(names) == 0 || slices.Contains(names, v.name)
+}
+
+// exprRef is one XPath expression of the spec, the field it stands in and
+// the variants it is used in (nil: all).
 type exprRef struct {
 	field, expr string
 	line        int
+	variants    []string
 }
 
 // Source returns "id@version", the Source of the facts the spec makes.
 func (s *Spec) Source() string { return s.source }
+
+// Variants returns the names of the spec's variants ("" for a spec of one
+// message type), in the order of its Roots.
+func (s *Spec) Variants() []string {
+	out := make([]string, len(s.variants))
+	for i, v := range s.variants {
+		out[i] = v.name
+	}
+	return out
+}
+
+// variantFor returns the variant that maps messages with the root.
+func (s *Spec) variantFor(root xml.Name) *variant {
+	for _, v := range s.variants {
+		if v.root == root {
+			return v
+		}
+	}
+	return nil
+}
 
 // Compile reads a mapping spec (file names it in errors) and compiles its
 // XPath expressions. Every problem is reported with the file, line and
@@ -137,21 +240,24 @@ func Compile(file string, data []byte) (*Spec, error) {
 	if !pos.Parsed() {
 		return nil, err
 	}
-	s := &Spec{ID: d.ID, Version: d.Version, Register: d.Register, RegisterType: d.Type,
-		Root: xml.Name{Space: d.Match.Namespace, Local: d.Match.Root}, File: file, Document: data,
-		source: fmt.Sprintf("%s@%d", d.ID, d.Version), namespaces: map[string]string{}, pos: pos, decl: d}
+	s := &Spec{ID: d.ID, Version: d.Version, Register: d.Register, RegisterType: d.Type, File: file, Document: data,
+		source: fmt.Sprintf("%s@%d", d.ID, d.Version), pos: pos, decl: d}
 	c := &checker{s: s, pos: pos}
 	c.check()
 	if err := pos.Err(); err != nil {
 		return nil, err
 	}
-	// The first program proves that every expression compiles; the pool
-	// makes more from the same declarations when Maps run concurrently.
-	first, err := s.compileProgram()
-	if err != nil {
-		return nil, fmt.Errorf("mapping: %s: %w", file, err)
+	// The first program of each variant proves that every expression
+	// compiles; the pools make more from the same declarations when Maps
+	// run concurrently.
+	for _, v := range s.variants {
+		first, err := s.compileProgram(v)
+		if err != nil {
+			return nil, fmt.Errorf("mapping: %s: %w", file, err)
+		}
+		v.pool.Put(first)
+		s.Roots = append(s.Roots, v.root)
 	}
-	s.pool.Put(first)
 	return s, nil
 }
 
@@ -169,32 +275,44 @@ func (c *checker) check() {
 	if d.Version < 1 {
 		pos.Errorf("version", "want a version of 1 or more; raise it whenever the spec changes")
 	}
-	if d.Match.Root == "" {
-		pos.Errorf("match.root", "required: the local name of the messages' root element")
-	}
 	if !slices.Contains(register.Types(), d.Type) {
 		pos.Errorf("type", "unknown register type %q (known: %s)", d.Type, strings.Join(register.Types(), ", "))
 	}
-	for i, ns := range d.Namespaces {
-		f := fmt.Sprintf("namespaces[%d]", i)
-		if _, dup := c.s.namespaces[ns.Prefix]; dup {
-			pos.Errorf(f+".prefix", "prefix %q is bound twice", ns.Prefix)
-		}
-		if ns.Prefix == "xml" || ns.Prefix == "xmlns" || strings.ContainsAny(ns.Prefix, ": ") {
-			pos.Errorf(f+".prefix", "%q cannot be bound", ns.Prefix)
-		}
-		c.s.namespaces[ns.Prefix] = ns.URI
+	common := c.bind("namespaces", d.Namespaces, nil)
+	switch {
+	case len(d.Variants) > 0 && (d.Match.Root != "" || d.Match.Namespace != ""):
+		pos.Errorf("match", "give match (one message type) or variants (several), not both")
+	case len(d.Variants) == 0 && d.Match.Root == "":
+		pos.Errorf("match.root", "required: the local name of the messages' root element (or give variants)")
+	case len(d.Variants) == 0:
+		c.s.variants = []*variant{{root: xml.Name{Space: d.Match.Namespace, Local: d.Match.Root}, namespaces: common}}
 	}
-	c.expr("messageId", d.MessageID)
+	names := map[string]bool{}
+	for i, vd := range d.Variants {
+		f := fmt.Sprintf("variants[%d]", i)
+		root := xml.Name{Space: vd.Namespace, Local: vd.Root}
+		if names[vd.Name] {
+			pos.Errorf(f+".name", "variant %q is declared twice", vd.Name)
+		}
+		names[vd.Name] = true
+		if c.s.variantFor(root) != nil {
+			pos.Errorf(f+".root", "{%s}%s is the root of another variant too", vd.Namespace, vd.Root)
+		}
+		c.s.variants = append(c.s.variants, &variant{name: vd.Name, root: root, namespaces: c.bind(f+".namespaces", vd.Namespaces, common)})
+	}
+	c.expr("messageId", d.MessageID, nil)
 	attrs := register.AttributeNames(d.Type)
 	for i := range d.Subjects {
 		sd := &d.Subjects[i]
 		f := fmt.Sprintf("subjects[%d]", i)
-		c.expr(f+".each", sd.Each)
-		c.expr(f+".when", sd.When)
-		c.value(f+".key", sd.Key, true)
-		c.expr(f+".event", sd.Event)
-		c.value(f+".date", sd.Date, true)
+		c.variantNames(f+".variants", sd.Variants, names)
+		vs := sd.Variants
+		c.expr(f+".each", sd.Each, vs)
+		c.expr(f+".when", sd.When, vs)
+		c.identify(f+".identify", &sd.Identify, vs)
+		c.value(f+".key", sd.Key, !sd.Identify.given(), vs)
+		c.expr(f+".event", sd.Event, vs)
+		c.value(f+".date", sd.Date, true, vs)
 		if len(sd.Set) == 0 && len(sd.Clear) == 0 && len(sd.Retracts) == 0 && !sd.Delete {
 			pos.Errorf(f, "the subject sets, clears, retracts and deletes nothing")
 		}
@@ -211,16 +329,25 @@ func (c *checker) check() {
 			if r.Field != "" {
 				pos.Errorf(rf+".field", "field names an object's field; an attribute takes attribute")
 			}
-			if r.When == "" && seen[r.Attribute] {
+			if r.When == "" && len(r.Variants) == 0 && r.Op == "" && seen[r.Attribute] {
 				pos.Errorf(rf+".attribute", "attribute %q is set twice without a when condition", r.Attribute)
 			}
 			seen[r.Attribute] = true
+			switch r.Op {
+			case "", register.OpAdd, register.OpRemove:
+			default:
+				pos.Errorf(rf+".op", "unknown op %q: add or remove an item of a list attribute, or leave it out to set the attribute", r.Op)
+			}
+			if r.Op != "" && r.Each != "" {
+				pos.Errorf(rf+".op", "op adds or removes one item: leave out each")
+			}
 			switch r.From {
 			case "", "event", "always":
 			default:
-				c.expr(rf+".from", r.From)
+				c.expr(rf+".from", r.From, ruleVariants(vs, r.Variants))
 			}
-			c.rule(rf, r)
+			c.variantNames(rf+".variants", r.Variants, names)
+			c.rule(rf, r, ruleVariants(vs, r.Variants))
 		}
 		for j, a := range sd.Clear {
 			if !slices.Contains(attrs, a) {
@@ -230,16 +357,84 @@ func (c *checker) check() {
 		for j := range sd.Retracts {
 			r := &sd.Retracts[j]
 			rf := fmt.Sprintf("%s.retracts[%d]", f, j)
-			if r.Attribute != "" || r.Field != "" || len(r.Fields) > 0 || r.From != "" {
-				pos.Errorf(rf, "a retraction takes select (or value), when and each only")
+			if r.Attribute != "" || r.Field != "" || len(r.Fields) > 0 || r.From != "" || r.Op != "" {
+				pos.Errorf(rf, "a retraction takes select (or value), when, each and variants only")
 			}
-			c.rule(rf, r)
+			c.variantNames(rf+".variants", r.Variants, names)
+			c.rule(rf, r, ruleVariants(vs, r.Variants))
 		}
 	}
 }
 
+// ruleVariants are the variants a rule is used in: its own, within its
+// subject's.
+func ruleVariants(subject, rule []string) []string {
+	if len(rule) == 0 {
+		return subject
+	}
+	return rule
+}
+
+// bind checks prefix declarations and returns the bindings, over base.
+func (c *checker) bind(field string, decls []nsDecl, base map[string]string) map[string]string {
+	out := maps.Clone(base)
+	if out == nil {
+		out = map[string]string{}
+	}
+	seen := map[string]bool{}
+	for i, ns := range decls {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if seen[ns.Prefix] {
+			c.pos.Errorf(f+".prefix", "prefix %q is bound twice", ns.Prefix)
+		}
+		seen[ns.Prefix] = true
+		if ns.Prefix == "xml" || ns.Prefix == "xmlns" || strings.ContainsAny(ns.Prefix, ": ") {
+			c.pos.Errorf(f+".prefix", "%q cannot be bound", ns.Prefix)
+		}
+		out[ns.Prefix] = ns.URI
+	}
+	return out
+}
+
+// variantNames checks that a rule names declared variants.
+func (c *checker) variantNames(field string, names []string, declared map[string]bool) {
+	for i, n := range names {
+		if !declared[n] {
+			c.pos.Errorf(fmt.Sprintf("%s[%d]", field, i), "%q is not one of the spec's variants", n)
+		}
+	}
+}
+
+// identify checks a subject's identification.
+func (c *checker) identify(field string, d *identifyDecl, variants []string) {
+	if !d.given() {
+		if d.Anschrift.Select != "" {
+			c.pos.Errorf(field+".anschrift", "give the address's fields (postleitzahl, strasse, hausnummer)")
+		}
+		return
+	}
+	if c.s.decl.Type != register.TypePerson {
+		c.pos.Errorf(field, "only person registers identify their subjects; a %s register finds them by key", c.s.decl.Type)
+	}
+	basis := 0
+	for _, v := range d.values() {
+		c.value(field+"."+v.field, *v.decl, false, variants)
+		switch v.field {
+		case "familienname", "vornamen", "geburtsdatum":
+			basis++
+		}
+	}
+	if basis != 0 && basis != 3 {
+		c.pos.Errorf(field, "give familienname, vornamen and geburtsdatum together: the Basisdaten identify only as a whole")
+	}
+	if basis == 0 && d.IDNr.Select == "" && d.IDNr.Value == "" && d.Ordnungsmerkmal.Select == "" && d.Ordnungsmerkmal.Value == "" {
+		c.pos.Errorf(field, "identify by idnr, ordnungsmerkmal or the Basisdaten (familienname, vornamen, geburtsdatum)")
+	}
+	c.expr(field+".anschrift.select", d.Anschrift.Select, variants)
+}
+
 // value checks a single value (key, date).
-func (c *checker) value(field string, v valueDecl, required bool) {
+func (c *checker) value(field string, v valueDecl, required bool, variants []string) {
 	switch {
 	case v.Select == "" && v.Value == "" && required:
 		c.pos.Errorf(field, "required: give select (an XPath) or value (a constant)")
@@ -247,7 +442,7 @@ func (c *checker) value(field string, v valueDecl, required bool) {
 		c.pos.Errorf(field, "give select or value, not both")
 	}
 	c.conv(field+".convert", v.Convert)
-	c.expr(field+".select", v.Select)
+	c.expr(field+".select", v.Select, variants)
 }
 
 func (c *checker) conv(field, conv string) {
@@ -256,10 +451,10 @@ func (c *checker) conv(field, conv string) {
 	}
 }
 
-func (c *checker) rule(field string, r *ruleDecl) {
-	c.expr(field+".when", r.When)
-	c.expr(field+".each", r.Each)
-	c.expr(field+".select", r.Select)
+func (c *checker) rule(field string, r *ruleDecl, variants []string) {
+	c.expr(field+".when", r.When, variants)
+	c.expr(field+".each", r.Each, variants)
+	c.expr(field+".select", r.Select, variants)
 	c.conv(field+".convert", r.Convert)
 	if r.Select != "" && r.Value != "" {
 		c.pos.Errorf(field, "give select or value, not both")
@@ -275,14 +470,14 @@ func (c *checker) rule(field string, r *ruleDecl) {
 			if ff.Field == "" {
 				c.pos.Errorf(sub, "name the object's field (field: NAME)")
 			}
-			if names[ff.Field] && ff.When == "" {
+			if names[ff.Field] && ff.When == "" && len(ff.Variants) == 0 {
 				c.pos.Errorf(sub+".field", "field %q is given twice without a when condition", ff.Field)
 			}
 			names[ff.Field] = true
-			if ff.Attribute != "" || ff.From != "" || len(ff.Fields) > 0 || ff.Each != "" {
-				c.pos.Errorf(sub, "an object's field takes select or value, convert, codes, listURI, required and when")
+			if ff.Attribute != "" || ff.From != "" || len(ff.Fields) > 0 || ff.Each != "" || ff.Op != "" {
+				c.pos.Errorf(sub, "an object's field takes select or value, convert, codes, listURI, required, when and variants")
 			}
-			c.rule(sub, ff)
+			c.rule(sub, ff, ruleVariants(variants, ff.Variants))
 		}
 	} else if r.Select == "" && r.Value == "" && r.Each == "" {
 		c.pos.Errorf(field, "give select (an XPath), value (a constant) or fields (an object)")
@@ -300,15 +495,24 @@ func (c *checker) rule(field string, r *ruleDecl) {
 }
 
 // expr records an XPath expression (when given) and reports it when it
-// does not compile with the spec's prefixes.
-func (c *checker) expr(field, e string) {
+// does not compile with the prefixes of each variant it is used in.
+func (c *checker) expr(field, e string, variants []string) {
 	if e == "" {
 		return
 	}
 	line := c.pos.Line(field)
-	if _, err := xpath.CompileWithNS(e, c.s.namespaces); err != nil {
-		c.pos.Errorf(field, "XPath %q does not compile: %v", e, err)
-		return
+	for _, v := range c.s.variants {
+		if !v.applies(variants) {
+			continue
+		}
+		if _, err := xpath.CompileWithNS(e, v.namespaces); err != nil {
+			where := ""
+			if v.name != "" {
+				where = fmt.Sprintf(" in variant %q", v.name)
+			}
+			c.pos.Errorf(field, "XPath %q does not compile%s: %v", e, where, err)
+			return
+		}
 	}
-	c.s.exprs = append(c.s.exprs, exprRef{field: field, expr: e, line: line})
+	c.s.exprs = append(c.s.exprs, exprRef{field: field, expr: e, line: line, variants: variants})
 }
