@@ -442,7 +442,7 @@ mappings:
 // Gewerberegister whose status follows the messages; the reports are
 // yellow, since no XGewerbeanzeige schema is installed.
 func TestPipelineGewerbe(t *testing.T) {
-	spec, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xgewerbeanzeige-2.2.yaml"))
+	spec, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xgewerbeanzeige.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -676,7 +676,7 @@ func TestPipelineRegisterRefusal(t *testing.T) {
 // tenant trusts for signatures; a tampered or foreign-signed one is a dead
 // letter naming the signature.
 func TestPipelineSignedMessages(t *testing.T) {
-	spec, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xgewerbeanzeige-2.2.yaml"))
+	spec, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xgewerbeanzeige.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,11 +61,11 @@ func TestMapGolden(t *testing.T) {
 		{"xmeld-0040", xmeldDir + "/05-fortschreibung-tod-0040.xml", "xmeld-0040@1"},
 		{"xmeld-0075", xmeldDir + "/06-fortschreibung-stornoperson-0075.xml", "xmeld-0075@1"},
 		{"xmeld-0201-umzugsverband", xmeldDir + "/07-rueckmeldung-anmeldung-0201-umzugsverband.xml", "xmeld-0201@1"},
-		{"xgewerbeanzeige-2.0-anmeldung", gewerbeDir + "/xgwa2.0-valid.xml", "xgewerbeanzeige-2.0@1"},
-		{"xgewerbeanzeige-2.1-abmeldung", gewerbeDir + "/xgwa2.1-valid.xml", "xgewerbeanzeige-2.1@1"},
-		{"xgewerbeanzeige-2.2-anmeldung", gewerbeDir + "/xgwa2.2-valid.xml", "xgewerbeanzeige-2.2@1"},
-		{"xgewerbeanzeige-2.2-ummeldung", testdataDir + "/xgwa2.2-ummeldung.xml", "xgewerbeanzeige-2.2@1"},
-		{"xgewerbeanzeige-2.2-korrektur", testdataDir + "/xgwa2.2-korrektur.xml", "xgewerbeanzeige-2.2@1"},
+		{"xgewerbeanzeige-2.0-anmeldung", gewerbeDir + "/xgwa2.0-valid.xml", "xgewerbeanzeige@2"},
+		{"xgewerbeanzeige-2.1-abmeldung", gewerbeDir + "/xgwa2.1-valid.xml", "xgewerbeanzeige@2"},
+		{"xgewerbeanzeige-2.2-anmeldung", gewerbeDir + "/xgwa2.2-valid.xml", "xgewerbeanzeige@2"},
+		{"xgewerbeanzeige-2.2-ummeldung", testdataDir + "/xgwa2.2-ummeldung.xml", "xgewerbeanzeige@2"},
+		{"xgewerbeanzeige-2.2-korrektur", testdataDir + "/xgwa2.2-korrektur.xml", "xgewerbeanzeige@2"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

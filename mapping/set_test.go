@@ -26,7 +26,7 @@ func writeTenant(t *testing.T, dir, doc string) *tenant.Config {
 	if err := os.MkdirAll(filepath.Join(dir, "mappings"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"xmeld-0201.yaml", "xmeld-0090.yaml", "xgewerbeanzeige-2.2.yaml"} {
+	for _, f := range []string{"xmeld-0201.yaml", "xmeld-0090.yaml", "xgewerbeanzeige.yaml"} {
 		if _, err := os.Stat(filepath.Join(dir, "mappings", f)); err == nil {
 			continue
 		}
@@ -92,7 +92,7 @@ func TestForTenant(t *testing.T) {
 	}
 
 	// A spec for a register the tenant does not keep is refused.
-	cfg3 := writeTenant(t, dir, tenantFile+"  - mappings/xgewerbeanzeige-2.2.yaml\n")
+	cfg3 := writeTenant(t, dir, tenantFile+"  - mappings/xgewerbeanzeige.yaml\n")
 	if _, err := ForTenant(cfg3); err == nil || !strings.Contains(err.Error(), `register "gewerberegister" is not one of tenant demo's registers`) {
 		t.Errorf("got %v, want a refusal of the gewerberegister spec", err)
 	}
