@@ -136,7 +136,8 @@ type ruleDecl struct {
 	Each      string     `yaml:"each"`
 	Fields    []ruleDecl `yaml:"fields"`
 	// Op adds the value as an item to a list attribute, or removes the
-	// items it matches, instead of setting the whole attribute.
+	// items it matches, instead of setting the whole attribute; default
+	// sets it only where the record has no value.
 	Op       string   `yaml:"op"`
 	Variants []string `yaml:"variants"`
 }
@@ -334,11 +335,11 @@ func (c *checker) check() {
 			}
 			seen[r.Attribute] = true
 			switch r.Op {
-			case "", register.OpAdd, register.OpRemove:
+			case "", register.OpAdd, register.OpRemove, register.OpDefault:
 			default:
-				pos.Errorf(rf+".op", "unknown op %q: add or remove an item of a list attribute, or leave it out to set the attribute", r.Op)
+				pos.Errorf(rf+".op", "unknown op %q: add or remove an item of a list attribute, default (only where the record has no value), or leave it out to set the attribute", r.Op)
 			}
-			if r.Op != "" && r.Each != "" {
+			if (r.Op == register.OpAdd || r.Op == register.OpRemove) && r.Each != "" {
 				pos.Errorf(rf+".op", "op adds or removes one item: leave out each")
 			}
 			switch r.From {

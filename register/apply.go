@@ -100,7 +100,7 @@ func (o *op) checkFact(f *Fact) error {
 		}
 		errs := o.schema.check(Attributes{as.Attribute: as.Value})
 		switch as.Op {
-		case OpSet:
+		case OpSet, OpDefault:
 		case OpAdd, OpRemove:
 			if !o.schema.isList(as.Attribute) || as.Value == nil {
 				return refuse(KindInvalid, "the fact of event %s cannot %s an item of %s, which is not a list", f.MessageID, as.Op, as.Attribute)
@@ -697,8 +697,9 @@ func fold(subjectKey string, facts []Fact) (versions []*row, deleted bool) {
 }
 
 // assign applies one assignment to attrs: set (nil removes the attribute),
-// add an item to a list unless the list has it, or remove the items that
-// have every field of the given object (or equal the given text).
+// set by default (only when attrs lacks it), add an item to a list unless
+// the list has it, or remove the items that have every field of the given
+// object (or equal the given text).
 func assign(attrs Attributes, as Assignment) {
 	switch as.Op {
 	case OpAdd:
@@ -707,6 +708,10 @@ func assign(attrs Attributes, as Assignment) {
 			return
 		}
 		attrs[as.Attribute] = append(slices.Clip(list), as.Value)
+	case OpDefault:
+		if _, ok := attrs[as.Attribute]; !ok && as.Value != nil {
+			attrs[as.Attribute] = as.Value
+		}
 	case OpRemove:
 		list, _ := attrs[as.Attribute].([]any)
 		kept := slices.DeleteFunc(slices.Clone(list), func(item any) bool { return covers(item, as.Value) })

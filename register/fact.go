@@ -70,7 +70,8 @@ type IdentityAddress struct {
 // the birth date that are not tied to the event's day). With Op add or
 // remove, Value is one item (an object or text) added to or removed from a
 // list attribute, so that events about one item each (a child's birth, a
-// new document) do not restate the whole list.
+// new document) do not restate the whole list; with Op default it applies
+// only where the attribute has no value.
 type Assignment struct {
 	Attribute string `json:"attribute"`
 	Value     any    `json:"value"`
@@ -78,9 +79,13 @@ type Assignment struct {
 	Op        string `json:"op,omitempty"`
 }
 
-// Operations of an Assignment on a list attribute.
+// Operations of an Assignment: set the attribute; add an item to or
+// remove items from a list attribute; or set it by default, only where the
+// record has no value for it then (what a message restates to identify a
+// person fills gaps, but never undoes a change another message made).
 const (
-	OpSet    = ""
-	OpAdd    = "add"
-	OpRemove = "remove"
+	OpSet     = ""
+	OpAdd     = "add"
+	OpRemove  = "remove"
+	OpDefault = "default"
 )

@@ -31,7 +31,7 @@ func (p statement) fact() register.Fact {
 	for _, a := range []string{"familienname", "vornamen", "geburtsdatum", "geburtsort", "idnr"} {
 		if v := map[string]string{"familienname": id.Familienname, "vornamen": id.Vornamen, "geburtsdatum": id.Geburtsdatum,
 			"geburtsort": id.Geburtsort, "idnr": id.IDNr}[a]; v != "" {
-			f.Set = append(f.Set, register.Assignment{Attribute: a, Value: v})
+			f.Set = append(f.Set, register.Assignment{Attribute: a, Value: v, Op: register.OpDefault})
 		}
 	}
 	for a, v := range p.set {
@@ -70,56 +70,61 @@ func TestIdentityRules(t *testing.T) {
 		same    []int
 		records int
 		refused register.ErrorKind
+		// attrs are attributes the first fact's record has today.
+		attrs register.Attributes
 	}{
 		{"the same Basisdaten are the same person", []statement{
 			{"a1", "2024-01-10", anna("Köln"), nil, nil},
 			{"a2", "2024-03-01", anna(""), register.Attributes{"familienstand": "ledig"}, nil},
-		}, []int{-1, 0}, 1, 0},
+		}, []int{-1, 0}, 1, 0, nil},
 		{"a name change keeps the person: later messages name her by the new name", []statement{
 			{"b1", "2024-01-10", anna("Köln"), nil, nil},
 			{"b2", "2024-06-01", anna(""), register.Attributes{"familienname": "Krüger-Lindqvist"}, nil},
 			{"b3", "2024-09-01", renamed, register.Attributes{"familienstand": "verheiratet"}, nil},
 			// A late message by the old name still finds her.
 			{"b4", "2024-02-01", anna("Köln"), register.Attributes{"religionszugehoerigkeit": "ev"}, nil},
-		}, []int{-1, 0, 0, 0}, 1, 0},
+			// One dated after the change that still names her by the old
+			// name finds her too (and restates it only by default).
+			{"b5", "2024-10-01", anna("Köln"), register.Attributes{"doktorgrad": "Dr."}, nil},
+		}, []int{-1, 0, 0, 0, 0}, 1, 0, register.Attributes{"familienname": "Krüger-Lindqvist", "doktorgrad": "Dr.", "religionszugehoerigkeit": "ev"}},
 		{"namesakes born elsewhere are two people", []statement{
 			{"c1", "2024-01-10", anna("Köln"), nil, nil},
 			{"c2", "2024-01-12", anna("Zagreb"), nil, nil},
 			{"c3", "2024-02-01", anna("Zagreb"), register.Attributes{"familienstand": "ledig"}, nil},
-		}, []int{-1, -1, 1}, 2, 0},
+		}, []int{-1, -1, 1}, 2, 0, nil},
 		{"namesakes without a birth place in the message are ambiguous", []statement{
 			{"d1", "2024-01-10", anna("Köln"), nil, nil},
 			{"d2", "2024-01-12", anna("Zagreb"), nil, nil},
 			{"d3", "2024-02-01", anna(""), register.Attributes{"familienstand": "ledig"}, nil},
-		}, []int{-1, -1, -2}, 2, register.KindAmbiguous},
+		}, []int{-1, -1, -2}, 2, register.KindAmbiguous, nil},
 		{"an address tells namesakes apart", []statement{
 			{"e1", "2024-01-10", anna("Köln"), register.Attributes{"hauptwohnung": home("Ackerstraße", "40233")}, nil},
 			{"e2", "2024-01-12", anna("Zagreb"), register.Attributes{"hauptwohnung": home("Bilker Allee", "40219")}, nil},
 			{"e3", "2024-02-01", withAddress(anna(""), "40219", "Bilker Allee"), register.Attributes{"familienstand": "ledig"}, nil},
-		}, []int{-1, -1, 1}, 2, 0},
+		}, []int{-1, -1, 1}, 2, 0, nil},
 		{"a corrected birth place still finds her by the old one", []statement{
 			{"r1", "2024-01-10", anna("Zagreb"), nil, nil},
 			{"r2", "2024-03-01", anna("Zagreb"), nil, register.Attributes{"geburtsort": "Split"}},
 			{"r3", "2024-02-01", anna("Zagreb"), register.Attributes{"familienstand": "ledig"}, nil},
 			{"r4", "2024-04-01", anna("Split"), register.Attributes{"religionszugehoerigkeit": "rk"}, nil},
-		}, []int{-1, 0, 0, 0}, 1, 0},
+		}, []int{-1, 0, 0, 0}, 1, 0, nil},
 		{"an IDNr joins the person its Basisdaten find", []statement{
 			{"f1", "2024-01-10", anna("Köln"), nil, nil},
 			{"f2", "2024-01-20", withIDNr(anna(""), x), nil, nil},
 			{"f3", "2024-03-01", register.Identity{IDNr: x}, register.Attributes{"familienstand": "ledig"}, nil},
-		}, []int{-1, 0, 0}, 1, 0},
+		}, []int{-1, 0, 0}, 1, 0, nil},
 		{"another IDNr is another person, whatever the name", []statement{
 			{"g1", "2024-01-10", withIDNr(anna("Köln"), x), nil, nil},
 			{"g2", "2024-01-12", withIDNr(anna("Köln"), y), nil, nil},
 			{"g3", "2024-02-01", withIDNr(anna(""), y), register.Attributes{"familienstand": "ledig"}, nil},
-		}, []int{-1, -1, 1}, 2, 0},
+		}, []int{-1, -1, 1}, 2, 0, nil},
 		{"an IDNr finds the person under any name", []statement{
 			{"h1", "2024-01-10", withIDNr(anna("Köln"), x), nil, nil},
 			{"h2", "2024-06-01", withIDNr(register.Identity{Familienname: "Lindqvist", Vornamen: "Anna", Geburtsdatum: "1990-05-17"}, x), nil, nil},
-		}, []int{-1, 0}, 1, 0},
+		}, []int{-1, 0}, 1, 0, nil},
 		{"an unknown IDNr without Basisdaten cannot make a person", []statement{
 			{"i1", "2024-01-10", register.Identity{IDNr: x}, register.Attributes{"familienstand": "ledig"}, nil},
-		}, []int{-2}, 0, register.KindAmbiguous},
+		}, []int{-2}, 0, register.KindAmbiguous, nil},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -151,6 +156,17 @@ func TestIdentityRules(t *testing.T) {
 			}
 			if n := h.liveRecords(t, reg); n != c.records {
 				t.Errorf("%d records, want %d", n, c.records)
+			}
+			if c.attrs != nil {
+				rec, err := h.store.Get(t.Context(), clerk, "duesseldorf", reg, found[0], register.Temporal{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for a, v := range c.attrs {
+					if rec.Attributes[a] != v {
+						t.Errorf("%s is %v, want %v", a, rec.Attributes[a], v)
+					}
+				}
 			}
 		})
 	}
@@ -374,10 +390,10 @@ func TestIdentityConcurrent(t *testing.T) {
 	}
 }
 
-// TestListOperations: items added by separate events accumulate in a list
-// attribute, a repeated item is kept once, and a removal by key fields
-// takes out the item that has them.
-func TestListOperations(t *testing.T) {
+// TestAssignmentOperations: items added by separate events accumulate in a
+// list attribute, a repeated item is kept once, a removal by key fields
+// takes out the item that has them, and a default fills only a gap.
+func TestAssignmentOperations(t *testing.T) {
 	h := startHarness(t)
 	child := func(name, born string) map[string]any {
 		return map[string]any{"familienname": "Krüger", "vornamen": name, "geburtsdatum": born}
@@ -402,6 +418,18 @@ func TestListOperations(t *testing.T) {
 		"2023-01-01..:[map[familienname:Krüger geburtsdatum:2022-07-09 vornamen:Ben]]"
 	if got != want {
 		t.Errorf("kinder over time:\n got %s\nwant %s", got, want)
+	}
+	// A default fills a gap and never undoes a value set.
+	byDefault := f("q6", "2024-01-01", register.OpDefault, nil)
+	byDefault.Set = append(byDefault.Set[:len(byDefault.Set)-1],
+		register.Assignment{Attribute: "familienname", Value: "Alt", From: "2024-01-01", Op: register.OpDefault},
+		register.Assignment{Attribute: "doktorgrad", Value: "Dr.", From: "2024-01-01", Op: register.OpDefault})
+	if _, err := h.store.Apply(t.Context(), clerk, "duesseldorf", "melderegister", []register.Fact{byDefault}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := h.store.Get(t.Context(), clerk, "duesseldorf", "melderegister", res[0].RecordID, register.Temporal{})
+	if err != nil || rec.Attributes["familienname"] != "Krüger" || rec.Attributes["doktorgrad"] != "Dr." {
+		t.Errorf("after defaults: %v %v", rec.Attributes, err)
 	}
 	bad := f("q5", "2023-02-01", register.OpAdd, "Lea")
 	bad.Set[len(bad.Set)-1].Attribute = "familienname"
