@@ -73,9 +73,17 @@ func (s *Spec) compileProgram(v *variant) (*program, error) {
 		if d.From != "" && d.From != "event" && d.From != "always" {
 			r.from = c(d.From)
 		}
-		if len(d.Codes) > 0 {
-			r.codes = make(map[string]string, len(d.Codes))
-			for _, cd := range d.Codes {
+		codes := d.Codes
+		if d.Codelist != "" {
+			for _, cl := range s.decl.Codelists {
+				if cl.Name == d.Codelist {
+					codes = cl.Codes
+				}
+			}
+		}
+		if len(codes) > 0 {
+			r.codes = make(map[string]string, len(codes))
+			for _, cd := range codes {
 				r.codes[cd.Code] = cd.Value
 			}
 		}
@@ -316,7 +324,9 @@ func (m *mapper) fact(sp *subjProg, node *xmlsafe.Element, msgID string, rule, n
 			if r.decl.Required {
 				return f, m.failf(r.decl.Attribute, "the message states no value (required)")
 			}
-			continue
+			if r.decl.Empty != "clear" {
+				continue
+			}
 		}
 		from := f.Date
 		switch {

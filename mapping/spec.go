@@ -26,8 +26,17 @@ type specFile struct {
 	Match      matchDecl     `yaml:"match"`
 	Variants   []variantDecl `yaml:"variants"`
 	Namespaces []nsDecl      `yaml:"namespaces"`
-	MessageID  string        `yaml:"messageId" conf:"required"`
-	Subjects   []subjDecl    `yaml:"subjects" conf:"required"`
+	// Codelists name code tables that several rules map codes through.
+	Codelists []codelistDecl `yaml:"codelists"`
+	MessageID string         `yaml:"messageId" conf:"required"`
+	Subjects  []subjDecl     `yaml:"subjects" conf:"required"`
+}
+
+// codelistDecl is a named code table: a code list's codes and the register
+// values they map to.
+type codelistDecl struct {
+	Name  string     `yaml:"name" conf:"required"`
+	Codes []codeDecl `yaml:"codes" conf:"required"`
 }
 
 type matchDecl struct {
@@ -129,17 +138,23 @@ type ruleDecl struct {
 	Value     string     `yaml:"value"`
 	Convert   string     `yaml:"convert"`
 	Codes     []codeDecl `yaml:"codes"`
-	ListURI   string     `yaml:"listURI"`
-	Required  bool       `yaml:"required"`
-	When      string     `yaml:"when"`
-	From      string     `yaml:"from"`
-	Each      string     `yaml:"each"`
-	Fields    []ruleDecl `yaml:"fields"`
+	// Codelist names one of the spec's codelists instead of codes.
+	Codelist string     `yaml:"codelist"`
+	ListURI  string     `yaml:"listURI"`
+	Required bool       `yaml:"required"`
+	When     string     `yaml:"when"`
+	From     string     `yaml:"from"`
+	Each     string     `yaml:"each"`
+	Fields   []ruleDecl `yaml:"fields"`
 	// Op adds the value as an item to a list attribute, or removes the
 	// items it matches, instead of setting the whole attribute; default
 	// sets it only where the record has no value.
 	Op       string   `yaml:"op"`
 	Variants []string `yaml:"variants"`
+	// Empty "clear": the message states the whole attribute, so when it
+	// states no value the attribute is cleared (from the event's day)
+	// instead of left as it was.
+	Empty string `yaml:"empty"`
 }
 
 type codeDecl struct {
@@ -264,8 +279,9 @@ func Compile(file string, data []byte) (*Spec, error) {
 
 // checker validates a decoded spec and collects its XPath expressions.
 type checker struct {
-	s   *Spec
-	pos *strictyaml.Positions
+	s         *Spec
+	pos       *strictyaml.Positions
+	codelists map[string]bool
 }
 
 func (c *checker) check() {
@@ -300,6 +316,15 @@ func (c *checker) check() {
 			pos.Errorf(f+".root", "{%s}%s is the root of another variant too", vd.Namespace, vd.Root)
 		}
 		c.s.variants = append(c.s.variants, &variant{name: vd.Name, root: root, namespaces: c.bind(f+".namespaces", vd.Namespaces, common)})
+	}
+	c.codelists = map[string]bool{}
+	for i, cl := range d.Codelists {
+		f := fmt.Sprintf("codelists[%d]", i)
+		if c.codelists[cl.Name] {
+			c.pos.Errorf(f+".name", "code list %q is declared twice", cl.Name)
+		}
+		c.codelists[cl.Name] = true
+		c.codes(f, cl.Codes)
 	}
 	c.expr("messageId", d.MessageID, nil)
 	attrs := register.AttributeNames(d.Type)
@@ -341,6 +366,12 @@ func (c *checker) check() {
 			}
 			if (r.Op == register.OpAdd || r.Op == register.OpRemove) && r.Each != "" {
 				pos.Errorf(rf+".op", "op adds or removes one item: leave out each")
+			}
+			switch {
+			case r.Empty != "" && r.Empty != "clear":
+				pos.Errorf(rf+".empty", "unknown %q: empty: clear clears the attribute when the message states no value", r.Empty)
+			case r.Empty != "" && r.Op != "":
+				pos.Errorf(rf+".empty", "empty: clear is for rules that set the whole attribute, not op %s", r.Op)
 			}
 			switch r.From {
 			case "", "event", "always":
@@ -461,7 +492,7 @@ func (c *checker) rule(field string, r *ruleDecl, variants []string) {
 		c.pos.Errorf(field, "give select or value, not both")
 	}
 	if len(r.Fields) > 0 {
-		if r.Value != "" || r.Convert != "" || len(r.Codes) > 0 {
+		if r.Value != "" || r.Convert != "" || len(r.Codes) > 0 || r.Codelist != "" {
 			c.pos.Errorf(field, "an object (fields) takes no value, convert or codes of its own")
 		}
 		names := map[string]bool{}
@@ -483,11 +514,22 @@ func (c *checker) rule(field string, r *ruleDecl, variants []string) {
 	} else if r.Select == "" && r.Value == "" && r.Each == "" {
 		c.pos.Errorf(field, "give select (an XPath), value (a constant) or fields (an object)")
 	}
-	if (len(r.Codes) > 0 || r.ListURI != "") && r.Convert != ConvCode {
-		c.pos.Errorf(field+".convert", "codes and listURI need convert: code")
+	if (len(r.Codes) > 0 || r.Codelist != "" || r.ListURI != "") && r.Convert != ConvCode {
+		c.pos.Errorf(field+".convert", "codes, codelist and listURI need convert: code")
 	}
+	switch {
+	case r.Codelist != "" && len(r.Codes) > 0:
+		c.pos.Errorf(field+".codelist", "give codes or codelist, not both")
+	case r.Codelist != "" && !c.codelists[r.Codelist]:
+		c.pos.Errorf(field+".codelist", "%q is not one of the spec's codelists", r.Codelist)
+	}
+	c.codes(field, r.Codes)
+}
+
+// codes checks a code table.
+func (c *checker) codes(field string, codes []codeDecl) {
 	seen := map[string]bool{}
-	for k, cd := range r.Codes {
+	for k, cd := range codes {
 		if seen[cd.Code] {
 			c.pos.Errorf(fmt.Sprintf("%s.codes[%d].code", field, k), "code %q is listed twice", cd.Code)
 		}

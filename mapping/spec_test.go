@@ -39,8 +39,14 @@ func TestCompileErrors(t *testing.T) {
 		{"version zero", "version: 1", "version: 0", "t.yaml:2: version: want a version of 1 or more"},
 		{"wrong type", "type: person", "type: persons", "t.yaml:4: type: unknown register type \"persons\""},
 		{"missing date", "    date: {select: \"t:tag\"}\n", "", "t.yaml:10: subjects[0].date: required"},
-		{"codes without code", "from: always}", "from: always, codes: [{code: a, value: b}]}", "t.yaml:14: subjects[0].set[0].convert: codes and listURI need convert: code"},
+		{"codes without code", "from: always}", "from: always, codes: [{code: a, value: b}]}", "t.yaml:14: subjects[0].set[0].convert: codes, codelist and listURI need convert: code"},
 		{"bad from", "from: always}", "from: \"t:[\"}", "t.yaml:14: subjects[0].set[0].from: XPath"},
+		{"unknown op", "from: always}", "from: always, op: append}", "t.yaml:14: subjects[0].set[0].op: unknown op \"append\""},
+		{"empty not clear", "from: always}", "from: always, empty: keep}", "t.yaml:14: subjects[0].set[0].empty: unknown \"keep\""},
+		{"unknown codelist", "convert: name, from: always}", "convert: code, codelist: nope, from: always}", "subjects[0].set[0].codelist: \"nope\" is not one of the spec's codelists"},
+		{"partial Basisdaten", `    key: {select: "t:nr"}`, `    identify: {familienname: {select: "t:name"}}`, "subjects[0].identify: give familienname, vornamen and geburtsdatum together"},
+		{"unknown variant", "    date: {select: \"t:tag\"}\n", "    date: {select: \"t:tag\"}\n    variants: [\"2.9\"]\n", "subjects[0].variants[0]: \"2.9\" is not one of the spec's variants"},
+		{"match and variants", "namespaces:\n", "variants: [{name: a, root: m}]\nnamespaces:\n", "match: give match (one message type) or variants (several), not both"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,6 +61,11 @@ func TestCompileErrors(t *testing.T) {
 	}
 	if _, err := Compile("t.yaml", []byte(minimalSpec)); err != nil {
 		t.Fatalf("the minimal spec: %v", err)
+	}
+	business := strings.NewReplacer("type: person", "type: business", `key: {select: "t:nr"}`, `identify: {idnr: {select: "t:nr"}}`,
+		"attribute: familienname", "attribute: name").Replace(minimalSpec)
+	if _, err := Compile("t.yaml", []byte(business)); err == nil || !strings.Contains(err.Error(), "subjects[0].identify: only person registers identify their subjects") {
+		t.Errorf("a business spec that identifies persons: %v", err)
 	}
 }
 
