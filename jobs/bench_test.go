@@ -65,7 +65,7 @@ func moveIns(t testing.TB, n int) [][]byte {
 // whatever b.N is; PIPELINE_BENCH_N and PIPELINE_BENCH_CLIENTS size it.
 func BenchmarkPipeline(b *testing.B) {
 	n, clients := envInt("PIPELINE_BENCH_N", 2000), envInt("PIPELINE_BENCH_CLIENTS", 16)
-	node := startNode(b, map[string]string{"duesseldorf": tenantWith(b, "duesseldorf", "0201")})
+	node := startNode(b, map[string]string{"duesseldorf": tenantWith(b, "duesseldorf", "zuzug")})
 	ctx := context.Background()
 	docs := moveIns(b, n)
 

@@ -292,7 +292,7 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 	if f := p.verify(ctx, m); f != nil {
 		return f
 	}
-	specs, err := mapping.ForTenant(cfg)
+	specs, err := mapping.ForInbox(cfg, inbox)
 	if err != nil {
 		return &failure{step: StepMap, reason: "the tenant's mapping specs do not compile: " + err.Error(), permanent: true}
 	}

@@ -204,7 +204,7 @@ func cosic(t testing.TB, n *nodetest.Node, tenantID string) (register.Record, st
 // registers end with the same person, each in the tenant whose inbox got
 // the messages, and every report is green.
 func TestPipelineEndToEnd(t *testing.T) {
-	all := []string{"0201", "0203", "0090", "0040", "0075"}
+	all := []string{"zuzug", "auswertung", "anschrift", "tod", "storno"}
 	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", all...), "koeln": tenantWith(t, "koeln", all...)})
 	sequence := []string{"01", "02", "03", "04", "05"}
 
@@ -221,16 +221,26 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 	rec, want := cosic(t, n, "duesseldorf")
 	a := rec.Attributes
-	home, _ := a["hauptwohnung"].(map[string]any)
+	sperren, _ := a["auskunftssperren"].([]any)
 	if a["familienname"] != "Ćosić" || a["geburtsdatum"] != "1987-04" || a["idnr"] != "47158309248" || a["auskunftssperre"] != true ||
-		a["sterbedatum"] != "2026-01-20" || home["strasse"] != "Lindemannstraße" || home["hausnummer"] != "18" || home["postleitzahl"] != "40237" ||
+		len(sperren) != 1 || a["sterbedatum"] != "2026-01-20" || a["hauptwohnung"] != nil {
+		t.Errorf("Düsseldorf's record today, after her death: %v", a)
+	}
+	// Her death ended her registration; before it she lived where the
+	// withdrawn move left her.
+	before, err := n.Store.Get(t.Context(), clerk("duesseldorf"), "duesseldorf", "melderegister", rec.ID, register.Temporal{ValidAt: "2026-01-10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, _ := before.Attributes["hauptwohnung"].(map[string]any)
+	if home["strasse"] != "Lindemannstraße" || home["hausnummer"] != "18" || home["postleitzahl"] != "40237" ||
 		home["wohnort"] != "Düsseldorf" || home["seit"] != "2025-03-01" {
-		t.Errorf("Düsseldorf's record: %v", a)
+		t.Errorf("Düsseldorf's record before her death: %v", before.Attributes)
 	}
 	if strings.Contains(want, "Kölner Landstraße") {
 		t.Errorf("the taken-back address is in the history:\n%s", want)
 	}
-	if !slices.Contains(rec.Sources, "xmeld-0201@1") {
+	if !slices.Contains(rec.Sources, "xmeld-zuzug@1") {
 		t.Errorf("record sources %v, want the 0201 spec's version", rec.Sources)
 	}
 	var reports int
@@ -262,7 +272,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 // the spec is there, retrying applies the message with the new spec and the
 // report turns green.
 func TestPipelineDeadLetters(t *testing.T) {
-	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201"), "koeln": tenantWith(t, "koeln", "0201")})
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "zuzug"), "koeln": tenantWith(t, "koeln", "zuzug")})
 	ctx := t.Context()
 	typ, doc := message(t, "08")
 	_, err := n.Send(ctx, n.XTAClient("duesseldorf", "ags:05111000"), "ags:05111000", "register:05111000", typ, xmeldNS, doc)
@@ -306,7 +316,7 @@ func TestPipelineDeadLetters(t *testing.T) {
 
 	// The 0040 spec is added to the tenant file; a retry applies it.
 	file := filepath.Join(n.Dir, "tenants", "duesseldorf.yaml")
-	if err := os.WriteFile(file, []byte(strings.ReplaceAll(tenantWith(t, "duesseldorf", "0201", "0040"), "{{CA}}", filepath.Join(n.Dir, "ca.crt"))), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(tenantWith(t, "duesseldorf", "zuzug", "tod"), "{{CA}}", filepath.Join(n.Dir, "ca.crt"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if rep, err := n.Tenants.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
@@ -324,7 +334,7 @@ func TestPipelineDeadLetters(t *testing.T) {
 		t.Fatalf("retried message: status %d, want green; dead letters now %+v", st[ids[1]], again)
 	}
 	rec, _ := cosic(t, n, "duesseldorf")
-	if rec.Attributes["sterbedatum"] != "2026-01-20" || !slices.Contains(rec.Sources, "xmeld-0040@1") {
+	if rec.Attributes["sterbedatum"] != "2026-01-20" || !slices.Contains(rec.Sources, "xmeld-tod@2") {
 		t.Errorf("after the retry: %v from %v", rec.Attributes, rec.Sources)
 	}
 	if err := n.Letters.Discard(ctx, operator, "duesseldorf", foreign.ID, "Köln schreibt nicht in Düsseldorfs Register"); err != nil {
@@ -350,7 +360,7 @@ func TestPipelineDeadLetters(t *testing.T) {
 // tenant's messages wait in its own queue for its own workers. With one
 // shared queue the stuck import would occupy every worker.
 func TestPipelineFairness(t *testing.T) {
-	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201"), "koeln": tenantWith(t, "koeln", "0201")})
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "zuzug"), "koeln": tenantWith(t, "koeln", "zuzug")})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	settle(t, n, send(t, n, "duesseldorf", "01")...) // Düsseldorf's audit chain exists
@@ -527,7 +537,7 @@ func handOver(t testing.TB, n *nodetest.Node, tenantID string, prefixes ...strin
 // stays open for River to try again, until the last attempt makes it a
 // dead letter; retried once the reason is gone, it is applied.
 func TestPipelineLastAttempt(t *testing.T) {
-	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201")})
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "zuzug")})
 	ids, ds := sendForTomorrow(t, n, "duesseldorf", "01")
 	unconfigured := *n.Pipeline
 	unconfigured.Tenants = func() *tenant.Set { return tenant.NewSet() }
@@ -576,7 +586,7 @@ func TestPipelineLastAttempt(t *testing.T) {
 // message spares the job reading it back; content that does not match what
 // is stored (here: of another size) is not used, the stored one is.
 func TestPipelineHeldContent(t *testing.T) {
-	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201", "0090")})
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "zuzug", "anschrift")})
 	ids, ds := sendForTomorrow(t, n, "duesseldorf", "01", "03")
 	_, ds[0].Content = message(t, "01")
 	ds[1].Content = []byte("<nicht-die-nachricht/>")
@@ -594,7 +604,7 @@ func TestPipelineHeldContent(t *testing.T) {
 // TestPipelineLegacyJob: a job in the form a node enqueued before jobs
 // carried several messages (one "inbox") is still applied after an upgrade.
 func TestPipelineLegacyJob(t *testing.T) {
-	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "0201")})
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "zuzug")})
 	ids, ds := sendForTomorrow(t, n, "duesseldorf", "01")
 	if _, err := n.Jobs.Insert(t.Context(), jobs.PipelineArgs{Tenant: "duesseldorf", Inbox: ds[0].Inbox, Validated: true}, nil); err != nil {
 		t.Fatal(err)
@@ -610,7 +620,7 @@ func TestPipelineLegacyJob(t *testing.T) {
 // invalid message becomes a dead letter at the validate step naming the
 // line, while a valid one in the same job is applied.
 func TestPipelineValidates(t *testing.T) {
-	file := strings.Replace(tenantWith(t, "duesseldorf", "0201", "0040"), "missing: refuse", "missing: warn", 1)
+	file := strings.Replace(tenantWith(t, "duesseldorf", "zuzug", "tod"), "missing: refuse", "missing: warn", 1)
 	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": file}, Clients: []string{"duesseldorf"}})
 	ids, ds := sendForTomorrow(t, n, "duesseldorf", "01", "08")
 	withSchemas := *n.Pipeline
@@ -641,15 +651,16 @@ func TestPipelineValidates(t *testing.T) {
 // applies its messages one by one) goes through, and the refused one
 // changes nothing.
 func TestPipelineRegisterRefusal(t *testing.T) {
-	good, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xmeld-0201.yaml"))
+	good, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xmeld-zuzug.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := os.ReadFile(filepath.Join(fixtures, "mappings", "xmeld-0090.yaml"))
+	spec, err := os.ReadFile(filepath.Join(fixtures, "mappings", "xmeld-anschrift.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	bad := strings.Replace(string(spec), "    set:\n", "    set:\n      - {attribute: geschlecht, value: q}\n", 1)
+	bad = strings.Replace(bad, "id: xmeld-anschrift", "id: xmeld-anschrift-broken", 1)
 	if bad == string(spec) {
 		t.Fatal("the 0090 spec's set list moved: the test cannot break it")
 	}

@@ -245,6 +245,9 @@ func (s *Spec) Map(doc *xmlsafe.Element) ([]register.Fact, error) {
 			facts = append(facts, f)
 		}
 	}
+	if len(facts) == 0 {
+		return nil, &Error{Source: s.source, Msg: "the message states nothing the spec maps: no subject rule selected any part of it"}
+	}
 	seen := make(map[string]bool, len(facts))
 	for _, f := range facts {
 		if seen[f.EventID] {

@@ -42,7 +42,10 @@ func (s *Set) Specs() []*Spec { return s.specs }
 func (s *Set) Map(doc *xmlsafe.Element) (*Spec, []register.Fact, error) {
 	sp, ok := s.byRoot[doc.Name]
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: {%s}%s", ErrNoSpec, doc.Name.Space, doc.Name.Local)
+		return nil, nil, fmt.Errorf("%w: {%s}%s is none of the %d message types these specs map. Add a spec for it to the "+
+			"tenant's mappings (or the inbox's), check it with `parzelle mapping lint --spec FILE` and try it with "+
+			"`parzelle mapping test --spec FILE --message FILE`, then retry the dead letter (`parzelle dlq retry`)",
+			ErrNoSpec, doc.Name.Space, doc.Name.Local, len(s.byRoot))
 	}
 	facts, err := sp.Map(doc)
 	return sp, facts, err
@@ -79,11 +82,12 @@ func parseMessage(data []byte, arena *xmlsafe.Arena) (*xmlsafe.Element, error) {
 	return doc, nil
 }
 
-// tenantSets caches each tenant's compiled set by its configuration
-// version: a new version (an edited spec file) compiles anew.
+// tenantSets caches each tenant's compiled sets (its own and its inboxes')
+// by configuration version: a new version (an edited spec file) compiles
+// anew.
 var tenantSets = struct {
 	sync.Mutex
-	m map[string]cachedSet // by tenant id
+	m map[string]cachedSet // by tenant id and inbox identity
 }{m: map[string]cachedSet{}}
 
 type cachedSet struct {
@@ -96,23 +100,37 @@ type cachedSet struct {
 // `mappings:`, checked against the tenant's registers. The result is
 // cached per tenant and configuration version (Config.SHA256).
 func ForTenant(cfg *tenant.Config) (*Set, error) {
+	return cached(cfg, "", cfg.MappingFiles())
+}
+
+// ForInbox returns the compiled specs the messages of one of the tenant's
+// register inboxes are mapped with: the inbox's own, else the tenant's.
+func ForInbox(cfg *tenant.Config, in tenant.Inbox) (*Set, error) {
+	if in.MappingFiles() == nil {
+		return ForTenant(cfg)
+	}
+	return cached(cfg, in.Identity, in.MappingFiles())
+}
+
+func cached(cfg *tenant.Config, inbox string, files []tenant.MappingFile) (*Set, error) {
+	key := cfg.ID + "\x00" + inbox
 	tenantSets.Lock()
-	c, ok := tenantSets.m[cfg.ID]
+	c, ok := tenantSets.m[key]
 	tenantSets.Unlock()
 	if ok && c.sha == cfg.SHA256 {
 		return c.set, c.err
 	}
-	set, err := compileTenant(cfg)
+	set, err := compileTenant(cfg, files)
 	tenantSets.Lock()
-	tenantSets.m[cfg.ID] = cachedSet{sha: cfg.SHA256, set: set, err: err}
+	tenantSets.m[key] = cachedSet{sha: cfg.SHA256, set: set, err: err}
 	tenantSets.Unlock()
 	return set, err
 }
 
-func compileTenant(cfg *tenant.Config) (*Set, error) {
+func compileTenant(cfg *tenant.Config, files []tenant.MappingFile) (*Set, error) {
 	var specs []*Spec
 	var errs []error
-	for _, f := range cfg.MappingFiles() {
+	for _, f := range files {
 		sp, err := Compile(f.Path, f.Data)
 		if err != nil {
 			errs = append(errs, err)

@@ -15,18 +15,33 @@ import (
 //	    register: melderegister       # the register its messages feed
 //	    writers: [ags:05111000]       # author identities that may write to it
 //	    purpose: meldewesen           # the purpose the pipeline acts for
+//	    mappings: [...]               # optional: the inbox's own mapping specs
 //
 // A message an allowed writer sends to the identity is consumed by the
 // pipeline and mapped into the register, always the register of the tenant
 // that owns the inbox, whatever the message itself names. The pipeline acts
 // in the role InboxRole, so the tenant's access rules must allow that role
 // to write to the register for the purpose.
+//
+// An inbox maps its messages with the tenant's mapping specs unless it names
+// its own: an inbox for what other Meldebehörden send about the tenant's
+// residents applies a Rückmeldung as their reader (a Wegzug), the inbox of
+// the tenant's own Fachverfahren as its author (a Zuzug).
 type Inbox struct {
 	Identity string   `yaml:"identity" conf:"required"`
 	Register string   `yaml:"register" conf:"required"`
 	Writers  []string `yaml:"writers" conf:"required"`
 	Purpose  string   `yaml:"purpose" conf:"required"`
+	// Mappings are the inbox's own mapping spec files, relative to the
+	// tenant file (read them with MappingFiles).
+	Mappings []string `yaml:"mappings"`
+
+	mappingFiles []MappingFile
 }
+
+// MappingFiles returns the inbox's own mapping spec files, nil when it maps
+// with the tenant's. The slice is shared: do not modify it.
+func (in Inbox) MappingFiles() []MappingFile { return in.mappingFiles }
 
 // InboxRole is the role the pipeline acts in when it writes a register
 // inbox's messages to the register.

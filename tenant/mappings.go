@@ -27,18 +27,30 @@ type MappingFile struct {
 // file lists them. The slice is shared: do not modify it.
 func (c *Config) MappingFiles() []MappingFile { return c.mappingFiles }
 
-// checkMappings reads the mapping spec files the tenant file names,
-// feeding them into h so that an edited spec is a new config version.
+// checkMappings reads the mapping spec files the tenant file names, for the
+// tenant and for each inbox that names its own, feeding them into h so that
+// an edited spec is a new config version.
 func (c *Config) checkMappings(pos *strictyaml.Positions, h hash.Hash) {
+	c.mappingFiles = c.readMappingFiles(pos, h, "mappings", c.Mappings)
+	for i := range c.Inboxes {
+		in := &c.Inboxes[i]
+		in.mappingFiles = c.readMappingFiles(pos, h, fmt.Sprintf("inboxes[%d].mappings", i), in.Mappings)
+	}
+}
+
+// readMappingFiles reads the spec files a list (field) of the tenant file
+// names, relative to the tenant file.
+func (c *Config) readMappingFiles(pos *strictyaml.Positions, h hash.Hash, field string, list []string) []MappingFile {
+	var out []MappingFile
 	seen := map[string]bool{}
-	for i, rel := range c.Mappings {
-		field := fmt.Sprintf("mappings[%d]", i)
+	for i, rel := range list {
+		f := fmt.Sprintf("%s[%d]", field, i)
 		path := rel
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(filepath.Dir(c.File), rel)
 		}
 		if seen[path] {
-			pos.Errorf(field, "%s is listed twice", rel)
+			pos.Errorf(f, "%s is listed twice", rel)
 			continue
 		}
 		seen[path] = true
@@ -48,15 +60,16 @@ func (c *Config) checkMappings(pos *strictyaml.Positions, h hash.Hash) {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			pos.Errorf(field, "cannot read %s: %v", path, err)
+			pos.Errorf(f, "cannot read %s: %v", path, err)
 			continue
 		}
 		if len(data) > strictyaml.MaxFileSize {
-			pos.Errorf(field, "%s is larger than %d bytes", path, strictyaml.MaxFileSize)
+			pos.Errorf(f, "%s is larger than %d bytes", path, strictyaml.MaxFileSize)
 			continue
 		}
 		h.Write([]byte(path))
 		h.Write(data)
-		c.mappingFiles = append(c.mappingFiles, MappingFile{Name: rel, Path: path, Data: data})
+		out = append(out, MappingFile{Name: rel, Path: path, Data: data})
 	}
+	return out
 }

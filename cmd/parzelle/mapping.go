@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/parzelle/parzelle/config"
@@ -20,11 +21,11 @@ func cmdMapping(args []string) error {
 // mappingCommand runs `parzelle mapping test|lint`.
 func mappingCommand(args []string, out, errOut io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: parzelle mapping test --spec FILE --message FILE | lint --spec FILE [--schemas DIR]... [--config FILE]")
+		return errors.New("usage: parzelle mapping test --spec FILE-OR-DIR... --message FILE | lint --spec FILE [--schemas DIR]... [--config FILE]")
 	}
 	switch args[0] {
 	case "test":
-		return mappingTest(args[1:], out)
+		return mappingTest(args[1:], out, errOut)
 	case "lint":
 		return mappingLint(args[1:], out, errOut)
 	}
@@ -32,24 +33,36 @@ func mappingCommand(args []string, out, errOut io.Writer) error {
 }
 
 // mappingTest prints the facts a message would give, as JSON, without
-// touching any database.
-func mappingTest(args []string, out io.Writer) error {
+// touching any database: with the spec that maps its type among those
+// given (files, or directories of *.yaml specs).
+func mappingTest(args []string, out, errOut io.Writer) error {
 	fs := flag.NewFlagSet("mapping test", flag.ContinueOnError)
-	specFile := fs.String("spec", "", "mapping spec file (YAML)")
+	var specArgs repeated
+	fs.Var(&specArgs, "spec", "mapping spec file (YAML) or a directory of them; may be repeated")
 	msgFile := fs.String("message", "", "message file (XML)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *specFile == "" || *msgFile == "" {
-		return errors.New("give --spec FILE and --message FILE")
+	if len(specArgs) == 0 || *msgFile == "" {
+		return errors.New("give --spec FILE-OR-DIR and --message FILE")
 	}
-	data, err := os.ReadFile(*specFile)
-	if err != nil {
-		return err
-	}
-	spec, err := mapping.Compile(*specFile, data)
-	if err != nil {
-		return err
+	var specs []*mapping.Spec
+	for _, arg := range specArgs {
+		files := []string{arg}
+		if st, err := os.Stat(arg); err == nil && st.IsDir() {
+			files, _ = filepath.Glob(filepath.Join(arg, "*.yaml"))
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			spec, err := mapping.Compile(f, data)
+			if err != nil {
+				return err
+			}
+			specs = append(specs, spec)
+		}
 	}
 	msg, err := os.ReadFile(*msgFile)
 	if err != nil {
@@ -58,6 +71,24 @@ func mappingTest(args []string, out io.Writer) error {
 	doc, err := mapping.ParseMessage(msg)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *msgFile, err)
+	}
+	var spec *mapping.Spec
+	var known []string
+	for _, sp := range specs {
+		for i, root := range sp.Roots {
+			known = append(known, fmt.Sprintf("  %s  {%s}%s", sp.Source(), root.Space, root.Local))
+			if root == doc.Name && spec == nil {
+				spec = sp
+				if v := sp.Variants()[i]; v != "" {
+					fmt.Fprintf(errOut, "mapped by %s (%s), variant %s\n", sp.Source(), sp.File, v)
+				} else {
+					fmt.Fprintf(errOut, "mapped by %s (%s)\n", sp.Source(), sp.File)
+				}
+			}
+		}
+	}
+	if spec == nil {
+		return fmt.Errorf("%s is {%s}%s, which none of the specs maps; they map:\n%s", *msgFile, doc.Name.Space, doc.Name.Local, strings.Join(known, "\n"))
 	}
 	facts, err := spec.Map(doc)
 	if err != nil {
