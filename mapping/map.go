@@ -432,6 +432,7 @@ func (m *mapper) identity(sp *subjProg, node *xmlsafe.Element) (*register.Identi
 	if addr != (register.IdentityAddress{}) {
 		id.Anschrift = &addr
 	}
+	id.Known = sp.decl.Identify.Known
 	// Basisdaten identify only as a whole: a message that lacks one of
 	// them (an unknown birth date) identifies by the rest it states.
 	if id.Familienname == "" || id.Vornamen == "" || id.Geburtsdatum == "" {

@@ -85,6 +85,9 @@ type identifyDecl struct {
 	Geburtsort      valueDecl `yaml:"geburtsort"`
 	// Anschrift selects an address node; its fields are relative to it.
 	Anschrift addressDecl `yaml:"anschrift"`
+	// Known: only (apply only to a person the register keeps) or required
+	// (refuse the message until it does); default: a new person otherwise.
+	Known string `yaml:"known"`
 }
 
 type addressDecl struct {
@@ -447,6 +450,11 @@ func (c *checker) identify(field string, d *identifyDecl, variants []string) {
 	}
 	if c.s.decl.Type != register.TypePerson {
 		c.pos.Errorf(field, "only person registers identify their subjects; a %s register finds them by key", c.s.decl.Type)
+	}
+	switch d.Known {
+	case "", register.KnownOnly, register.KnownRequired:
+	default:
+		c.pos.Errorf(field+".known", "unknown %q: only (apply to persons the register keeps) or required (refuse the message until it does)", d.Known)
 	}
 	basis := 0
 	for _, v := range d.values() {

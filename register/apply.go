@@ -63,6 +63,10 @@ func (s *Store) Apply(ctx context.Context, a tenant.Actor, tenantID, register st
 		if err := s.applySubjects(ctx, o, subjects); err != nil {
 			return err
 		}
+		if len(subjects) == 0 {
+			o.detail = fmt.Sprintf("applied none of %d facts: they are about persons this register does not keep", len(facts))
+			return nil
+		}
 		out = make([]Applied, len(subjects))
 		for i, sub := range subjects {
 			out[i] = sub.res

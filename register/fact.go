@@ -56,7 +56,20 @@ type Identity struct {
 	// Anschrift is an address the person lives or lived at, which tells
 	// namesakes apart.
 	Anschrift *IdentityAddress `json:"anschrift,omitempty"`
+	// Known says what happens when no record is the person: "" makes a new
+	// record; KnownOnly leaves the fact out (a message that names others
+	// besides the person it concerns: a spouse or parent registered
+	// elsewhere); KnownRequired refuses it as not found (the register tries
+	// again later: the message may have overtaken the one that registers
+	// the person).
+	Known string `json:"known,omitempty"`
 }
+
+// Values of Identity.Known.
+const (
+	KnownOnly     = "only"
+	KnownRequired = "required"
+)
 
 // IdentityAddress is an address as identification compares it.
 type IdentityAddress struct {

@@ -471,3 +471,32 @@ func TestWithdrawByReference(t *testing.T) {
 		t.Errorf("the withdrawn death is still in the history: %s", got)
 	}
 }
+
+// TestIdentityKnown: a fact about someone the message only mentions
+// (known: only) is left out while the register does not keep them and
+// applied once it does; a fact that needs its person (known: required) is
+// refused as not found until the person is there.
+func TestIdentityKnown(t *testing.T) {
+	h := startHarness(t)
+	ctx := t.Context()
+	mentioned := anna("Köln")
+	mentioned.Known = register.KnownOnly
+	res, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{statement{"k1", "2024-05-01", mentioned, register.Attributes{"familienstand": "verheiratet"}, nil}.fact()})
+	if err != nil || len(res) != 0 || h.liveRecords(t, "melderegister") != 0 {
+		t.Fatalf("a mentioned stranger: %+v %v, %d records", res, err, h.liveRecords(t, "melderegister"))
+	}
+	needed := anna("Köln")
+	needed.Known = register.KnownRequired
+	death := statement{"k2", "2024-06-01", needed, register.Attributes{"sterbedatum": "2024-06-01"}, nil}.fact()
+	if _, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{death}); register.KindOf(err) != register.KindNotFound {
+		t.Fatalf("a death of a person not registered: %v, want not found", err)
+	}
+	if _, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{statement{"k3", "2024-01-01", anna("Köln"), nil, nil}.fact()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []register.Fact{statement{"k1", "2024-05-01", mentioned, register.Attributes{"familienstand": "verheiratet"}, nil}.fact(), death} {
+		if res, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{f}); err != nil || len(res) != 1 || res[0].New != 1 {
+			t.Errorf("once she is registered: %+v %v", res, err)
+		}
+	}
+}

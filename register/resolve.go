@@ -88,6 +88,9 @@ func (id *ident) group() string {
 // checkIdentity refuses an identity the register cannot resolve by.
 func checkIdentity(f *Fact) error {
 	id := f.Identify
+	if id.Known != "" && id.Known != KnownOnly && id.Known != KnownRequired {
+		return refuse(KindInvalid, "the fact of event %s has an unknown identity mode %q", f.MessageID, id.Known)
+	}
 	if id.IDNr != "" && !ValidIDNr(id.IDNr) {
 		return &Error{Kind: KindInvalid, Detail: fmt.Sprintf("the fact of event %s identifies its person by an invalid IDNr", f.MessageID),
 			Fields: []FieldError{{"identify.idnr", "is not a valid Identifikationsnummer (11 digits, check digit per § 139b AO)"}}}
@@ -198,7 +201,18 @@ func (s *Store) resolve(ctx context.Context, o *op, subjects []*subject) ([]*sub
 			return nil, err
 		}
 	}
-	return s.unify(ctx, o, subjects, profiles, found, merges)
+	var kept []*subject
+	for _, sub := range subjects {
+		switch {
+		case sub.ident == nil || sub.res.RecordID != "":
+		case sub.ident.Known == KnownOnly:
+			continue // about someone this register does not keep
+		case sub.ident.Known == KnownRequired:
+			return nil, refuse(KindNotFound, "the person of message %s is not in register %s (yet)", sub.facts[0].MessageID, o.register.Name)
+		}
+		kept = append(kept, sub)
+	}
+	return s.unify(ctx, o, kept, profiles, found, merges)
 }
 
 // candidates reads the records that answer any of the lookups, with what
