@@ -15,10 +15,12 @@ import (
 )
 
 const (
-	specDir     = "../fixtures/mappings"
-	xmeldDir    = "../fixtures/messages/xmeld"
-	gewerbeDir  = "../../shared/specs/xoev/xgewerbeanzeige/samples"
-	testdataDir = "testdata"
+	specDir  = "../fixtures/mappings"
+	xmeldDir = "../fixtures/messages/xmeld"
+	// xpersonenstandDir holds the XPersonenstand fixtures.
+	xpersonenstandDir = "../fixtures/messages/xpersonenstand"
+	gewerbeDir        = "../../shared/specs/xoev/xgewerbeanzeige/samples"
+	testdataDir       = "testdata"
 )
 
 func mustCompile(t testing.TB, file string) *Spec {
@@ -70,6 +72,10 @@ func xmeld(name, file, spec string) goldenCase {
 	return goldenCase{name, xmeldDir + "/" + file, spec, false}
 }
 
+func xps(name, file, spec string) goldenCase {
+	return goldenCase{name, xpersonenstandDir + "/" + file, spec, false}
+}
+
 var goldenCases = []goldenCase{
 	xmeld("xmeld-0201", "01-rueckmeldung-anmeldung-0201.xml", "xmeld-zuzug@1"),
 	xmeld("xmeld-0203", "02-rueckmeldung-auswertung-0203.xml", "xmeld-auswertung@1"),
@@ -115,6 +121,24 @@ var goldenCases = []goldenCase{
 	xmeld("xmeld-0100", "43-fortschreibung-kind-0100.xml", "xmeld-familie@1"),
 	xmeld("xmeld-0096", "44-fortschreibung-gesetzlichervertreter-0096.xml", "xmeld-familie@1"),
 	xmeld("xmeld-0098", "45-fortschreibung-partner-0098.xml", "xmeld-familie@1"),
+	xps("xpersonenstand-geburt-031010", "01-geburt-031010.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-geburt-031011-vaterschaft", "02-geburt-031011-vaterschaft.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-geburt-031012-nichtvaterschaft", "03-geburt-031012-nichtvaterschaft.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-geburt-031020-annahme", "04-geburt-031020-annahme.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-geburt-031030-geschlecht", "05-geburt-031030-geschlecht.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-geburt-031040-namensaenderung", "06-geburt-031040-namensaenderung.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-geburt-031041-volljaehrigenadoption", "07-geburt-031041-volljaehrigenadoption.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-geburt-031050-staatsangehoerigkeit", "08-geburt-031050-staatsangehoerigkeit.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-geburt-031100-berichtigung", "09-geburt-031100-berichtigung.xml", "xpersonenstand-geburt@1"),
+	xps("xpersonenstand-ehe-032010-eheschliessung", "10-ehe-032010-eheschliessung.xml", "xpersonenstand-ehe@1"),
+	xps("xpersonenstand-ehe-032020-namenserklaerung", "11-ehe-032020-namenserklaerung.xml", "xpersonenstand-ehe@1"),
+	xps("xpersonenstand-ehe-032030-aufloesung", "12-ehe-032030-aufloesung.xml", "xpersonenstand-ehe@1"),
+	xps("xpersonenstand-lp-033010-begruendung", "13-lp-033010-begruendung.xml", "xpersonenstand-lebenspartnerschaft@1"),
+	xps("xpersonenstand-lp-033020-namenserklaerung", "14-lp-033020-namenserklaerung.xml", "xpersonenstand-lebenspartnerschaft@1"),
+	xps("xpersonenstand-lp-033030-aufhebung", "15-lp-033030-aufhebung.xml", "xpersonenstand-lebenspartnerschaft@1"),
+	xps("xpersonenstand-sterbefall-035010", "16-sterbefall-035010.xml", "xpersonenstand-sterbefall@1"),
+	xps("xpersonenstand-sterbefall-035020-todeserklaerung", "17-sterbefall-035020-todeserklaerung.xml", "xpersonenstand-sterbefall@1"),
+	xps("xpersonenstand-sterbefall-034100-berichtigung", "18-sterbefall-034100-berichtigung.xml", "xpersonenstand-sterbefall@1"),
 	{"leser-0085", xmeldDir + "/46-fortschreibung-beigeschriebenerpartner-0085.xml", "xmeld-leser@1", true},
 	{"leser-0221", xmeldDir + "/47-rueckmeldung-anmeldungauswaertigereglp-0221.xml", "xmeld-leser@1", true},
 	{"leser-0201-wegzug", xmeldDir + "/01-rueckmeldung-anmeldung-0201.xml", "xmeld-leser@1", true},
@@ -180,7 +204,8 @@ func TestGoldenCoverage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range files {
+	more, _ := filepath.Glob(filepath.Join(xpersonenstandDir, "*.xml"))
+	for _, f := range append(files, more...) {
 		if strings.Contains(f, "invalid") {
 			continue
 		}

@@ -358,10 +358,14 @@ func (c *checker) check() {
 			if r.Field != "" {
 				pos.Errorf(rf+".field", "field names an object's field; an attribute takes attribute")
 			}
-			if r.When == "" && len(r.Variants) == 0 && r.Op == "" && seen[r.Attribute] {
-				pos.Errorf(rf+".attribute", "attribute %q is set twice without a when condition", r.Attribute)
+			// Two plain sets of one attribute would overwrite each other;
+			// a default or a list item does not.
+			if r.When == "" && len(r.Variants) == 0 && r.Op == "" {
+				if seen[r.Attribute] {
+					pos.Errorf(rf+".attribute", "attribute %q is set twice without a when condition", r.Attribute)
+				}
+				seen[r.Attribute] = true
 			}
-			seen[r.Attribute] = true
 			switch r.Op {
 			case "", register.OpAdd, register.OpRemove, register.OpDefault:
 			default:

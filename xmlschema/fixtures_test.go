@@ -12,13 +12,15 @@ import (
 )
 
 const (
-	standIns         = "../fixtures/schemas"
-	xmeldFixtures    = "../fixtures/messages/xmeld"
-	nameLocation     = "http://www.osci.de/xinneres/allgemeinername/2/xinneres-name.xsd"
-	xinneresNameNS   = "http://www.osci.de/xinneres/allgemeinername/2"
-	xinneresLatin    = "/xoev/xinneres/latinchars.xsd"
-	xoevBasisLatin   = "/xoev/xoev-basis/latinchars.xsd"
-	invalidFixtureRe = "invalid"
+	standIns      = "../fixtures/schemas"
+	xmeldFixtures = "../fixtures/messages/xmeld"
+	// xpersonenstandFixtures are the Mitteilungen of Standesämter.
+	xpersonenstandFixtures = "../fixtures/messages/xpersonenstand"
+	nameLocation           = "http://www.osci.de/xinneres/allgemeinername/2/xinneres-name.xsd"
+	xinneresNameNS         = "http://www.osci.de/xinneres/allgemeinername/2"
+	xinneresLatin          = "/xoev/xinneres/latinchars.xsd"
+	xoevBasisLatin         = "/xoev/xoev-basis/latinchars.xsd"
+	invalidFixtureRe       = "invalid"
 )
 
 // loadWithStandIns loads the standards material and the repository's
@@ -157,6 +159,9 @@ func TestXMeldFixtures(t *testing.T) {
 		if types[typ] == 0 {
 			t.Errorf("no valid fixture of message type %s", typ)
 		}
+	}
+	if len(types) < 39 {
+		t.Errorf("valid fixtures of %d XMeld message types, want at least 39", len(types))
 	}
 	if types["0201"] < 2 {
 		t.Errorf("%d valid 0201 fixtures, want the single move and the family move", types["0201"])
@@ -298,4 +303,47 @@ func validIDNr(s string) bool {
 	}
 	check := (11 - product) % 10
 	return int(s[10]-'0') == check
+}
+
+// TestXPersonenstandFixtures validates every fixture under
+// fixtures/messages/xpersonenstand against XPersonenstand 1.7.5: one of each
+// Mitteilung the specs map, each with a message id of its own.
+func TestXPersonenstandFixtures(t *testing.T) {
+	r := loadWithStandIns(t)
+	files, err := filepath.Glob(filepath.Join(xpersonenstandFixtures, "*.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 18 {
+		t.Fatalf("%d XPersonenstand fixtures, want at least 18", len(files))
+	}
+	ids := map[string]string{}
+	types := map[string]bool{}
+	codeRe := regexp.MustCompile(`<nachrichtentyp[^>]*><code>(\d{6})</code>`)
+	uuidRe := regexp.MustCompile(`<nachrichtenUUID>([^<]+)<`)
+	for _, f := range files {
+		doc, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, _ := RootNamespace(doc)
+		if set, ok := r.ForNamespace(ns); !ok || set != XPersonenstand175.Name {
+			t.Fatalf("%s: namespace %s selects %q", f, ns, set)
+		}
+		if err := r.Validate(XPersonenstand175.Name, doc); err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+		}
+		id := uuidRe.FindSubmatch(doc)
+		if id == nil || ids[string(id[1])] != "" {
+			t.Errorf("%s: message id missing or used by %s too", f, ids[string(id[1])])
+		} else {
+			ids[string(id[1])] = f
+		}
+		if c := codeRe.FindSubmatch(doc); c != nil {
+			types[string(c[1])] = true
+		}
+	}
+	if len(types) != len(files) {
+		t.Errorf("%d message types in %d fixtures, want one of each", len(types), len(files))
+	}
 }
