@@ -500,3 +500,26 @@ func TestIdentityKnown(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityStatedNames: a message that names Anna by her new name is
+// applied before the name change itself, which names her by the old one:
+// the change finds her by the name it gives her, in one call or in two.
+func TestIdentityStatedNames(t *testing.T) {
+	h := startHarness(t)
+	renamed := anna("Köln")
+	renamed.Familienname = "Krüger-Lindqvist"
+	later := statement{"s1", "2024-09-01", renamed, register.Attributes{"familienstand": "verheiratet"}, nil}.fact()
+	change := statement{"s2", "2024-06-01", anna("Köln"), register.Attributes{"familienname": "Krüger-Lindqvist"}, nil}.fact()
+	for i, calls := range [][][]register.Fact{{{later}, {change}}, {{later, change}}} {
+		reg := fmt.Sprintf("stated%d", i)
+		h.addRegister(t, reg)
+		for _, facts := range calls {
+			if _, err := h.store.Apply(t.Context(), clerk, "duesseldorf", reg, facts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := h.liveRecords(t, reg); n != 1 {
+			t.Errorf("%d calls: %d records of Anna, want 1", len(calls), n)
+		}
+	}
+}

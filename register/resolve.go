@@ -33,6 +33,12 @@ import (
 //     a guess.
 //  3. A fact that states neither is refused.
 //
+// When the identity finds nobody, the names the facts give the person (a
+// name change says who the person becomes) are looked up by rule 2, so a
+// name change applied after a message that already used the new name finds
+// the record that message made; within one call, persons new to the
+// register are one when their names meet either way.
+//
 // A message proves that two records are one person, and they are merged,
 // when its strong identifiers find both, or when its IDNr finds one record
 // whose Basisdaten are not the message's (a name change it did not hear of)
@@ -69,6 +75,44 @@ type ident struct {
 	// blind are the index values of the identity's idnr, ordnungsmerkmal,
 	// geburtsort and anschrift, by kind.
 	blind map[string]string
+	// stated are the Basisdaten keys of the names the subject's facts give
+	// the person (a name change: who the person becomes), and statedLookups
+	// their lookups: when the identity finds nobody, they identify.
+	stated        []string
+	statedLookups []lookup
+}
+
+// statedNames are the Basisdaten keys of the names the facts set (plain
+// sets of familienname, vornamen, geburtsdatum), each with the identity's
+// other parts, that differ from the identity's own.
+func statedNames(id *ident, facts []Fact) []string {
+	if id.name == "" {
+		return nil
+	}
+	var out []string
+	for _, f := range facts {
+		for _, as := range f.Set {
+			v, _ := as.Value.(string)
+			if as.Op != OpSet || v == "" {
+				continue
+			}
+			fam, vor, geb := id.Familienname, id.Vornamen, id.Geburtsdatum
+			switch as.Attribute {
+			case "familienname":
+				fam = v
+			case "vornamen":
+				vor = v
+			case "geburtsdatum":
+				geb = v
+			default:
+				continue
+			}
+			if k := personName(fam, vor, geb); k != id.name && !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
 }
 
 // lookup is one blind-index lookup: a kind and the index value.
@@ -184,6 +228,15 @@ func (s *Store) resolve(ctx context.Context, o *op, subjects []*subject) ([]*sub
 			if k.kind != "name" {
 				id.blind[k.kind] = string(v)
 			}
+		}
+		id.stated = statedNames(id, sub.facts)
+		for _, name := range id.stated {
+			v, err := blind("name", name)
+			if err != nil {
+				return nil, err
+			}
+			id.statedLookups = append(id.statedLookups, lookup{"name", v})
+			want(lookup{"name", v})
 		}
 		v, err := blind("subject", sub.key)
 		if err != nil {
@@ -343,11 +396,29 @@ func decide(sub *subject, profiles map[string]*profile, found map[string][]strin
 		}
 		return nil
 	}
-	var fit []string
-	for _, rec := range basis {
-		if !profiles[rec].contradicts(id) {
-			fit = append(fit, rec)
+	fitting := func(recs []string) []string {
+		var out []string
+		for _, rec := range recs {
+			if !profiles[rec].contradicts(id) {
+				out = append(out, rec)
+			}
 		}
+		return out
+	}
+	fit := fitting(basis)
+	if len(fit) == 0 {
+		// Nobody is known by the names the message identifies the person
+		// by: perhaps by the names it gives them (a name change applied
+		// after a message that already used the new name).
+		var stated []string
+		for _, l := range id.statedLookups {
+			for _, rec := range found[l.key()] {
+				if !slices.Contains(stated, rec) {
+					stated = append(stated, rec)
+				}
+			}
+		}
+		fit = fitting(stated)
 	}
 	if len(fit) > 1 && id.address != "" {
 		var there []string
@@ -503,15 +574,18 @@ func (s *Store) unify(ctx context.Context, o *op, subjects []*subject, profiles 
 }
 
 // samePerson reports whether two new persons of one call are the same: the
-// same IDNr or Ordnungsmerkmal, or the same Basisdaten without
-// contradicting identifiers or birth places.
+// same IDNr or Ordnungsmerkmal, or the same Basisdaten (one's, or the names
+// the other's facts give it) without contradicting identifiers or birth
+// places.
 func samePerson(a, b *ident) bool {
 	switch {
 	case a.IDNr != "" && a.IDNr == b.IDNr:
 		return true
 	case a.Ordnungsmerkmal != "" && a.Ordnungsmerkmal == b.Ordnungsmerkmal:
 		return true
-	case a.name == "" || a.name != b.name:
+	case a.name == "" || b.name == "":
+		return false
+	case a.name != b.name && !slices.Contains(a.stated, b.name) && !slices.Contains(b.stated, a.name):
 		return false
 	}
 	conflict := func(x, y string) bool { return x != "" && y != "" && x != y }
