@@ -24,7 +24,7 @@ type groupKey struct{ register, purpose, reader string }
 
 // applyAll applies the messages whose facts are ready, in groups, and sets
 // each one's outcome: records and summary, or failure.
-func (p *Pipeline) applyAll(ctx context.Context, msgs []*message) {
+func (p *Pipeline) applyAll(ctx context.Context, msgs []*message, attempt int) {
 	groups := map[groupKey][]*message{}
 	var keys []groupKey
 	for _, m := range msgs {
@@ -39,11 +39,11 @@ func (p *Pipeline) applyAll(ctx context.Context, msgs []*message) {
 	}
 	for _, k := range keys {
 		group := groups[k]
-		err := p.applyGroup(ctx, k, group)
+		err := p.applyGroup(ctx, k, group, attempt)
 		var refusal *register.Error
 		if len(group) > 1 && errors.As(err, &refusal) {
 			for _, m := range group {
-				p.setOutcome(m, p.applyGroup(ctx, k, []*message{m}))
+				p.setOutcome(m, p.applyGroup(ctx, k, []*message{m}, attempt))
 			}
 			continue
 		}
@@ -53,8 +53,15 @@ func (p *Pipeline) applyAll(ctx context.Context, msgs []*message) {
 	}
 }
 
-// applyGroup applies the facts of the messages as the pipeline of the inbox.
-func (p *Pipeline) applyGroup(ctx context.Context, k groupKey, msgs []*message) error {
+// knownGrace is the attempt from which facts about persons the register
+// does not keep are left out (identify known: only): the first attempts
+// refuse them, so that a message that overtook the one registering such a
+// person waits for it (River tries again after about 1 and 16 seconds).
+const knownGrace = 3
+
+// applyGroup applies the facts of the messages as the pipeline of the inbox,
+// on the job's attempt.
+func (p *Pipeline) applyGroup(ctx context.Context, k groupKey, msgs []*message, attempt int) error {
 	// Who wrote: the authors, through the inbox; the audit entry's detail
 	// names the messages.
 	var authors []string
@@ -68,7 +75,7 @@ func (p *Pipeline) applyGroup(ctx context.Context, k groupKey, msgs []*message) 
 	tenantID := msgs[0].tenant
 	actor := tenant.Actor{Tenant: tenantID, Kind: "pipeline", Subject: fmt.Sprintf("%s via %s", strings.Join(authors, ", "), k.reader),
 		Role: tenant.InboxRole, Purpose: k.purpose}
-	_, err := p.Store.Apply(ctx, actor, tenantID, k.register, facts)
+	_, err := p.Store.ApplyWith(ctx, actor, tenantID, k.register, facts, register.ApplyOptions{WaitForKnown: attempt < knownGrace})
 	return err
 }
 

@@ -180,7 +180,7 @@ func (w *PipelineWorker) Work(ctx context.Context, job *river.Job[PipelineArgs])
 	for _, m := range msgs {
 		m.failure = p.process(ctx, m)
 	}
-	p.applyAll(ctx, msgs)
+	p.applyAll(ctx, msgs, job.Attempt)
 	last := job.Attempt >= job.MaxAttempts
 	var retry []*message
 	for _, m := range msgs {

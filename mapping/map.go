@@ -31,6 +31,7 @@ type subjProg struct {
 	// the node its address fields are relative to.
 	identify []identityProg
 	address  *expr
+	require  *expr
 }
 
 type identityProg struct {
@@ -107,7 +108,7 @@ func (s *Spec) compileProgram(v *variant) (*program, error) {
 			continue
 		}
 		sp := subjProg{decl: d, each: c(d.Each), when: c(d.When), event: c(d.Event),
-			key: value(d.Key, ConvText), date: value(d.Date, ConvDate), address: c(d.Identify.Anschrift.Select)}
+			key: value(d.Key, ConvText), date: value(d.Date, ConvDate), address: c(d.Identify.Anschrift.Select), require: c(d.Identify.Require)}
 		for _, iv := range d.Identify.values() {
 			sp.identify = append(sp.identify, identityProg{iv.field, value(*iv.decl, iv.conv)})
 		}
@@ -433,6 +434,9 @@ func (m *mapper) identity(sp *subjProg, node *xmlsafe.Element) (*register.Identi
 		id.Anschrift = &addr
 	}
 	id.Known = sp.decl.Identify.Known
+	if sp.require != nil && m.boolean(sp.require, node) {
+		id.Known = register.KnownRequired
+	}
 	// Basisdaten identify only as a whole: a message that lacks one of
 	// them (an unknown birth date) identifies by the rest it states.
 	if id.Familienname == "" || id.Vornamen == "" || id.Geburtsdatum == "" {

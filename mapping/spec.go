@@ -88,6 +88,9 @@ type identifyDecl struct {
 	// Known: only (apply only to a person the register keeps) or required
 	// (refuse the message until it does); default: a new person otherwise.
 	Known string `yaml:"known"`
+	// Require, an XPath, makes Known required for the subjects it holds
+	// for: of the persons a message names, the one it concerns.
+	Require string `yaml:"require"`
 }
 
 type addressDecl struct {
@@ -475,6 +478,7 @@ func (c *checker) identify(field string, d *identifyDecl, variants []string) {
 		c.pos.Errorf(field, "identify by idnr, ordnungsmerkmal or the Basisdaten (familienname, vornamen, geburtsdatum)")
 	}
 	c.expr(field+".anschrift.select", d.Anschrift.Select, variants)
+	c.expr(field+".require", d.Require, variants)
 }
 
 // value checks a single value (key, date).

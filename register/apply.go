@@ -42,6 +42,20 @@ const maxFacts = 10000
 // applied together, in as many statements for one subject as for a
 // hundred (applySubjects).
 func (s *Store) Apply(ctx context.Context, a tenant.Actor, tenantID, register string, facts []Fact) ([]Applied, error) {
+	return s.ApplyWith(ctx, a, tenantID, register, facts, ApplyOptions{})
+}
+
+// ApplyOptions tune Apply.
+type ApplyOptions struct {
+	// WaitForKnown refuses facts about persons the register does not keep
+	// (Identity.Known only) as not found instead of leaving them out: a
+	// caller that will try again (the pipeline, on its first attempts)
+	// lets a message that overtook the one registering the person wait.
+	WaitForKnown bool
+}
+
+// ApplyWith is Apply with options.
+func (s *Store) ApplyWith(ctx context.Context, a tenant.Actor, tenantID, register string, facts []Fact, opts ApplyOptions) ([]Applied, error) {
 	var out []Applied
 	err := s.run(ctx, a, tenantID, register, tenant.OpWrite, "", func(o *op) error {
 		o.action = "apply"
@@ -57,7 +71,7 @@ func (s *Store) Apply(ctx context.Context, a tenant.Actor, tenantID, register st
 		if err != nil {
 			return err
 		}
-		if subjects, err = s.resolve(ctx, o, subjects); err != nil {
+		if subjects, err = s.resolve(ctx, o, subjects, opts); err != nil {
 			return err
 		}
 		if err := s.applySubjects(ctx, o, subjects); err != nil {

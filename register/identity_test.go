@@ -473,9 +473,10 @@ func TestWithdrawByReference(t *testing.T) {
 }
 
 // TestIdentityKnown: a fact about someone the message only mentions
-// (known: only) is left out while the register does not keep them and
-// applied once it does; a fact that needs its person (known: required) is
-// refused as not found until the person is there.
+// (known: only) is left out while the register does not keep them (refused
+// as not found while the caller waits for them) and applied once it does;
+// a fact that needs its person (known: required) is refused as not found
+// until the person is there.
 func TestIdentityKnown(t *testing.T) {
 	h := startHarness(t)
 	ctx := t.Context()
@@ -484,6 +485,10 @@ func TestIdentityKnown(t *testing.T) {
 	res, err := h.store.Apply(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{statement{"k1", "2024-05-01", mentioned, register.Attributes{"familienstand": "verheiratet"}, nil}.fact()})
 	if err != nil || len(res) != 0 || h.liveRecords(t, "melderegister") != 0 {
 		t.Fatalf("a mentioned stranger: %+v %v, %d records", res, err, h.liveRecords(t, "melderegister"))
+	}
+	wait := register.ApplyOptions{WaitForKnown: true}
+	if _, err := h.store.ApplyWith(ctx, clerk, "duesseldorf", "melderegister", []register.Fact{statement{"k1", "2024-05-01", mentioned, register.Attributes{"familienstand": "verheiratet"}, nil}.fact()}, wait); register.KindOf(err) != register.KindNotFound {
+		t.Fatalf("a mentioned stranger while waiting for them: %v, want not found", err)
 	}
 	needed := anna("Köln")
 	needed.Known = register.KnownRequired

@@ -184,7 +184,7 @@ func addressKey(plz, strasse, hausnummer string) string {
 // records its facts prove to be the same person (merge). Subjects found to
 // be one person become one subject. Subjects without an identity are left
 // as they are: they are found by their subject key.
-func (s *Store) resolve(ctx context.Context, o *op, subjects []*subject) ([]*subject, error) {
+func (s *Store) resolve(ctx context.Context, o *op, subjects []*subject, opts ApplyOptions) ([]*subject, error) {
 	var idents []*subject
 	for _, sub := range subjects {
 		if sub.ident != nil {
@@ -258,6 +258,8 @@ func (s *Store) resolve(ctx context.Context, o *op, subjects []*subject) ([]*sub
 	for _, sub := range subjects {
 		switch {
 		case sub.ident == nil || sub.res.RecordID != "":
+		case sub.ident.Known == KnownOnly && opts.WaitForKnown:
+			return nil, refuse(KindNotFound, "message %s also concerns a person register %s does not keep (yet): it waits for them a while", sub.facts[0].MessageID, o.register.Name)
 		case sub.ident.Known == KnownOnly:
 			continue // about someone this register does not keep
 		case sub.ident.Known == KnownRequired:

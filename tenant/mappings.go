@@ -16,7 +16,7 @@ import (
 // compiles it).
 //
 //	mappings:
-//	  - ../mappings/xmeld-0201.yaml   # relative to the tenant file
+//	  - ../mappings/xmeld-zuzug.yaml   # relative to the tenant file
 type MappingFile struct {
 	// Name is the path as the tenant file writes it; Path is resolved.
 	Name, Path string
