@@ -2,20 +2,21 @@ package mapping
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/parzelle/parzelle/xmlsafe"
 )
 
-// benchMessages reads the fixture messages the demo specs map.
+// benchMessages reads the fixture messages of every golden case the demo
+// set maps: every message type of every demo spec.
 func benchMessages(b *testing.B) [][]byte {
-	files, _ := filepath.Glob(filepath.Join(xmeldDir, "0[1-7]-*.xml"))
-	files = append(files, filepath.Join(gewerbeDir, "xgwa2.0-valid.xml"), filepath.Join(gewerbeDir, "xgwa2.1-valid.xml"), filepath.Join(gewerbeDir, "xgwa2.2-valid.xml"))
 	var out [][]byte
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	for _, c := range goldenCases {
+		if c.reader {
+			continue
+		}
+		data, err := os.ReadFile(c.message)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -75,12 +75,14 @@ func plainPath(e string, namespaces map[string]string) ([]step, bool) {
 }
 
 // walk returns the elements the plain path selects from ctx, in document
-// order (only the first unless all).
+// order (only the first unless all). The steps work in two buffers on the
+// stack; only the result is allocated.
 func (c *expr) walk(ctx *xmlsafe.Element, all bool) []*xmlsafe.Element {
-	cur := []*xmlsafe.Element{ctx}
+	var bufs [2][8]*xmlsafe.Element
+	cur := append(bufs[0][:0], ctx)
 	for i, s := range c.steps {
 		last := i == len(c.steps)-1
-		var next []*xmlsafe.Element
+		next := bufs[(i+1)%2][:0]
 		for _, e := range cur {
 			switch {
 			case s.self:
@@ -94,7 +96,7 @@ func (c *expr) walk(ctx *xmlsafe.Element, all bool) []*xmlsafe.Element {
 					if ch.Name.Local == s.local && ch.Name.Space == s.space {
 						next = appendOnce(next, ch, c.up)
 						if last && !all {
-							return next
+							return []*xmlsafe.Element{ch}
 						}
 					}
 				}
@@ -105,10 +107,10 @@ func (c *expr) walk(ctx *xmlsafe.Element, all bool) []*xmlsafe.Element {
 		}
 		cur = next
 	}
-	if !all && len(cur) > 1 {
-		cur = cur[:1]
+	if !all {
+		return []*xmlsafe.Element{cur[0]}
 	}
-	return cur
+	return append([]*xmlsafe.Element(nil), cur...)
 }
 
 func appendOnce(list []*xmlsafe.Element, e *xmlsafe.Element, check bool) []*xmlsafe.Element {
