@@ -149,6 +149,7 @@ var goldenCases = []goldenCase{
 	{"xgewerbeanzeige-2.2-anmeldung", gewerbeDir + "/xgwa2.2-valid.xml", "xgewerbeanzeige@2", false},
 	{"xgewerbeanzeige-2.2-ummeldung", testdataDir + "/xgwa2.2-ummeldung.xml", "xgewerbeanzeige@2", false},
 	{"xgewerbeanzeige-2.2-korrektur", testdataDir + "/xgwa2.2-korrektur.xml", "xgewerbeanzeige@2", false},
+	{"xgewerbeanzeige-2.2-abmeldung", testdataDir + "/xgwa2.2-abmeldung.xml", "xgewerbeanzeige@2", false},
 }
 
 // TestMapGolden maps every fixture message with the demo specs and compares
