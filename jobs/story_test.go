@@ -189,10 +189,10 @@ func registerState(t *testing.T, n *nodetest.Node, tenantID, registerName, purpo
 	}
 	actor := tenant.Actor{Tenant: tenantID, Kind: tenant.ActorCertificate, Subject: "test", Role: "fachverfahren", Purpose: purpose}
 	type span struct {
-		From       string             `json:"from,omitempty"`
-		To         string             `json:"to,omitempty"`
+		From       string              `json:"from,omitempty"`
+		To         string              `json:"to,omitempty"`
 		Attributes register.Attributes `json:"attributes"`
-		Sources    []string           `json:"sources,omitempty"`
+		Sources    []string            `json:"sources,omitempty"`
 	}
 	var out []string
 	for _, r := range recs {
