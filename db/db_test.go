@@ -232,3 +232,30 @@ func TestEnsureTenantRoleExplainsMissingPrivilege(t *testing.T) {
 		t.Fatalf("want the superuser hint, got %v", err)
 	}
 }
+
+// TestSendInTenant: a batch sent in a tenant runs as the tenant role,
+// confined to the tenant's rows, and leaves the connection as it was.
+func TestSendInTenant(t *testing.T) {
+	pool := dbtest.New(t)
+	seedProbe(t, pool)
+	ctx := context.Background()
+	b := &pgx.Batch{}
+	b.Queue(`SELECT current_user, (SELECT count(*) FROM probe), (SELECT secret FROM probe)`)
+	b.Queue(`INSERT INTO probe (tenant_id, secret) VALUES ('koeln', 'planted')`)
+	res, err := db.SendInTenant(ctx, pool, "duesseldorf", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user, secret string
+	var n int
+	if err := res.QueryRow().Scan(&user, &n, &secret); err != nil || user != db.TenantRole || n != 1 || secret != "d-secret" {
+		t.Errorf("in the batch: user %s sees %d rows (%s), %v; want %s seeing duesseldorf's one", user, n, secret, err, db.TenantRole)
+	}
+	if _, err := res.Exec(); pgCode(err) != "42501" {
+		t.Errorf("insert for another tenant: %v, want SQLSTATE 42501", err)
+	}
+	res.Close()
+	if err := pool.QueryRow(ctx, `SELECT current_user, (SELECT count(*) FROM probe)`).Scan(&user, &n); err != nil || user == db.TenantRole || n != 2 {
+		t.Errorf("after the batch: user %s sees %d rows, %v", user, n, err)
+	}
+}

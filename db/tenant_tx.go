@@ -28,12 +28,10 @@ func InTenant(ctx context.Context, pool *pgxpool.Pool, tenantID string, fn func(
 	if !tenantIDPattern.MatchString(tenantID) {
 		return fmt.Errorf("%w: %q", ErrNoTenant, tenantID)
 	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if err := EnterTenant(ctx, tx, tenantID); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
+	// BEGIN and entering the tenant in one round trip: the id is checked
+	// above, so it can stand in the statement.
+	begin := `BEGIN; SELECT set_config('role', '` + TenantRole + `', true), set_config('parzelle.tenant_id', '` + tenantID + `', true)`
+	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{BeginQuery: begin}, fn)
 }
 
 // EnterTenant makes the rest of transaction tx act as TenantRole for
@@ -65,4 +63,23 @@ func LeaveTenant(ctx context.Context, tx Execer) error {
 // Execer runs a statement: a transaction, or a batch that queues it.
 type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// SendInTenant sends the batch's statements in one round trip as one
+// implicit transaction that acts as TenantRole for tenantID, as InTenant
+// would run them, for a few statements that need no logic in between. The
+// caller reads the results of the batch's statements in order and closes
+// the results.
+func SendInTenant(ctx context.Context, pool *pgxpool.Pool, tenantID string, b *pgx.Batch) (pgx.BatchResults, error) {
+	if !tenantIDPattern.MatchString(tenantID) {
+		return nil, fmt.Errorf("%w: %q", ErrNoTenant, tenantID)
+	}
+	all := &pgx.Batch{QueuedQueries: append([]*pgx.QueuedQuery{{SQL: `SELECT set_config('role', $1, true), set_config('parzelle.tenant_id', $2, true)`,
+		Arguments: []any{TenantRole, tenantID}}}, b.QueuedQueries...)}
+	res := pool.SendBatch(ctx, all)
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return nil, fmt.Errorf("db: enter tenant %s: %w", tenantID, err)
+	}
+	return res, nil
 }
