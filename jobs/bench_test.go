@@ -131,9 +131,9 @@ func BenchmarkPipeline(b *testing.B) {
 	if _, err := node.Pool.Exec(ctx, `ANALYZE`); err != nil {
 		b.Fatal(err)
 	}
-	cpuBefore, cpuOK := machineCPU()
+	cpuBefore, cpuOK := nodetest.MachineCPU()
 	ids, accept, applied := sendAll(docs)
-	cpuAfter, _ := machineCPU()
+	cpuAfter, _ := nodetest.MachineCPU()
 
 	// The register baseline: the rows the register holds for a person
 	// after a move-in (record, versions, index entries, fact; as the
@@ -194,9 +194,8 @@ func BenchmarkPipeline(b *testing.B) {
 	fmt.Printf("  accept to applied                 p50 %v   p99 %v   max %v\n",
 		lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 	if cpuOK {
-		busy, total := cpuAfter.busy-cpuBefore.busy, cpuAfter.total-cpuBefore.total
 		fmt.Printf("  machine CPU (node, clients and PostgreSQL) %.2f ms per message; the cores were %.0f %% busy\n",
-			float64(busy)*1000/clockTicks/float64(n), 100*float64(busy)/float64(total))
+			cpuAfter.Sub(cpuBefore).PerOp(n), cpuAfter.Sub(cpuBefore).Busy())
 	}
 	fmt.Printf("  pipeline jobs (warm-up included)  %8d, %d of them tried more than once; each ran %v on average, at most %v\n",
 		jobCount, retried, jobAvg.Round(time.Millisecond), jobMax.Round(time.Millisecond))
@@ -287,46 +286,6 @@ func (p personRows) batch(i int) *pgx.Batch {
 		}
 	}
 	return b
-}
-
-// cpuTimes are the machine's CPU times from /proc/stat, in clock ticks
-// summed over all cores.
-type cpuTimes struct{ busy, total int64 }
-
-// clockTicks is USER_HZ, the unit of /proc/stat on every Linux platform Go
-// supports.
-const clockTicks = 100
-
-// machineCPU reads the CPU time the machine has spent, busy (user, system
-// and interrupts; not idle, waiting for I/O or given by the hypervisor to
-// others) and in all; false where there is no /proc/stat.
-// Per message, it is a figure that varies less than throughput when the
-// machine's neighbours take their share.
-func machineCPU() (cpuTimes, bool) {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return cpuTimes{}, false
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	fields := strings.Fields(line)
-	if len(fields) < 6 || fields[0] != "cpu" {
-		return cpuTimes{}, false
-	}
-	var t cpuTimes
-	for i, f := range fields[1:] {
-		v, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			return cpuTimes{}, false
-		}
-		switch i {
-		case 0, 1, 2, 5, 6: // user, nice, system, irq, softirq
-			t.busy += v
-			t.total += v
-		case 3, 4, 7: // idle, iowait, steal
-			t.total += v
-		} // guest time is already counted as user time
-	}
-	return t, true
 }
 
 // run calls work(i) for i in [0, n) on the given number of goroutines and

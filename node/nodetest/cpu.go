@@ -1,0 +1,58 @@
+package nodetest
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+// CPUTimes are the machine's CPU times from /proc/stat, in clock ticks
+// summed over all cores: busy (user, system and interrupts) and in all
+// (also idle, waiting for I/O, and stolen by the hypervisor).
+type CPUTimes struct{ busy, total int64 }
+
+// clockTicks is USER_HZ, the unit of /proc/stat on every Linux platform Go
+// supports.
+const clockTicks = 100
+
+// MachineCPU reads the CPU time the machine has spent; false where there
+// is no /proc/stat. Per operation, it is a figure that varies less than
+// throughput when the machine's neighbours take their share, so load
+// commands print it to compare changes by.
+func MachineCPU() (CPUTimes, bool) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return CPUTimes{}, false
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return CPUTimes{}, false
+	}
+	var t CPUTimes
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return CPUTimes{}, false
+		}
+		switch i {
+		case 0, 1, 2, 5, 6: // user, nice, system, irq, softirq
+			t.busy += v
+			t.total += v
+		case 3, 4, 7: // idle, iowait, steal
+			t.total += v
+		} // guest time is already counted as user time
+	}
+	return t, true
+}
+
+// Sub is the CPU time spent between before and t.
+func (t CPUTimes) Sub(before CPUTimes) CPUTimes {
+	return CPUTimes{t.busy - before.busy, t.total - before.total}
+}
+
+// PerOp is the busy time in milliseconds per operation of n.
+func (t CPUTimes) PerOp(n int) float64 { return float64(t.busy) * 1000 / clockTicks / float64(n) }
+
+// Busy is the busy share of the time, in percent.
+func (t CPUTimes) Busy() float64 { return 100 * float64(t.busy) / float64(max(t.total, 1)) }
