@@ -145,6 +145,9 @@ func (c *Config) Authorize(a Actor, operation, register string) Decision {
 	if _, ok := c.Register(register); !ok {
 		return deny("tenant %q has no register %q", c.ID, register)
 	}
+	if a.Kind == ActorEvidence {
+		return c.authorizeEvidence(a, operation, register)
+	}
 	if a.Role == "" {
 		return deny("the %s %q has no role in tenant %q", actorKind(a.Kind), a.Subject, c.ID)
 	}

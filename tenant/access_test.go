@@ -5,9 +5,11 @@ import (
 	"crypto/x509/pkix"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/golden"
 	"github.com/parzelle/parzelle/pki"
 )
 
@@ -158,5 +160,101 @@ func TestPrincipalActor(t *testing.T) {
 	}
 	if d := c.Authorize(a, OpRead, "melderegister"); d.Allowed || d.Reason != `the certificate "CN=mon,O=Test" has no role in tenant "duesseldorf"` {
 		t.Errorf("a certificate without role: %+v", d)
+	}
+}
+
+// TestEvidenceRejects checks every file in testdata/evidence against the
+// errors in its .golden file.
+func TestEvidenceRejects(t *testing.T) {
+	dir := t.TempDir()
+	keyFiles(t, dir)
+	files, _ := filepath.Glob("testdata/evidence/*.yaml")
+	if len(files) < 2 {
+		t.Fatalf("only %d files in testdata/evidence", len(files))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, filepath.Base(file))
+			writeFile(t, path, data)
+			if _, err = ParseFile(path); err == nil {
+				t.Fatal("accepted a bad evidence section")
+			}
+			got := strings.ReplaceAll(err.Error(), dir, "testdata/evidence") + "\n"
+			golden.Check(t, strings.TrimSuffix(file, ".yaml")+".golden", []byte(got))
+		})
+	}
+}
+
+// evidenceTenant offers a Meldebescheinigung to one requester.
+const evidenceTenant = `id: duesseldorf
+name: Evidence Test
+identities:
+  - {id: "ags:05111000", type: xoev, category: Meldebehörde, transports: [xta]}
+  - {id: "nachweis:05111000", type: xoev, category: Nachweisabruf, transports: [xta]}
+clients:
+  - {name: amt, subject: "CN=amt,O=Test"}
+trust:
+  clientCAs: [ca.crt]
+keys:
+  signing:
+    - {key: sign.key, cert: sign.crt}
+registers:
+  - {name: melderegister, type: person}
+evidence:
+  provider: {scheme: "urn:cef.eu:names:identifier:EAS:0204", id: "991-1", name: Test}
+  identity: "nachweis:05111000"
+  tokens: {issuer: "https://vs.test", keys: [sign.crt]}
+  types:
+    - {id: meldebescheinigung, register: melderegister, document: meldebescheinigung, title: M,
+       classification: "https://sr.oots.tech.ec.europa.eu/evidencetypeclassifications/ec/1", fields: [familienname]}
+  requesters:
+    - {scheme: "urn:cef.eu:names:identifier:EAS:0204", id: "991-2", name: Amt, clients: [amt], accounts: ["ags:05315000"],
+       grants: [{type: meldebescheinigung, purposes: [wohnsitznachweis], legalBasis: "§ 34 BMG"}], quota: {perMinute: 60}}
+`
+
+// TestEvidenceAuthorize: an evidence requester reads what its grants
+// allow, on their legal basis; it finds its requester, type and callers.
+func TestEvidenceAuthorize(t *testing.T) {
+	dir := t.TempDir()
+	keyFiles(t, dir)
+	path := filepath.Join(dir, "duesseldorf.yaml")
+	writeFile(t, path, []byte(evidenceTenant))
+	c, err := ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.EvidenceProvider()
+	if e == nil || e.Requesters[0].Quota.Burst != 6 || !e.Types[0].Offers(EvidenceFormatXML) {
+		t.Fatalf("evidence section: %+v", e)
+	}
+	r := e.Requester("urn:cef.eu:names:identifier:EAS:0204", "991-2")
+	if r == nil || !e.SpeaksFor(r, "amt", "") || !e.SpeaksFor(r, "", "ags:05315000") || e.SpeaksFor(r, "other", "") || !e.Caller("amt", "") {
+		t.Fatalf("requester %+v", r)
+	}
+	if e.Type("https://sr.oots.tech.ec.europa.eu/evidencetypeclassifications/ec/1", "") != &e.Types[0] || e.Type("https://sr.oots.tech.ec.europa.eu/evidencetypeclassifications/ec/2", "") != nil {
+		t.Error("Type does not find the evidence type by its classification")
+	}
+	a := Actor{Tenant: "duesseldorf", Kind: ActorEvidence, Subject: "urn:cef.eu:names:identifier:EAS:0204:991-2", Role: "meldebescheinigung", Purpose: "wohnsitznachweis"}
+	with := func(f func(*Actor)) Actor { b := a; f(&b); return b }
+	for _, tc := range []struct {
+		actor   Actor
+		op      string
+		allowed bool
+		reason  string
+	}{
+		{a, OpRead, true, `requester urn:cef.eu:names:identifier:EAS:0204:991-2 may ask for evidence type "meldebescheinigung" for purpose "wohnsitznachweis" (§ 34 BMG)`},
+		{a, OpSearch, false, "an evidence requester may only read"},
+		{with(func(b *Actor) { b.Purpose = "werbung" }), OpRead, false, `requester urn:cef.eu:names:identifier:EAS:0204:991-2 may not ask for evidence type "meldebescheinigung" for purpose "werbung"`},
+		{with(func(b *Actor) { b.Role = "gewerbeauskunft" }), OpRead, false, `evidence type "gewerbeauskunft" is not made from register "melderegister"`},
+		{with(func(b *Actor) { b.Subject = "urn:cef.eu:names:identifier:EAS:0204:991-9" }), OpRead, false, `urn:cef.eu:names:identifier:EAS:0204:991-9 is not an evidence requester of tenant "duesseldorf"`},
+	} {
+		d := c.Authorize(tc.actor, tc.op, "melderegister")
+		if d.Allowed != tc.allowed || d.Reason != tc.reason || (d.Allowed && d.LegalBasis != "§ 34 BMG") {
+			t.Errorf("%+v %s: %+v, want %v %q", tc.actor, tc.op, d, tc.allowed, tc.reason)
+		}
 	}
 }

@@ -47,6 +47,9 @@ type Config struct {
 	// Mappings are the tenant's mapping spec files, relative to the tenant
 	// file (see mappings.go; read them with MappingFiles).
 	Mappings []string `yaml:"mappings"`
+	// Evidence is the tenant as an XNachweis data provider (see
+	// evidence.go; read it with EvidenceProvider).
+	Evidence Evidence `yaml:"evidence"`
 
 	// File is the tenant file's path.
 	File string `yaml:"-"`
@@ -78,10 +81,12 @@ type Identity struct {
 // -subject -nameopt RFC2253` prints it), its SHA-256 fingerprint, or both,
 // and must chain to one of the tenant's client CAs.
 type Client struct {
-	Name       string   `yaml:"name" conf:"required"`
-	Subject    string   `yaml:"subject"`
-	SHA256     string   `yaml:"sha256"`
-	Identities []string `yaml:"identities" conf:"required"`
+	Name    string `yaml:"name" conf:"required"`
+	Subject string `yaml:"subject"`
+	SHA256  string `yaml:"sha256"`
+	// Identities are the tenant identities the client may act for (none
+	// for a client that only asks for evidence).
+	Identities []string `yaml:"identities"`
 	// Role is the certificate's role in the tenant's access rules; a
 	// client without a role has no access to register data.
 	Role string `yaml:"role"`
@@ -197,6 +202,12 @@ func Parse(file string, data []byte) (*Config, error) {
 	c.checkAccess(pos, h)
 	c.checkMappings(pos, h)
 	c.checkInboxes(pos)
+	c.checkEvidence(pos, h)
+	for i, cl := range c.Clients {
+		if len(cl.Identities) == 0 && cl.Role == "" && !c.Evidence.Caller(cl.Name, "") {
+			pos.Errorf(fmt.Sprintf("clients[%d]", i), "client %q may do nothing: give it identities to act for, a role, or name it under evidence.requesters[].clients or evidence.connectionNodes", cl.Name)
+		}
+	}
 	if err := pos.Err(); err != nil {
 		return nil, err
 	}
