@@ -33,6 +33,11 @@ type accessEntry struct {
 // are queued (queueDisclosures). The IDNr is stored encrypted, with a
 // blind index to find a subject's entries.
 func (s *Store) prepareDisclosures(ctx context.Context, o *op) ([]accessEntry, error) {
+	// An evidence request by IDNr is logged whatever it found: the IDNr
+	// asked for, with the record if there was one.
+	if ev := o.evidence; ev != nil && len(o.disclosed) == 0 && ev.idnr != "" {
+		o.disclosed = []disclosure{{o.recordID, ev.idnr}}
+	}
 	if len(o.disclosed) == 0 {
 		return nil, nil
 	}
@@ -69,12 +74,23 @@ func queueDisclosures(b *pgx.Batch, o *op, a *AuditEntry, entries []accessEntry)
 	for i, e := range entries {
 		ids[i], records[i], indexes[i], kvs[i], idnrs[i] = e.id, e.recordID, e.index, e.keyVersion, e.idnr
 	}
+	var tokenID, evidenceType, result *string
+	if ev := o.evidence; ev != nil {
+		tokenID, evidenceType, result = nonEmpty(ev.TokenID), nonEmpty(ev.EvidenceType), nonEmpty(ev.result)
+	}
 	b.Queue(`INSERT INTO register_access_log (id, tenant_id, at, register, record_id, idnr_index, key_version, idnr,
-			actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq)
-		SELECT e.id, $1, $2, $3, e.record_id, e.idnr_index, e.key_version, e.idnr, $4, $5, $6, $7, $8, $9, $10
-		FROM unnest($11::bigint[], $12::uuid[], $13::bytea[], $14::int[], $15::bytea[]) AS e(id, record_id, idnr_index, key_version, idnr)`,
+			actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq, token_id, evidence_type, result)
+		SELECT e.id, $1, $2, $3, nullif(e.record_id, '')::uuid, e.idnr_index, e.key_version, e.idnr, $4, $5, $6, $7, $8, $9, $10, $16, $17, $18
+		FROM unnest($11::bigint[], $12::text[], $13::bytea[], $14::int[], $15::bytea[]) AS e(id, record_id, idnr_index, key_version, idnr)`,
 		o.tenant, a.At, o.register.Name, o.actor.Subject, o.actor.Tenant, o.actor.Role, o.actor.Purpose, o.decision.LegalBasis, o.action, a.Seq,
-		ids, records, indexes, kvs, idnrs)
+		ids, records, indexes, kvs, idnrs, tokenID, evidenceType, result)
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // accessAAD binds an access-log IDNr to its tenant and entry.
@@ -89,7 +105,7 @@ type Disclosure struct {
 	IDNr        string    `json:"idnr"`
 	Tenant      string    `json:"datenhaltendeStelle"`
 	Register    string    `json:"register"`
-	RecordID    string    `json:"recordId"`
+	RecordID    string    `json:"recordId,omitempty"`
 	Recipient   string    `json:"empfaenger"`
 	RecipientOf string    `json:"empfaengerMandant"`
 	Role        string    `json:"rolle"`
@@ -97,6 +113,12 @@ type Disclosure struct {
 	LegalBasis  string    `json:"rechtsgrundlage"`
 	Operation   string    `json:"vorgang"`
 	AuditSeq    int64     `json:"auditSeq"`
+	// For evidence requests (XNachweis): the IssuedToken's id, the
+	// evidence type and how the request ended (answered, no-match,
+	// ambiguous, auskunftssperre, denied, or the code of its refusal).
+	TokenID      string `json:"tokenId,omitempty"`
+	EvidenceType string `json:"nachweistyp,omitempty"`
+	Result       string `json:"ergebnis,omitempty"`
 }
 
 // AccessFilter selects access-log entries: one subject's (by IDNr) and/or
@@ -112,7 +134,8 @@ type AccessFilter struct {
 func (s *Store) ExportAccessLog(ctx context.Context, a tenant.Actor, tenantID, register string, f AccessFilter, w io.Writer) (int, error) {
 	n := 0
 	err := s.run(ctx, a, tenantID, register, tenant.OpExport, "", func(o *op) error {
-		q := `SELECT id, at, record_id::text, key_version, idnr, actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq
+		q := `SELECT id, at, coalesce(record_id::text, ''), key_version, idnr, actor, actor_tenant, role, purpose, legal_basis, operation, audit_seq,
+				coalesce(token_id, ''), coalesce(evidence_type, ''), coalesce(result, '')
 			FROM register_access_log WHERE tenant_id = $1 AND register = $2 AND at >= $3 AND at < $4`
 		to := f.To
 		if to.IsZero() {
@@ -141,7 +164,8 @@ func (s *Store) ExportAccessLog(ctx context.Context, a tenant.Actor, tenantID, r
 			var kv int
 			var ct []byte
 			d := Disclosure{Tenant: tenantID, Register: register}
-			if err := rows.Scan(&id, &d.At, &d.RecordID, &kv, &ct, &d.Recipient, &d.RecipientOf, &d.Role, &d.Purpose, &d.LegalBasis, &d.Operation, &d.AuditSeq); err != nil {
+			if err := rows.Scan(&id, &d.At, &d.RecordID, &kv, &ct, &d.Recipient, &d.RecipientOf, &d.Role, &d.Purpose, &d.LegalBasis, &d.Operation, &d.AuditSeq,
+				&d.TokenID, &d.EvidenceType, &d.Result); err != nil {
 				return fmt.Errorf("register: export access log: %w", err)
 			}
 			idnr, err := s.sealer.open(ctx, o.tx, tenantID, kv, accessAAD(tenantID, id), ct)

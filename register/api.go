@@ -184,7 +184,7 @@ func (api *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	kind := map[ErrorKind]problem.Kind{KindDenied: problemForbidden, KindNotFound: problemNotFound, KindGone: problemGone,
-		KindInvalid: problemInvalid, KindConflict: problemConflict, KindStale: problemStale, KindAmbiguous: problemAmbiguous}[e.Kind]
+		KindInvalid: problemInvalid, KindConflict: problemConflict, KindStale: problemStale, KindAmbiguous: problemAmbiguous, KindBlocked: problemNotFound}[e.Kind]
 	if e.MergedInto != "" {
 		// The record is now the one it was merged into.
 		w.Header().Set("Link", fmt.Sprintf(`<%s/%s>; rel="successor-version"`, r.URL.Path[:strings.Index(r.URL.Path, "/records/")+len("/records")], e.MergedInto))

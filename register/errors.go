@@ -27,6 +27,9 @@ const (
 	// KindAmbiguous: a fact's identity fits several records (or
 	// contradicts itself), and nothing tells which person it is about.
 	KindAmbiguous
+	// KindBlocked: the record carries an Auskunftssperre and the caller
+	// may not learn of it.
+	KindBlocked
 )
 
 // Error is a register operation's refusal, with a detail a clerk or
@@ -37,7 +40,12 @@ type Error struct {
 	Fields []FieldError
 	// MergedInto is, for a record that was merged, the record it is now.
 	MergedInto string
+
+	cause error
 }
+
+// Unwrap returns what caused the refusal, if anything but the register.
+func (e *Error) Unwrap() error { return e.cause }
 
 func (e *Error) Error() string {
 	if len(e.Fields) > 0 {

@@ -201,6 +201,9 @@ type op struct {
 	// notes are further entries for the audit log, appended before the
 	// operation's own when it succeeds (the merges an Apply proved).
 	notes []note
+	// evidence is the evidence request an operation answers, for the
+	// access log.
+	evidence *evidenceAccess
 }
 
 // note is an audit entry an operation adds to its own.
@@ -222,7 +225,7 @@ type disclosure struct {
 // runs fn in the tenant's transaction, then appends the audit entry (and
 // the access log of IDNr disclosures) in that transaction. A denial and a
 // refused operation are audited too, each in a transaction of its own.
-func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, operation, recordID string, fn func(o *op) error) error {
+func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, operation, recordID string, fn func(o *op) error, prepare ...func(o *op)) error {
 	cfg := s.tenants().Tenant(tenantID)
 	if cfg == nil {
 		s.metrics.denied("-", "-", operation)
@@ -235,6 +238,9 @@ func (s *Store) run(ctx context.Context, a tenant.Actor, tenantID, register, ope
 	}
 	d := cfg.Authorize(a, operation, register)
 	o := &op{tenant: tenantID, register: decl, schema: schemas[decl.Type], actor: a, decision: d, name: operation, action: operation, recordID: recordID}
+	for _, p := range prepare {
+		p(o)
+	}
 	// Metric labels only take names the tenant declares: a path is
 	// anyone's to invent.
 	label := decl.Name
@@ -295,6 +301,28 @@ func (s *Store) record(ctx context.Context, o *op, outcome string) error {
 		Register: o.register.Name, RecordID: o.recordID, Outcome: outcome, Detail: o.detail}
 	if e.Register == "" {
 		e.Register = "-"
+	}
+	if ev := o.evidence; ev != nil {
+		e.Operation = "evidence"
+		switch {
+		case outcome == OutcomeGranted:
+			ev.result = EvidenceAnswered
+		case outcome == OutcomeDenied && ev.result == "":
+			ev.result = EvidenceDenied
+		case ev.result == "":
+			ev.result = EvidenceError
+		}
+		if !strings.HasPrefix(e.Detail, "evidence request") {
+			e.Detail = ev.describe() + ": " + ev.result + ": " + e.Detail
+		}
+		// A request that failed still spends what its admission spends,
+		// with the entry that accounts for it.
+		if ev.admit != nil && outcome != OutcomeGranted {
+			var rf *Refusal
+			if err := ev.admit(ctx, o.tx); err != nil && !errors.As(err, &rf) {
+				return err
+			}
+		}
 	}
 	if outcome == OutcomeGranted {
 		for _, n := range o.notes {
