@@ -45,6 +45,43 @@ type InboxConsumer interface {
 	Consume(ctx context.Context, tx pgx.Tx, ds []Delivery) error
 }
 
+// Consumers are several consumers as one: each message goes to the first
+// that claims its reader.
+type Consumers []InboxConsumer
+
+// Claims implements InboxConsumer.
+func (cs Consumers) Claims(readerTenant, reader string) bool {
+	return cs.of(readerTenant, reader) != nil
+}
+
+func (cs Consumers) of(readerTenant, reader string) InboxConsumer {
+	for _, c := range cs {
+		if c.Claims(readerTenant, reader) {
+			return c
+		}
+	}
+	return nil
+}
+
+// Consume implements InboxConsumer: each consumer gets its messages in one
+// call.
+func (cs Consumers) Consume(ctx context.Context, tx pgx.Tx, ds []Delivery) error {
+	for _, c := range cs {
+		var mine []Delivery
+		for _, d := range ds {
+			if cs.of(d.ReaderTenant, d.Reader) == c {
+				mine = append(mine, d)
+			}
+		}
+		if len(mine) > 0 {
+			if err := c.Consume(ctx, tx, mine); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // MaxConsumedContent bounds the content a consumer reads into memory: a
 // process message is small, a 40 MB container is not a register message.
 const MaxConsumedContent = 16 << 20

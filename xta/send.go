@@ -42,6 +42,9 @@ const (
 	RecordDeadLetter = "DEAD_LETTER"
 	RecordRetried    = "RETRIED"
 	RecordDiscarded  = "DISCARDED"
+	// RecordAnswered: the node answered the message (an evidence
+	// request) with a message of its own.
+	RecordAnswered = "ANSWERED"
 	// RecordSchemaMissing warns that the content's schema is not installed
 	// and the author tenant's policy accepted it unvalidated.
 	RecordSchemaMissing = "SCHEMA_MISSING"
@@ -300,30 +303,33 @@ func (m *accepted) holdContents() error {
 // statement and the messages for register inboxes with one call of the
 // consumer. It sets the messages' ids.
 func (s *Server) store(ctx context.Context, ms []*accepted) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := allocateIDs(ctx, tx, ms); err != nil {
-			return err
-		}
-		var rows rowSet
-		for _, m := range ms {
-			m.addRows(&rows)
-		}
-		b := &batch{}
-		if err := rows.queue(ctx, b); err != nil {
-			return err
-		}
-		if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
-			return fmt.Errorf("xta: store messages: %w", err)
-		}
-		for _, m := range ms {
-			if !m.small {
-				if err := m.streamContents(ctx, tx); err != nil {
-					return err
-				}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return s.storeIn(ctx, tx, ms) })
+}
+
+// storeIn is store in the caller's transaction (in no tenant).
+func (s *Server) storeIn(ctx context.Context, tx pgx.Tx, ms []*accepted) error {
+	if err := allocateIDs(ctx, tx, ms); err != nil {
+		return err
+	}
+	var rows rowSet
+	for _, m := range ms {
+		m.addRows(&rows)
+	}
+	b := &batch{}
+	if err := rows.queue(ctx, b); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
+		return fmt.Errorf("xta: store messages: %w", err)
+	}
+	for _, m := range ms {
+		if !m.small {
+			if err := m.streamContents(ctx, tx); err != nil {
+				return err
 			}
 		}
-		return s.handOver(ctx, tx, ms)
-	})
+	}
+	return s.handOver(ctx, tx, ms)
 }
 
 // allocateIDs sets the ids of the messages' rows, allocated in one
