@@ -20,7 +20,7 @@ FUZZTIME ?=
 FUZZ_TARGETS := ./xmlsafe:FuzzParse:30000x ./xmlsafe:FuzzDifferential:60000x ./c14n:FuzzCanonicalize:100000x \
 	./xmldsig:FuzzVerify:1000x ./xmlenc:FuzzDecrypt:100x
 
-.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline fuzz
+.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline bench-xnachweis fuzz
 
 run: build
 	$(BIN) pki demo --out var/pki
@@ -77,3 +77,12 @@ bench-register: build
 # (GOGC=400 unless GOGC is set).
 bench-pipeline: build
 	GOGC=$${GOGC:-400} $(BIN) pg temp -- $(GO) test ./jobs -run '^$$' -bench BenchmarkPipeline -benchtime 1x
+
+# Signed evidence answers per second over HTTPS (mTLS keep-alive) at 16
+# concurrent requesters and p50/p99 latency, then at half that rate, beside
+# raw RSA signatures per second with the tenant's signing key (RSA-3072) in
+# the same run, and the machine's CPU per answer;
+# XNACHWEIS_BENCH_N=… (2000) XNACHWEIS_BENCH_CLIENTS=… (16) size it. The node
+# in it collects garbage as `serve` does (GOGC=400 unless GOGC is set).
+bench-xnachweis: build
+	GOGC=$${GOGC:-400} $(BIN) pg temp -- $(GO) test ./xnachweis -run '^$$' -bench BenchmarkEvidence -benchtime 1x

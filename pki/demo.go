@@ -15,6 +15,10 @@ func DemoClientSubject(tenant string) pkix.Name {
 	return pkix.Name{CommonName: tenant, OrganizationalUnit: []string{"Fachverfahren"}, Organization: []string{"Parzelle Demo"}}
 }
 
+// DemoConnectionNode is the common name of the demo's NOOTS connection
+// node, whose client certificate presents evidence requests.
+const DemoConnectionNode = "noots"
+
 // DemoFile is one file of the demo PKI and whether this run created it.
 type DemoFile struct {
 	Path    string
@@ -45,7 +49,9 @@ func DemoIdPSubject(tenant string) pkix.Name {
 // tenants/<t>/encryption.crt/.key (always RSA-3072, since XML Encryption
 // transports keys with RSA-OAEP), and tenants/<t>/idp.crt/.key, the
 // ECDSA P-256 key of the tenant's demo identity provider that signs tokens
-// for people (`parzelle token issue`). What exists and is valid for at least
+// for people (`parzelle token issue`); clients/noots.crt/.key for a NOOTS
+// connection node and vermittlungsstelle.crt/.key (ECDSA P-256), the seal
+// of the demo's evidence requests' tokens (`parzelle xnachweis token`). What exists and is valid for at least
 // another week is reused; a new CA re-issues everything.
 func Demo(dir string, tenants, hosts []string, alg Algorithm, now time.Time) ([]DemoFile, error) {
 	var files []DemoFile
@@ -96,6 +102,14 @@ func Demo(dir string, tenants, hosts []string, alg Algorithm, now time.Time) ([]
 		if err := leaf(filepath.Join("clients", t), Template{Subject: DemoClientSubject(t), Client: true}, alg); err != nil {
 			return nil, err
 		}
+	}
+	// The NOOTS side of the demo: a connection node's client certificate
+	// and the Vermittlungsstelle's seal for evidence requests' tokens.
+	if err := leaf(filepath.Join("clients", DemoConnectionNode), Template{Subject: DemoClientSubject(DemoConnectionNode), Client: true}, alg); err != nil {
+		return nil, err
+	}
+	if err := leaf("vermittlungsstelle", Template{Subject: pkix.Name{CommonName: "Vermittlungsstelle (Demo-Siegel)", Organization: []string{"Parzelle Demo"}}}, ECDSAP256); err != nil {
+		return nil, err
 	}
 	for _, t := range tenants {
 		if err := leaf(filepath.Join("tenants", t, "signing"), Template{Subject: DemoSigningSubject(t)}, alg); err != nil {

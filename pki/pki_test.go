@@ -17,7 +17,7 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"ca.crt", "server.crt", "clients/duesseldorf.crt", "clients/koeln.crt",
+	want := []string{"ca.crt", "server.crt", "clients/duesseldorf.crt", "clients/koeln.crt", "clients/noots.crt", "vermittlungsstelle.crt",
 		"tenants/duesseldorf/signing.crt", "tenants/duesseldorf/encryption.crt", "tenants/duesseldorf/idp.crt",
 		"tenants/koeln/signing.crt", "tenants/koeln/encryption.crt", "tenants/koeln/idp.crt"}
 	if len(files) != len(want) {
@@ -68,7 +68,11 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if k, ok := idp.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve.Params().Name != "P-256" || idp.Subject.String() != "CN=koeln idp,OU=Identity Provider,O=Parzelle Demo" {
 		t.Errorf("idp certificate: want ECDSA P-256 for CN=koeln idp, got %T for %s", idp.PublicKey, idp.Subject)
 	}
-	for _, c := range []*x509.Certificate{signing, encryption, idp} {
+	vs := mustLoad(t, filepath.Join(dir, "vermittlungsstelle.crt"))
+	if k, ok := vs.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve.Params().Name != "P-256" {
+		t.Errorf("the Vermittlungsstelle's seal: want ECDSA P-256, got %T", vs.PublicKey)
+	}
+	for _, c := range []*x509.Certificate{signing, encryption, idp, vs} {
 		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 			t.Errorf("%s does not chain to the demo CA: %v", c.Subject, err)
 		}
@@ -102,7 +106,7 @@ func TestDemoCreatesThenReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 6 || files[0].Created {
+	if len(files) != 8 || files[0].Created {
 		t.Fatalf("near expiry: %+v", files)
 	}
 	for _, f := range files[1:] {

@@ -17,6 +17,7 @@ import (
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlschema"
+	"github.com/parzelle/parzelle/xnachweis"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -39,27 +40,49 @@ func mountServices(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registr
 	go expireRegisterLogs(store, log.With("service", "register"))
 	pipeline := &jobs.Pipeline{Pool: pool, Store: store, Tenants: tenants.Current, Schemas: schemas, Keys: keyProvider, Log: log.With("service", "pipeline"),
 		Metrics: jobs.NewPipelineMetrics(reg, pool, tenants.Current)}
+	evidence := &xnachweis.Service{Pool: pool, Store: store, Tenants: tenants.Current, Keys: keyProvider, Schemas: schemas,
+		Log: log.With("service", "xnachweis"), Metrics: xnachweis.NewMetrics(reg, tenants.Current)}
+	xnachweis.Product.Version = version
+	evidenceInbox := &xnachweis.XTAInbox{Service: evidence}
 	xs := xta.NewServer(xta.Config{
 		Pool: pool, Tenants: tenants.Current, Principal: node.PrincipalFrom, Schemas: schemas,
 		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory},
 		Log:       log.With("service", "xta"), Metrics: reg, Identity: "https://" + cfg.Listen.Transport + "/xta/v3",
-		Inbox: pipeline,
+		Inbox: xta.Consumers{pipeline, evidenceInbox},
 	})
+	evidenceInbox.XTA = xs
+	n.HandleTransport(xnachweis.Path, evidence.Handler(node.PrincipalFrom))
+	go expireEvidenceTokens(evidence, log.With("service", "xnachweis"))
 
 	workers := river.NewWorkers()
 	xs.AddWorkers(workers)
 	river.AddWorker(workers, &register.ReencryptWorker{Store: store})
 	river.AddWorker(workers, &jobs.PipelineWorker{Pipeline: pipeline})
+	river.AddWorker(workers, &xnachweis.RequestWorker{Inbox: evidenceInbox})
 	client, err := jobs.NewClient(pool, workers, log.With("service", "jobs"))
 	if err != nil {
 		return nil, err
 	}
 	xs.SetJobClient(client)
+	evidenceInbox.SetClient(client)
 	if err := pipeline.SetClient(client); err != nil {
 		return nil, err
 	}
 	xs.Mount(n.HandleTransport)
 	return client, nil
+}
+
+// expireEvidenceTokens forgets the ids of expired IssuedTokens and old
+// daily quota counts, once an hour for the life of the process.
+func expireEvidenceTokens(s *xnachweis.Service, log *slog.Logger) {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		if err := s.Expire(ctx); err != nil {
+			log.Warn("expire evidence tokens", "error", err)
+		}
+		cancel()
+		time.Sleep(time.Hour)
+	}
 }
 
 // expireRegisterLogs deletes access-log entries past their two years and

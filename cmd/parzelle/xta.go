@@ -48,19 +48,10 @@ func cmdXTA(args []string) error {
 	out := fs.String("out", ".", "fetch: directory for the message's parts")
 	var attach listFlag
 	fs.Var(&attach, "attach", "send: attachment file (repeatable)")
-	// Flags may come after the positional arguments.
-	var pos []string
-	rest := args[1:]
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	if err := parseInterspersed(fs, args[1:]); err != nil {
+		return err
 	}
+	pos := fs.Args()
 	if *certFile == "" || *keyFile == "" || *account == "" {
 		return errors.New("xta: --cert, --key and --account are required\n" + xtaUsage)
 	}
@@ -186,4 +177,21 @@ func cmdXTA(args []string) error {
 		return errors.New(xtaUsage)
 	}
 	return nil
+}
+
+// parseInterspersed parses flags that may come after positional arguments;
+// fs.Args() are then the positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 
 	"github.com/parzelle/parzelle/config"
@@ -34,6 +35,7 @@ import (
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlschema"
+	"github.com/parzelle/parzelle/xnachweis"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -55,22 +57,30 @@ type Options struct {
 	Log *slog.Logger
 	// MaxConns sizes the pool (default 16).
 	MaxConns int32
+	// Tokens verifies evidence requests' IssuedTokens (JWS tokens when
+	// nil).
+	Tokens xnachweis.TokenVerifier
 }
 
 // Node is a running node.
 type Node struct {
 	*PKI
-	Pool     *pgxpool.Pool
-	DBURL    string
-	Base     string
+	Pool  *pgxpool.Pool
+	DBURL string
+	Base  string
+	// Ops is the ops listener's URL (console, metrics).
+	Ops      string
 	Dir      string
 	Tenants  *tenant.Registry
 	Keys     *keys.FileProvider
 	Store    *register.Store
 	XTA      *xta.Server
 	Pipeline *jobs.Pipeline
+	Evidence *xnachweis.Service
 	Jobs     *river.Client[pgx.Tx]
 	Letters  *jobs.DeadLetters
+	// Metrics is the node's metrics registry.
+	Metrics *prometheus.Registry
 }
 
 // Start starts a node; it stops when the test ends.
@@ -114,6 +124,7 @@ func Start(t testing.TB, o Options) *Node {
 		t.Fatal(err)
 	}
 	reg := node.NewMetricsRegistry("test")
+	n.Metrics = reg
 	n.Tenants = tenant.NewRegistry(dir, n.Pool, log, reg)
 	if rep, err := n.Tenants.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
 		t.Fatalf("tenants: %v %v", err, rep.Rejected)
@@ -130,21 +141,29 @@ func Start(t testing.TB, o Options) *Node {
 		Metrics: jobs.NewPipelineMetrics(reg, n.Pool, n.Tenants.Current)}
 	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: n.ServerCert, Key: n.ServerKey}}
 	nd := node.New(cfg, n.Pool, n.Tenants, reg, log)
+	n.Evidence = &xnachweis.Service{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Keys: n.Keys, Schemas: schemas, Log: log,
+		Metrics: xnachweis.NewMetrics(reg, n.Tenants.Current), Tokens: o.Tokens}
+	evidenceInbox := &xnachweis.XTAInbox{Service: n.Evidence}
 	n.XTA = xta.NewServer(xta.Config{Pool: n.Pool, Tenants: n.Tenants.Current, Principal: node.PrincipalFrom, Schemas: schemas,
-		Directory: &xta.StaticDirectory{Tenants: n.Tenants.Current}, Log: log, Metrics: reg, Identity: "https://localhost/xta/v3", Inbox: n.Pipeline})
+		Directory: &xta.StaticDirectory{Tenants: n.Tenants.Current}, Log: log, Metrics: reg, Identity: "https://localhost/xta/v3",
+		Inbox: xta.Consumers{n.Pipeline, evidenceInbox}})
+	evidenceInbox.XTA = n.XTA
 	workers := river.NewWorkers()
 	n.XTA.AddWorkers(workers)
 	river.AddWorker(workers, &jobs.PipelineWorker{Pipeline: n.Pipeline})
+	river.AddWorker(workers, &xnachweis.RequestWorker{Inbox: evidenceInbox})
 	if n.Jobs, err = jobs.NewClient(n.Pool, workers, log); err != nil {
 		t.Fatal(err)
 	}
 	n.XTA.SetJobClient(n.Jobs)
+	evidenceInbox.SetClient(n.Jobs)
 	if err := n.Pipeline.SetClient(n.Jobs); err != nil {
 		t.Fatal(err)
 	}
 	n.Letters = &jobs.DeadLetters{Pool: n.Pool, Jobs: n.Jobs}
 	n.XTA.Mount(nd.HandleTransport)
 	register.NewAPI(n.Store, node.PrincipalFrom).Mount(nd.HandleTransport)
+	nd.HandleTransport(xnachweis.Path, n.Evidence.Handler(node.PrincipalFrom))
 	addrs, err := nd.Listen()
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +181,7 @@ func Start(t testing.TB, o Options) *Node {
 		_ = n.Jobs.Stop(stop)
 		n.Pool.Close()
 	})
-	n.Base = "https://" + addrs.Transport
+	n.Base, n.Ops = "https://"+addrs.Transport, "http://"+addrs.Ops
 	return n
 }
 
