@@ -277,3 +277,41 @@ func TestInsecureTestMode(t *testing.T) {
 		t.Errorf("the console does not show the insecure test mode:\n%s", page)
 	}
 }
+
+// TestGewerbeauskunft: a business from the Gewerberegister, asked for by
+// its name as a legal person, answered with a Gewerbeauskunft.
+func TestGewerbeauskunft(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	doc, err := os.ReadFile(filepath.Join(specs, "xoev", "xgewerbeanzeige", "samples", "xgwa2.2-valid.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := w.Send(t.Context(), w.XTAClient("duesseldorf", "ags:05111000"), "ags:05111000", "gewerbe:05111000", "gewerbemeldung",
+		"http://www.xgewerbeanzeige.de/spezifikation/2.2", doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := w.settle(t, id); st[id] == xta.StatusRed {
+		t.Fatalf("the Gewerbeanzeige was not applied: %v", st)
+	}
+	sp := xnachweis.RequestSpec{Requester: buergeramt, Provider: provider, Business: &xnachweis.Business{LegalName: "Tibor Pick e.K."},
+		Evidence: xnachweis.RequestedEvidence{Classification: gewerbeauskunft, Title: "Gewerbeauskunft"}}
+	x := w.post(t, "buergeramt", w.sealed(t, sp, "gewerbeaufsicht"))
+	w.valid(t, x.Body)
+	if x.Code != "" {
+		t.Fatalf("%s %s", x.Code, x.Details)
+	}
+	root, err := xmlsafe.Parse(bytes.NewReader(x.Evidence), xmlsafe.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := root.Child(xnachweis.NSEvidence, "Betrieb")
+	if root.Name.Local != "Gewerbeauskunft" || b == nil || b.Child(xnachweis.NSEvidence, "name").TrimmedText() != "Tibor Pick e.K." ||
+		b.Child(xnachweis.NSEvidence, "status").TrimmedText() != "aktiv" || b.Child(xnachweis.NSEvidence, "inhaber") != nil {
+		t.Errorf("Gewerbeauskunft:\n%s", x.Evidence)
+	}
+	sp.Business.LegalName = "Niemand GmbH"
+	if y := w.post(t, "buergeramt", w.sealed(t, sp, "gewerbeaufsicht")); y.Code != xnachweis.CodeNoMatch.Value {
+		t.Errorf("an unknown business: %s", y.Code)
+	}
+}

@@ -30,6 +30,7 @@ const (
 	// The demo classification of the Meldebescheinigung (the real one is
 	// in the OOTS semantic repository).
 	meldebescheinigung = "https://sr.oots.tech.ec.europa.eu/evidencetypeclassifications/ec/5c8d1e5e-5b4a-4a0e-9a66-5d8e2b9f5a01"
+	gewerbeauskunft    = "https://sr.oots.tech.ec.europa.eu/evidencetypeclassifications/ec/0b6e3f1a-7c2d-4e8f-9a6b-3c4d5e6f7a81"
 	issuer             = "https://vermittlungsstelle.test"
 )
 
@@ -51,6 +52,7 @@ identities:
   - {id: "ags:05111000", type: xoev, category: Meldebehörde, transports: [xta]}
   - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta]}
   - {id: "nachweis:05111000", type: xoev, category: Nachweisabruf, transports: [xta]}
+  - {id: "gewerbe:05111000", type: xoev, category: Gewerberegister, transports: [xta]}
 clients:
   - {name: fachverfahren, subject: "CN=duesseldorf,OU=Fachverfahren,O=Parzelle Demo", identities: ["ags:05111000"], role: fachverfahren}
   - {name: buergeramt, subject: "CN=buergeramt,OU=Fachverfahren,O=Parzelle Demo"}
@@ -63,6 +65,7 @@ keys:
     - {key: "{{DIR}}/signing.key", cert: "{{DIR}}/signing.crt"}
 registers:
   - {name: melderegister, type: person}
+  - {name: gewerberegister, type: business}
 access:
   rules:
     - {role: fachverfahren, operations: [read, search], purposes: [meldewesen], legalBasis: "§ 3 BMG"}
@@ -70,8 +73,9 @@ access:
     - {role: datenschutz, operations: [export], purposes: [datenschutzauskunft], legalBasis: "§ 9 IDNrG"}
 inboxes:
   - {identity: "register:05111000", register: melderegister, writers: ["ags:05111000"], purpose: meldewesen}
+  - {identity: "gewerbe:05111000", register: gewerberegister, writers: ["ags:05111000"], purpose: meldewesen, mappings: ["%[3]s"]}
 schemas:
-  missing: refuse
+  missing: warn  # no XGewerbeanzeige schema is public
 mappings:
 %[1]s
 evidence:
@@ -87,13 +91,20 @@ evidence:
       title: Meldebescheinigung
       fields: [familienname, vornamen, doktorgrad, geburtsdatum, geburtsort, hauptwohnung, nebenwohnungen]
       auskunftssperre: {disclose: ["§ 34 Abs. 4 BMG"]}
+    - id: gewerbeauskunft
+      register: gewerberegister
+      document: gewerbeauskunft
+      classification: "` + gewerbeauskunft + `"
+      title: Gewerbeauskunft
+      fields: [name, status, beginn, betriebsstaette]
   requesters:
     - scheme: "` + easDE + `"
       id: "991-05315-00"
       name: "Stadt Köln - Bürgeramt"
       clients: [buergeramt]
       accounts: ["ags:05315000"]
-      grants: [{type: meldebescheinigung, purposes: [wohnsitznachweis], legalBasis: "§ 34 Abs. 1 BMG"}]
+      grants: [{type: meldebescheinigung, purposes: [wohnsitznachweis], legalBasis: "§ 34 Abs. 1 BMG"},
+               {type: gewerbeauskunft, purposes: [gewerbeaufsicht], legalBasis: "§ 14 Abs. 5 GewO"}]
     - scheme: "` + easDE + `"
       id: "991-05000-99"
       name: "Polizeipräsidium Düsseldorf"
@@ -194,8 +205,12 @@ func newWorld(t testing.TB, o worldOptions) *world {
 		}
 		specsList = append(specsList, "  - "+abs)
 	}
+	gewerbeSpec, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xgewerbeanzeige.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.Node = nodetest.Start(t, nodetest.Options{
-		Tenants: map[string]string{"duesseldorf": fmt.Sprintf(provideTenant, strings.Join(specsList, "\n"), o.insecure), "koeln": askTenant},
+		Tenants: map[string]string{"duesseldorf": fmt.Sprintf(provideTenant, strings.Join(specsList, "\n"), o.insecure, gewerbeSpec), "koeln": askTenant},
 		Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Files:   files, Clients: []string{"duesseldorf", "koeln", "buergeramt", "polizei", "monheim", "stranger"}, Schemas: w.schemas,
 	})
