@@ -141,31 +141,7 @@ func send(t testing.TB, n *nodetest.Node, tenantID string, prefixes ...string) [
 // and returns their status by message id (1 green, 3 red).
 func settle(t testing.TB, n *nodetest.Node, ids ...string) map[string]int {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		out := map[string]int{}
-		rows, err := n.Pool.Query(t.Context(), `SELECT message_id, status FROM xta_message WHERE box = 'outbox' AND message_id = ANY($1)`, ids)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var id string
-			var status int
-			if err := rows.Scan(&id, &status); err != nil {
-				t.Fatal(err)
-			}
-			if status != xta.StatusOpen {
-				out[id] = status
-			}
-		}
-		if len(out) == len(ids) {
-			return out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("messages not settled after 3 minutes: %d of %d", len(out), len(ids))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return n.Settle(t, 3*time.Minute, ids...)
 }
 
 // clerk reads a tenant's register.

@@ -265,19 +265,9 @@ type TokenClaims struct {
 // RS256 for RSA and EdDSA for Ed25519, issued at now and expiring TTL later.
 // It is meant for demos, tests and tools, not as an identity provider.
 func SignToken(key crypto.Signer, c TokenClaims, now time.Time) (string, error) {
-	var method jwt.SigningMethod
-	switch k := key.Public().(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return "", fmt.Errorf("tenant: sign token: an ECDSA key on %s cannot make ES256 tokens; use P-256", k.Curve.Params().Name)
-		}
-		method = jwt.SigningMethodES256
-	case *rsa.PublicKey:
-		method = jwt.SigningMethodRS256
-	case ed25519.PublicKey:
-		method = jwt.SigningMethodEdDSA
-	default:
-		return "", fmt.Errorf("tenant: sign token: %T keys cannot sign tokens; use ECDSA P-256, RSA or Ed25519", k)
+	method, err := TokenMethod(key)
+	if err != nil {
+		return "", fmt.Errorf("tenant: sign token: %w", err)
 	}
 	if c.TTL <= 0 {
 		return "", errors.New("tenant: sign token: the lifetime must be positive")
@@ -298,6 +288,24 @@ func SignToken(key crypto.Signer, c TokenClaims, now time.Time) (string, error) 
 		return "", fmt.Errorf("tenant: sign token: %w", err)
 	}
 	return raw, nil
+}
+
+// TokenMethod is the JWS algorithm tokens signed with the key use: ES256
+// for an ECDSA P-256 key, RS256 for RSA, EdDSA for Ed25519.
+func TokenMethod(key crypto.Signer) (jwt.SigningMethod, error) {
+	switch k := key.Public().(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("an ECDSA key on %s cannot make ES256 tokens; use P-256", k.Curve.Params().Name)
+		}
+		return jwt.SigningMethodES256, nil
+	case *rsa.PublicKey:
+		return jwt.SigningMethodRS256, nil
+	case ed25519.PublicKey:
+		return jwt.SigningMethodEdDSA, nil
+	default:
+		return nil, fmt.Errorf("%T keys cannot sign tokens; use ECDSA P-256, RSA or Ed25519", k)
+	}
 }
 
 // claimError says which claim of a token with a valid signature is wrong.

@@ -67,31 +67,8 @@ func BuildRequest(sp RequestSpec) []byte {
 	}
 	sp.Provider.Classification = or(sp.Provider.Classification, providerClass)
 	var w xmlWriter
-	a := &answer{messageType: sp.Type, reader: sp.Reader, author: sp.Author, now: sp.Issued.UTC()}
-	w.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	w.WriteString(`<xn-de:` + sp.Type + ` xmlns:xn-de="` + NSDE + `" xmlns:xn-bk="` + NSBK + `" xmlns:xn-bdt="` + NSBDT +
-		`" xmlns:xn-eu-edm="` + NSEDM + `" xmlns:bn-g2g="` + NSG2G + `" xmlns:bn-beh="` + NSBEH + `"`)
-	w.WriteString(` produkt="` + escape(Product.Name) + `" produkthersteller="` + escape(Product.Vendor) + `" standard="XNachweis" version="1.2.0"`)
-	if sp.Test {
-		w.WriteString(` test="true"`)
-	}
-	w.WriteString(` id="` + escape(sp.ID) + `">`)
-	w.WriteString(`<xn-bk:nachrichtenkopf><xn-bk:identifikation.nachricht>`)
-	w.el("xn-bk:nachrichtenUUID", sp.MessageUUID)
-	w.code("xn-bk:nachrichtentyp", messageTypesListURI, "1.2.0", sp.Type)
-	w.el("xn-bk:erstellungszeitpunkt", a.now.Format(time.RFC3339))
-	w.WriteString(`</xn-bk:identifikation.nachricht>`)
-	for _, b := range []struct {
-		el string
-		b  Behoerde
-	}{{"bn-g2g:leser", sp.Reader}, {"bn-g2g:autor", sp.Author}} {
-		w.WriteString("<" + b.el + ">")
-		w.code("bn-beh:verzeichnisdienst", "", or(b.b.DirectoryVersion, "2"), or(b.b.Directory, "DVDV"))
-		w.el("bn-beh:kennung", b.b.ID)
-		w.el("bn-beh:name", orUnknown(b.b.Name))
-		w.WriteString("</" + b.el + ">")
-	}
-	w.WriteString(`</xn-bk:nachrichtenkopf>`)
+	a := &answer{now: sp.Issued.UTC()}
+	w.message(sp.Type, "", ` id="`+escape(sp.ID)+`"`, sp.Test, sp.MessageUUID, a.now, sp.Reader, sp.Author)
 	w.code("xn-de:lang", "", defaultListVersion, "de")
 	w.el("xn-de:SpecificationIdentifier", Specification)
 	w.el("xn-de:IssueDateTime", a.now.Format(time.RFC3339))

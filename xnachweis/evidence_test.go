@@ -199,7 +199,7 @@ func TestEvidenceOverXTA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := w.settle(t, id); st[id] != xta.StatusGreen {
+	if st := w.Settle(t, time.Minute, id); st[id] != xta.StatusGreen {
 		t.Fatalf("request report %d, want green", st[id])
 	}
 	rep, err := c.TransportReport(t.Context(), id)
@@ -291,7 +291,7 @@ func TestGewerbeauskunft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := w.settle(t, id); st[id] == xta.StatusRed {
+	if st := w.Settle(t, time.Minute, id); st[id] == xta.StatusRed {
 		t.Fatalf("the Gewerbeanzeige was not applied: %v", st)
 	}
 	sp := xnachweis.RequestSpec{Requester: buergeramt, Provider: provider, Business: &xnachweis.Business{LegalName: "Tibor Pick e.K."},

@@ -243,40 +243,10 @@ func (w *world) feed(t testing.TB, prefixes ...string) {
 		}
 		ids = append(ids, id)
 	}
-	for id, st := range w.settle(t, ids...) {
+	for id, st := range w.Settle(t, time.Minute, ids...) {
 		if st != xta.StatusGreen {
 			t.Fatalf("fixture message %s: report %d, want green", id, st)
 		}
-	}
-}
-
-// settle waits until the outbox messages' reports are no longer open.
-func (w *world) settle(t testing.TB, ids ...string) map[string]int {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out := map[string]int{}
-		rows, err := w.Pool.Query(t.Context(), `SELECT message_id, status FROM xta_message WHERE box = 'outbox' AND message_id = ANY($1)`, ids)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var id string
-			var st int
-			if err := rows.Scan(&id, &st); err != nil {
-				t.Fatal(err)
-			}
-			if st != xta.StatusOpen {
-				out[id] = st
-			}
-		}
-		if len(out) == len(ids) {
-			return out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d messages settled after a minute", len(out), len(ids))
-		}
-		time.Sleep(30 * time.Millisecond)
 	}
 }
 

@@ -127,24 +127,29 @@ func or(s, d string) string {
 
 // open writes the root element and the message header.
 func (a *answer) open(w *xmlWriter) {
+	w.message(a.messageType, ` produktversion="`+escape(Product.Version)+`"`, ` requestid="`+escape(a.requestID)+`"`, a.test, newUUID(), a.now, a.reader, a.author)
+}
+
+// message writes the XML declaration, the root element's start tag (the
+// namespaces, the base message's attributes and attrs) and the message
+// header (nachrichtenkopf).
+func (w *xmlWriter) message(typ, product, attrs string, test bool, uuid string, now time.Time, reader, author Behoerde) {
 	w.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	w.WriteString(`<xn-de:` + a.messageType + ` xmlns:xn-de="` + NSDE + `" xmlns:xn-bk="` + NSBK + `" xmlns:xn-bdt="` + NSBDT +
+	w.WriteString(`<xn-de:` + typ + ` xmlns:xn-de="` + NSDE + `" xmlns:xn-bk="` + NSBK + `" xmlns:xn-bdt="` + NSBDT +
 		`" xmlns:xn-eu-edm="` + NSEDM + `" xmlns:bn-g2g="` + NSG2G + `" xmlns:bn-beh="` + NSBEH + `"`)
-	w.WriteString(` produkt="` + escape(Product.Name) + `" produkthersteller="` + escape(Product.Vendor) + `" produktversion="` + escape(Product.Version) +
-		`" standard="XNachweis" version="1.2.0"`)
-	if a.test {
+	w.WriteString(` produkt="` + escape(Product.Name) + `" produkthersteller="` + escape(Product.Vendor) + `"` + product + ` standard="XNachweis" version="1.2.0"`)
+	if test {
 		w.WriteString(` test="true"`)
 	}
-	w.WriteString(` requestid="` + escape(a.requestID) + `">`)
-	w.WriteString(`<xn-bk:nachrichtenkopf><xn-bk:identifikation.nachricht>`)
-	w.el("xn-bk:nachrichtenUUID", newUUID())
-	w.code("xn-bk:nachrichtentyp", messageTypesListURI, "1.2.0", a.messageType)
-	w.el("xn-bk:erstellungszeitpunkt", a.now.Format(time.RFC3339))
+	w.WriteString(attrs + `><xn-bk:nachrichtenkopf><xn-bk:identifikation.nachricht>`)
+	w.el("xn-bk:nachrichtenUUID", uuid)
+	w.code("xn-bk:nachrichtentyp", messageTypesListURI, "1.2.0", typ)
+	w.el("xn-bk:erstellungszeitpunkt", now.UTC().Format(time.RFC3339))
 	w.WriteString(`</xn-bk:identifikation.nachricht>`)
 	for _, b := range []struct {
 		el string
 		b  Behoerde
-	}{{"bn-g2g:leser", a.reader}, {"bn-g2g:autor", a.author}} {
+	}{{"bn-g2g:leser", reader}, {"bn-g2g:autor", author}} {
 		w.WriteString("<" + b.el + ">")
 		w.code("bn-beh:verzeichnisdienst", "", or(b.b.DirectoryVersion, "2"), or(b.b.Directory, "DVDV"))
 		w.el("bn-beh:kennung", b.b.ID)

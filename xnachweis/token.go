@@ -3,10 +3,6 @@ package xnachweis
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -170,19 +166,9 @@ func (t *TokenClaims) matches(r *Request) error {
 // EdDSA for Ed25519), issued at now and valid for ttl. It stands in for the
 // Vermittlungsstelle in demos, tests and `parzelle xnachweis token`.
 func MintToken(key crypto.Signer, c TokenClaims, now time.Time, ttl time.Duration) (string, error) {
-	var method jwt.SigningMethod
-	switch k := key.Public().(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return "", fmt.Errorf("xnachweis: mint token: use an ECDSA P-256 key, not %s", k.Curve.Params().Name)
-		}
-		method = jwt.SigningMethodES256
-	case *rsa.PublicKey:
-		method = jwt.SigningMethodRS256
-	case ed25519.PublicKey:
-		method = jwt.SigningMethodEdDSA
-	default:
-		return "", fmt.Errorf("xnachweis: mint token: %T keys cannot seal tokens", k)
+	method, err := tenant.TokenMethod(key)
+	if err != nil {
+		return "", fmt.Errorf("xnachweis: mint token: %w", err)
 	}
 	claims := jwsClaims{
 		RegisteredClaims: jwt.RegisteredClaims{ID: c.ID, Issuer: c.Issuer, IssuedAt: jwt.NewNumericDate(now),

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -156,22 +155,9 @@ func xnachweisRequest(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	tcfg, trust, err := clientTLS(*certFile, *keyFile, *caFile)
 	if err != nil {
-		return fmt.Errorf("xnachweis request: client certificate: %w", err)
-	}
-	tcfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	var trust []*x509.Certificate
-	if *caFile != "" {
-		certs, err := pki.LoadCertificates(*caFile)
-		if err != nil {
-			return err
-		}
-		tcfg.RootCAs = x509.NewCertPool()
-		for _, c := range certs {
-			tcfg.RootCAs.AddCert(c)
-		}
-		trust = certs
+		return fmt.Errorf("xnachweis request: %w", err)
 	}
 	if *trustFile != "" {
 		if trust, err = pki.LoadCertificates(*trustFile); err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -55,20 +56,9 @@ func cmdXTA(args []string) error {
 	if *certFile == "" || *keyFile == "" || *account == "" {
 		return errors.New("xta: --cert, --key and --account are required\n" + xtaUsage)
 	}
-	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	tcfg, _, err := clientTLS(*certFile, *keyFile, *caFile)
 	if err != nil {
-		return fmt.Errorf("xta: client certificate: %w", err)
-	}
-	tcfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
-			return fmt.Errorf("xta: %w", err)
-		}
-		tcfg.RootCAs = x509.NewCertPool()
-		if !tcfg.RootCAs.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("xta: no certificate in %s", *caFile)
-		}
+		return fmt.Errorf("xta: %w", err)
 	}
 	c := &xta.Client{HTTP: &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{TLSClientConfig: tcfg}}, BaseURL: *url, Account: *account, MTOM: *mtom}
 	ctx := context.Background()
@@ -194,4 +184,27 @@ func parseInterspersed(fs *flag.FlagSet, args []string) error {
 		args = fs.Args()[1:]
 	}
 	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// clientTLS is the TLS configuration of a command's client: the client
+// certificate and, when caFile is given, its certificates as the only
+// roots for the server (else the system's); it returns those too.
+func clientTLS(certFile, keyFile, caFile string) (*tls.Config, []*x509.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client certificate: %w", err)
+	}
+	tcfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return tcfg, nil, nil
+	}
+	cas, err := pki.LoadCertificates(caFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	tcfg.RootCAs = x509.NewCertPool()
+	for _, c := range cas {
+		tcfg.RootCAs.AddCert(c)
+	}
+	return tcfg, cas, nil
 }

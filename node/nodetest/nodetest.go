@@ -211,6 +211,41 @@ func (n *Node) SendAt(ctx context.Context, c *xta.Client, author, reader, messag
 	return id, err
 }
 
+// Settle waits until the transport reports of the sent (outbox) messages
+// are no longer open and returns their status by MessageID (xta.StatusGreen
+// …); the test fails when that takes longer than timeout.
+func (n *Node) Settle(t testing.TB, timeout time.Duration, ids ...string) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out := map[string]int{}
+		rows, err := n.Pool.Query(t.Context(), `SELECT message_id, status FROM xta_message WHERE box = 'outbox' AND message_id = ANY($1)`, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			var status int
+			if err := rows.Scan(&id, &status); err != nil {
+				t.Fatal(err)
+			}
+			if status != xta.StatusOpen {
+				out[id] = status
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if len(out) == len(ids) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages settled after %s", len(out), len(ids), timeout)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+}
+
 // PKI is a test CA with a server certificate for localhost and client
 // certificates, as files and for clients.
 type PKI struct {
