@@ -3,6 +3,8 @@ package register
 import (
 	"context"
 	"time"
+
+	"github.com/parzelle/parzelle/sealing"
 )
 
 // ReencryptOnce runs one batch of a rotation's re-encryption, as a job that
@@ -15,7 +17,7 @@ func ReencryptOnce(ctx context.Context, s *Store, tenantID string, version int) 
 // SetRotationTiming sets the re-encryption batch size and how long nodes
 // cache the current key version, until restore is called.
 func SetRotationTiming(batch int, ttl time.Duration) (restore func()) {
-	oldBatch, oldTTL := reencryptBatch, currentTTL
-	reencryptBatch, currentTTL = batch, ttl
-	return func() { reencryptBatch, currentTTL = oldBatch, oldTTL }
+	oldBatch, oldTTL := reencryptBatch, sealing.CurrentTTL
+	reencryptBatch, sealing.CurrentTTL = batch, ttl
+	return func() { reencryptBatch, sealing.CurrentTTL = oldBatch, oldTTL }
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/sealing"
 )
 
 // NewPlaintextStore returns a Store that stores register data in
@@ -42,16 +43,16 @@ func (plaintext) ensure(context.Context, *pgxpool.Pool, string) error { return n
 // SetKeyCacheTTL sets how long nodes cache the current key version, until
 // restore is called: a test that counts statements keeps the lookup out.
 func SetKeyCacheTTL(ttl time.Duration) (restore func()) {
-	old := currentTTL
-	currentTTL = ttl
-	return func() { currentTTL = old }
+	old := sealing.CurrentTTL
+	sealing.CurrentTTL = ttl
+	return func() { sealing.CurrentTTL = old }
 }
 
 // CurrentDataKey returns the tenant's current data-key version as the
 // store's keyring finds it in a transaction of the tenant.
 func CurrentDataKey(ctx context.Context, s *Store, tenantID string) (v int, err error) {
 	err = db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-		v, err = s.keyring.currentVersion(ctx, tx, tenantID)
+		v, err = s.keyring.CurrentVersion(ctx, tx, tenantID)
 		return err
 	})
 	return v, err

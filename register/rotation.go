@@ -9,6 +9,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/sealing"
 )
 
 // Rotation is the progress of re-encrypting a tenant's register data under
@@ -50,28 +51,32 @@ func (s *Store) RotateKey(ctx context.Context, jobs *river.Client[pgx.Tx], tenan
 	}
 	// The first keys exist from the first register operation on; make
 	// sure they do before a KEK rotation rewraps.
-	if err := s.keyring.ensure(ctx, s.pool, tenantID); err != nil {
+	if err := s.keyring.Ensure(ctx, s.pool, tenantID); err != nil {
 		return r, err
 	}
 	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
 		if kek {
-			if _, err := s.keyring.provider.RotateKEK(ctx, tenantID); err != nil {
+			if _, err := s.keyring.Provider().RotateKEK(ctx, tenantID); err != nil {
 				return fmt.Errorf("register: rotate KEK of %s: %w", tenantID, err)
 			}
-			if _, err := s.keyring.rewrap(ctx, tx, tenantID); err != nil {
+			if _, err := s.keyring.Rewrap(ctx, tx, tenantID); err != nil {
 				return err
 			}
 		}
-		v, err := s.keyring.rotate(ctx, tx, tenantID)
+		v, err := s.keyring.Rotate(ctx, tx, tenantID)
 		if err != nil {
 			return err
 		}
 		r.KeyVersion = v
-		err = tx.QueryRow(ctx, `INSERT INTO register_rotation (tenant_id, key_version, total)
-			VALUES ($1, $2, (SELECT count(*) FROM register_version WHERE tenant_id = $1 AND key_version < $2)
-				+ (SELECT count(*) FROM register_access_log WHERE tenant_id = $1 AND key_version < $2)
-				+ (SELECT count(*) FROM register_fact WHERE tenant_id = $1 AND key_version < $2))
-			RETURNING started_at, total`, tenantID, v).Scan(&r.StartedAt, &r.Total)
+		for _, t := range s.sealed {
+			n, err := t.Count(ctx, tx, tenantID, v)
+			if err != nil {
+				return fmt.Errorf("register: count %s to re-encrypt: %w", t.Name(), err)
+			}
+			r.Total += n
+		}
+		err = tx.QueryRow(ctx, `INSERT INTO register_rotation (tenant_id, key_version, total) VALUES ($1, $2, $3) RETURNING started_at`,
+			tenantID, v, r.Total).Scan(&r.StartedAt)
 		if err != nil {
 			return fmt.Errorf("register: record rotation: %w", err)
 		}
@@ -138,7 +143,7 @@ func (w *ReencryptWorker) Work(ctx context.Context, job *river.Job[ReencryptArgs
 			log.Info("re-encrypting register data", "done", rot.Done, "total", rot.Total)
 			continue
 		}
-		if wait := rot.StartedAt.Add(2 * currentTTL).Sub(s.now()); wait > 0 {
+		if wait := rot.StartedAt.Add(2 * sealing.CurrentTTL).Sub(s.now()); wait > 0 {
 			return river.JobSnooze(wait)
 		}
 		if err := s.finishRotation(ctx, a.Tenant, a.KeyVersion); err != nil {
@@ -149,89 +154,23 @@ func (w *ReencryptWorker) Work(ctx context.Context, job *river.Job[ReencryptArgs
 	}
 }
 
-// reencrypt re-encrypts one batch of the tenant's rows under older keys
-// and returns how many it did and the rotation's progress.
+// reencrypt re-encrypts one batch of the tenant's rows under older keys,
+// of every sealed table, and returns how many it did and the rotation's
+// progress.
 func (s *Store) reencrypt(ctx context.Context, tenantID string, version int) (int, Rotation, error) {
 	var n int
 	var rot Rotation
 	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT v.record_id::text, v.seq, v.key_version, v.payload, r.register
-			FROM register_version v JOIN register_record r ON r.tenant_id = v.tenant_id AND r.id = v.record_id
-			WHERE v.tenant_id = $1 AND v.key_version < $2 LIMIT $3 FOR UPDATE OF v SKIP LOCKED`, tenantID, version, reencryptBatch)
-		if err != nil {
-			return err
-		}
-		type versionRow struct {
-			ID       string
-			Seq      int
-			Key      int
-			Payload  []byte
-			Register string
-		}
-		versions, err := pgx.CollectRows(rows, pgx.RowToStructByPos[versionRow])
-		if err != nil {
-			return err
-		}
-		b := &pgx.Batch{}
-		for _, v := range versions {
-			ct, err := s.keyring.reseal(ctx, tx, tenantID, v.Key, version, aad(tenantID, v.Register, v.ID, v.Seq), v.Payload)
+		n = 0
+		for _, t := range s.sealed {
+			done, err := t.Reseal(ctx, tx, s.keyring, tenantID, version, reencryptBatch)
 			if err != nil {
-				return fmt.Errorf("version %d of record %s: %w", v.Seq, v.ID, err)
+				return fmt.Errorf("%s: %w", t.Name(), err)
 			}
-			b.Queue(`UPDATE register_version SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND record_id = $2 AND seq = $3`,
-				tenantID, v.ID, v.Seq, version, ct)
+			n += done
 		}
-		rows, err = tx.Query(ctx, `SELECT id, key_version, idnr FROM register_access_log
-			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, reencryptBatch)
-		if err != nil {
-			return err
-		}
-		type logRow struct {
-			ID   int64
-			Key  int
-			IDNr []byte
-		}
-		logs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[logRow])
-		if err != nil {
-			return err
-		}
-		for _, l := range logs {
-			ct, err := s.keyring.reseal(ctx, tx, tenantID, l.Key, version, accessAAD(tenantID, l.ID), l.IDNr)
-			if err != nil {
-				return fmt.Errorf("access log entry %d: %w", l.ID, err)
-			}
-			b.Queue(`UPDATE register_access_log SET key_version = $3, idnr = $4 WHERE tenant_id = $1 AND id = $2`, tenantID, l.ID, version, ct)
-		}
-		rows, err = tx.Query(ctx, `SELECT register, event_index, key_version, payload FROM register_fact
-			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, reencryptBatch)
-		if err != nil {
-			return err
-		}
-		type factRow struct {
-			Register string
-			Event    []byte
-			Key      int
-			Payload  []byte
-		}
-		facts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[factRow])
-		if err != nil {
-			return err
-		}
-		for _, f := range facts {
-			ct, err := s.keyring.reseal(ctx, tx, tenantID, f.Key, version, factAAD(tenantID, f.Register, f.Event), f.Payload)
-			if err != nil {
-				return fmt.Errorf("a fact: %w", err)
-			}
-			b.Queue(`UPDATE register_fact SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND register = $2 AND event_index = $3`,
-				tenantID, f.Register, f.Event, version, ct)
-		}
-		n = len(versions) + len(logs) + len(facts)
-		b.Queue(`UPDATE register_rotation SET done = done + $3 WHERE tenant_id = $1 AND key_version = $2`, tenantID, version, n)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, `SELECT tenant_id, key_version, started_at, total, done, finished_at
-			FROM register_rotation WHERE tenant_id = $1 AND key_version = $2`, tenantID, version).Scan(
+		return tx.QueryRow(ctx, `UPDATE register_rotation SET done = done + $3 WHERE tenant_id = $1 AND key_version = $2
+			RETURNING tenant_id, key_version, started_at, total, done, finished_at`, tenantID, version, n).Scan(
 			&rot.Tenant, &rot.KeyVersion, &rot.StartedAt, &rot.Total, &rot.Done, &rot.FinishedAt)
 	})
 	if err != nil {
@@ -240,18 +179,163 @@ func (s *Store) reencrypt(ctx context.Context, tenantID string, version int) (in
 	return n, rot, nil
 }
 
+// versionTable, factTable and accessTable are the register's sealed
+// tables.
+type versionTable struct{}
+
+func (versionTable) Name() string { return "register versions" }
+
+func (versionTable) Count(ctx context.Context, tx pgx.Tx, tenant string, version int) (n int64, err error) {
+	err = tx.QueryRow(ctx, `SELECT count(*) FROM register_version WHERE tenant_id = $1 AND key_version < $2`, tenant, version).Scan(&n)
+	return n, err
+}
+
+func (versionTable) Uses(ctx context.Context, tx pgx.Tx, tenant string, version int) (used bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM register_version WHERE tenant_id = $1 AND key_version = $2)`, tenant, version).Scan(&used)
+	return used, err
+}
+
+func (versionTable) Reseal(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
+	rows, err := tx.Query(ctx, `SELECT v.record_id::text, v.seq, v.key_version, v.payload, r.register
+		FROM register_version v JOIN register_record r ON r.tenant_id = v.tenant_id AND r.id = v.record_id
+		WHERE v.tenant_id = $1 AND v.key_version < $2 LIMIT $3 FOR UPDATE OF v SKIP LOCKED`, tenantID, version, limit)
+	if err != nil {
+		return 0, err
+	}
+	type versionRow struct {
+		ID       string
+		Seq      int
+		Key      int
+		Payload  []byte
+		Register string
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowToStructByPos[versionRow])
+	if err != nil {
+		return 0, err
+	}
+	b := &pgx.Batch{}
+	for _, v := range versions {
+		ct, err := k.Reseal(ctx, tx, tenantID, v.Key, version, aad(tenantID, v.Register, v.ID, v.Seq), v.Payload)
+		if err != nil {
+			return 0, fmt.Errorf("version %d of record %s: %w", v.Seq, v.ID, err)
+		}
+		b.Queue(`UPDATE register_version SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND record_id = $2 AND seq = $3`,
+			tenantID, v.ID, v.Seq, version, ct)
+	}
+	return len(versions), tx.SendBatch(ctx, b).Close()
+}
+
+type accessTable struct{}
+
+func (accessTable) Name() string { return "access log" }
+
+func (accessTable) Count(ctx context.Context, tx pgx.Tx, tenant string, version int) (n int64, err error) {
+	err = tx.QueryRow(ctx, `SELECT count(*) FROM register_access_log WHERE tenant_id = $1 AND key_version < $2`, tenant, version).Scan(&n)
+	return n, err
+}
+
+func (accessTable) Uses(ctx context.Context, tx pgx.Tx, tenant string, version int) (used bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM register_access_log WHERE tenant_id = $1 AND key_version = $2)`, tenant, version).Scan(&used)
+	return used, err
+}
+
+func (accessTable) Reseal(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
+	rows, err := tx.Query(ctx, `SELECT id, key_version, idnr FROM register_access_log
+		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, limit)
+	if err != nil {
+		return 0, err
+	}
+	type logRow struct {
+		ID   int64
+		Key  int
+		IDNr []byte
+	}
+	logs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[logRow])
+	if err != nil {
+		return 0, err
+	}
+	b := &pgx.Batch{}
+	for _, l := range logs {
+		ct, err := k.Reseal(ctx, tx, tenantID, l.Key, version, accessAAD(tenantID, l.ID), l.IDNr)
+		if err != nil {
+			return 0, fmt.Errorf("access log entry %d: %w", l.ID, err)
+		}
+		b.Queue(`UPDATE register_access_log SET key_version = $3, idnr = $4 WHERE tenant_id = $1 AND id = $2`, tenantID, l.ID, version, ct)
+	}
+	return len(logs), tx.SendBatch(ctx, b).Close()
+}
+
+type factTable struct{}
+
+func (factTable) Name() string { return "register facts" }
+
+func (factTable) Count(ctx context.Context, tx pgx.Tx, tenant string, version int) (n int64, err error) {
+	err = tx.QueryRow(ctx, `SELECT count(*) FROM register_fact WHERE tenant_id = $1 AND key_version < $2`, tenant, version).Scan(&n)
+	return n, err
+}
+
+func (factTable) Uses(ctx context.Context, tx pgx.Tx, tenant string, version int) (used bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM register_fact WHERE tenant_id = $1 AND key_version = $2)`, tenant, version).Scan(&used)
+	return used, err
+}
+
+func (factTable) Reseal(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
+	rows, err := tx.Query(ctx, `SELECT register, event_index, key_version, payload FROM register_fact
+		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, limit)
+	if err != nil {
+		return 0, err
+	}
+	type factRow struct {
+		Register string
+		Event    []byte
+		Key      int
+		Payload  []byte
+	}
+	facts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[factRow])
+	if err != nil {
+		return 0, err
+	}
+	b := &pgx.Batch{}
+	for _, f := range facts {
+		ct, err := k.Reseal(ctx, tx, tenantID, f.Key, version, factAAD(tenantID, f.Register, f.Event), f.Payload)
+		if err != nil {
+			return 0, fmt.Errorf("a fact: %w", err)
+		}
+		b.Queue(`UPDATE register_fact SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND register = $2 AND event_index = $3`,
+			tenantID, f.Register, f.Event, version, ct)
+	}
+	return len(facts), tx.SendBatch(ctx, b).Close()
+}
+
 // finishRotation marks the rotation done and deletes the data keys older
-// than it that no row uses any more.
+// than it that no sealed row uses any more.
 func (s *Store) finishRotation(ctx context.Context, tenantID string, version int) error {
 	return db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`UPDATE register_rotation SET finished_at = now() WHERE tenant_id = $1 AND key_version = $2`, tenantID, version)
-		b.Queue(`DELETE FROM register_key k WHERE k.tenant_id = $1 AND k.kind = 'data' AND k.version < $2
-			AND NOT EXISTS (SELECT 1 FROM register_version v WHERE v.tenant_id = $1 AND v.key_version = k.version)
-			AND NOT EXISTS (SELECT 1 FROM register_access_log l WHERE l.tenant_id = $1 AND l.key_version = k.version)
-			AND NOT EXISTS (SELECT 1 FROM register_fact f WHERE f.tenant_id = $1 AND f.key_version = k.version)`, tenantID, version)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE register_rotation SET finished_at = now() WHERE tenant_id = $1 AND key_version = $2`, tenantID, version); err != nil {
 			return fmt.Errorf("register: finish rotation of %s: %w", tenantID, err)
+		}
+		rows, err := tx.Query(ctx, `SELECT version FROM register_key WHERE tenant_id = $1 AND kind = 'data' AND version < $2`, tenantID, version)
+		if err != nil {
+			return fmt.Errorf("register: finish rotation of %s: %w", tenantID, err)
+		}
+		old, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			return fmt.Errorf("register: finish rotation of %s: %w", tenantID, err)
+		}
+	keys:
+		for _, v := range old {
+			for _, t := range s.sealed {
+				used, err := t.Uses(ctx, tx, tenantID, v)
+				if err != nil {
+					return fmt.Errorf("register: finish rotation of %s: %s: %w", tenantID, t.Name(), err)
+				}
+				if used {
+					continue keys
+				}
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM register_key WHERE tenant_id = $1 AND kind = 'data' AND version = $2`, tenantID, v); err != nil {
+				return fmt.Errorf("register: finish rotation of %s: %w", tenantID, err)
+			}
 		}
 		return nil
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/sealing"
 	"github.com/parzelle/parzelle/tenant"
 )
 
@@ -32,7 +33,9 @@ type Store struct {
 	pool    *pgxpool.Pool
 	tenants func() *tenant.Set
 	sealer  sealer
-	keyring *keyring
+	keyring *sealing.Keyring
+	// sealed are the tables a key rotation re-encrypts.
+	sealed []sealing.Table
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
@@ -43,6 +46,13 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Keys wraps the tenants' data keys with their key-encryption keys.
 	Keys keys.Provider
+	// Keyring, if set, is the tenants' keyring shared with the other
+	// stores that seal tenant data (else one is made of Keys).
+	Keyring *sealing.Keyring
+	// Sealed are further tables of tenant data sealed with the keyring
+	// (message content, dead letters), which a key rotation re-encrypts
+	// with the register's own.
+	Sealed []sealing.Table
 	// Tenants returns the current tenant set, whose policies decide.
 	Tenants func() *tenant.Set
 	Log     *slog.Logger
@@ -52,8 +62,12 @@ type Config struct {
 
 // NewStore returns the register store.
 func NewStore(c Config) *Store {
-	k := newKeyring(c.Keys)
-	s := &Store{pool: c.Pool, tenants: c.Tenants, sealer: k, keyring: k, log: c.Log, metrics: newMetrics(), now: time.Now}
+	k := c.Keyring
+	if k == nil {
+		k = sealing.NewKeyring(c.Keys)
+	}
+	s := &Store{pool: c.Pool, tenants: c.Tenants, sealer: keyringSealer{k}, keyring: k, log: c.Log, metrics: newMetrics(), now: time.Now,
+		sealed: append([]sealing.Table{versionTable{}, accessTable{}, factTable{}}, c.Sealed...)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
