@@ -53,13 +53,13 @@ func NewURL(t testing.TB) string {
 		t.Fatalf("dbtest: template database: %v", err)
 	}
 	name := "parzelle_test_" + randomSuffix()
-	if err := exec(ctx, admin, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tmpl)); err != nil {
+	if err := execAdmin(ctx, admin, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tmpl)); err != nil {
 		t.Fatalf("dbtest: create database: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := exec(ctx, admin, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name)); err != nil {
+		if err := execAdmin(ctx, admin, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name)); err != nil {
 			t.Errorf("dbtest: drop database %s: %v", name, err)
 		}
 	})
@@ -136,7 +136,7 @@ func template(ctx context.Context, admin string) (string, error) {
 	return name, nil
 }
 
-func exec(ctx context.Context, admin, sql string) error {
+func execAdmin(ctx context.Context, admin, sql string) error {
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", redact(admin), err)
