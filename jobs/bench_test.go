@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parzelle/parzelle/mapping"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/xta"
 )
@@ -120,7 +121,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		applied = last.Sub(start)
 		for _, s := range settle(b, node, ids...) {
-			if s != xta.StatusGreen {
+			if s != msgbox.StatusGreen {
 				b.Fatalf("a message was not applied: status %d", s)
 			}
 		}
@@ -132,8 +133,17 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	cpuBefore, cpuOK := nodetest.MachineCPU()
+	procBefore, err := nodetest.ReadProcessCPU(ctx, node.Pool)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ids, accept, applied := sendAll(docs)
 	cpuAfter, _ := nodetest.MachineCPU()
+	procAfter, err := nodetest.ReadProcessCPU(ctx, node.Pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	proc := procAfter.Sub(procBefore)
 
 	// The register baseline: the rows the register holds for a person
 	// after a move-in (record, versions, index entries, fact; as the
@@ -197,6 +207,8 @@ func BenchmarkPipeline(b *testing.B) {
 		fmt.Printf("  machine CPU (node, clients and PostgreSQL) %.2f ms per message; the cores were %.0f %% busy\n",
 			cpuAfter.Sub(cpuBefore).PerOp(n), cpuAfter.Sub(cpuBefore).Busy())
 	}
+	perMsg := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+	fmt.Printf("  process CPU per message: node and clients %.2f ms, PostgreSQL backends %.2f ms\n", perMsg(proc.Self), perMsg(proc.Postgres))
 	fmt.Printf("  pipeline jobs (warm-up included)  %8d, %d of them tried more than once; each ran %v on average, at most %v\n",
 		jobCount, retried, jobAvg.Round(time.Millisecond), jobMax.Round(time.Millisecond))
 	if retried > 0 {

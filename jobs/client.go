@@ -33,13 +33,3 @@ func NewClient(pool *pgxpool.Pool, workers *river.Workers, log *slog.Logger) (*r
 	}
 	return c, nil
 }
-
-// NewInsertClient returns a River client that only inserts jobs, for
-// operator commands whose work the running node's workers do.
-func NewInsertClient(pool *pgxpool.Pool, log *slog.Logger) (*river.Client[pgx.Tx], error) {
-	c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	return c, nil
-}

@@ -12,9 +12,10 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/sealing"
 	"github.com/parzelle/parzelle/tenant"
-	"github.com/parzelle/parzelle/xta"
 )
 
 // DeadLetter is a register inbox message the pipeline could not apply.
@@ -42,6 +43,10 @@ type DeadLetter struct {
 // its audit log.
 type DeadLetters struct {
 	Pool *pgxpool.Pool
+	// Box holds the dead letters' messages.
+	Box *msgbox.Store
+	// Keyring opens the dead letters' sealed reasons.
+	Keyring *sealing.Keyring
 	// Jobs inserts the pipeline job of a retried message (an insert-only
 	// client will do: the node's workers run it).
 	Jobs *river.Client[pgx.Tx]
@@ -51,17 +56,102 @@ type DeadLetters struct {
 // or that is resolved already.
 var ErrNoDeadLetter = errors.New("jobs: no such open dead letter")
 
-const deadLetterColumns = `id, tenant_id, coalesce(inbox, 0), message_id, author, reader, message_type, step, reason, problems, attempts, created_at, resolved_at, coalesce(resolution, '')`
+const deadLetterColumns = `id, tenant_id, coalesce(inbox, 0), message_id, author, reader, message_type, step, reason, problems, key_version, attempts, created_at, resolved_at, coalesce(resolution, '')`
 
-func scanDeadLetter(row pgx.Row) (DeadLetter, error) {
-	var d DeadLetter
-	var problems []byte
-	err := row.Scan(&d.ID, &d.Tenant, &d.Inbox, &d.MessageID, &d.Author, &d.Reader, &d.MessageType, &d.Step, &d.Reason, &problems,
+// deadLetterAAD binds a dead letter's sealed reason or problems to its
+// tenant and message.
+func deadLetterAAD(tenantID, messageID, field string) []byte {
+	return []byte("parzelle/dead-letter/v1\x00" + tenantID + "\x00" + messageID + "\x00" + field)
+}
+
+// sealedLetter is a dead letter as stored, its reason and problems sealed.
+type sealedLetter struct {
+	DeadLetter
+	reason, problems []byte
+	version          int
+}
+
+func scanSealed(row pgx.Row) (sealedLetter, error) {
+	var l sealedLetter
+	d := &l.DeadLetter
+	err := row.Scan(&d.ID, &d.Tenant, &d.Inbox, &d.MessageID, &d.Author, &d.Reader, &d.MessageType, &d.Step, &l.reason, &l.problems, &l.version,
 		&d.Attempts, &d.CreatedAt, &d.ResolvedAt, &d.Resolution)
-	if err == nil {
-		err = json.Unmarshal(problems, &d.Problems)
+	return l, err
+}
+
+// open opens the reason and problems in tx (of the dead letter's tenant).
+func (l sealedLetter) open(ctx context.Context, tx pgx.Tx, k *sealing.Keyring) (DeadLetter, error) {
+	d := l.DeadLetter
+	reason, err := k.OpenOrPlain(ctx, tx, d.Tenant, l.version, deadLetterAAD(d.Tenant, d.MessageID, "reason"), l.reason)
+	if err != nil {
+		return d, fmt.Errorf("dead letter %d: %w", d.ID, err)
 	}
-	return d, err
+	problems, err := k.OpenOrPlain(ctx, tx, d.Tenant, l.version, deadLetterAAD(d.Tenant, d.MessageID, "problems"), l.problems)
+	if err != nil {
+		return d, fmt.Errorf("dead letter %d: %w", d.ID, err)
+	}
+	d.Reason = string(reason)
+	return d, json.Unmarshal(problems, &d.Problems)
+}
+
+// scanDeadLetter reads one dead letter in tx and opens it.
+func scanDeadLetter(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, row pgx.Row) (DeadLetter, error) {
+	l, err := scanSealed(row)
+	if err != nil {
+		return l.DeadLetter, err
+	}
+	return l.open(ctx, tx, k)
+}
+
+// sealDeadLetter seals a dead letter's reason and problems under the key.
+func sealDeadLetter(key *sealing.DataKey, messageID, reason string, problems []string) (sealedReason, sealedProblems []byte, err error) {
+	p, err := json.Marshal(append([]string{}, problems...))
+	if err != nil {
+		return nil, nil, err
+	}
+	if sealedReason, err = key.Seal(deadLetterAAD(key.Tenant, messageID, "reason"), []byte(reason)); err != nil {
+		return nil, nil, err
+	}
+	sealedProblems, err = key.Seal(deadLetterAAD(key.Tenant, messageID, "problems"), p)
+	return sealedReason, sealedProblems, err
+}
+
+// DeadLetterTable is the dead letters' sealed table, for key rotation and
+// for sealing what an earlier version stored in plaintext.
+func DeadLetterTable() sealing.Table {
+	return sealing.Table{Name: "dead letters", SQL: "pipeline_dead_letter", Reseal: resealDeadLetters}
+}
+
+func resealDeadLetters(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
+	rows, err := tx.Query(ctx, `SELECT id, message_id, key_version, reason, problems FROM pipeline_dead_letter
+		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenant, version, limit)
+	if err != nil {
+		return 0, err
+	}
+	type letterRow struct {
+		ID               int64
+		MessageID        string
+		Key              int
+		Reason, Problems []byte
+	}
+	letters, err := pgx.CollectRows(rows, pgx.RowToStructByPos[letterRow])
+	if err != nil {
+		return 0, err
+	}
+	b := &pgx.Batch{}
+	for _, l := range letters {
+		var sealed [2][]byte
+		for i, f := range []struct {
+			name string
+			data []byte
+		}{{"reason", l.Reason}, {"problems", l.Problems}} {
+			if sealed[i], err = k.Reseal(ctx, tx, tenant, l.Key, version, deadLetterAAD(tenant, l.MessageID, f.name), f.data); err != nil {
+				return 0, fmt.Errorf("dead letter %d: %w", l.ID, err)
+			}
+		}
+		b.Queue(`UPDATE pipeline_dead_letter SET key_version = $2, reason = $3, problems = $4 WHERE id = $1`, l.ID, version, sealed[0], sealed[1])
+	}
+	return len(letters), tx.SendBatch(ctx, b).Close()
 }
 
 // List returns the tenant's dead letters, newest first: the open ones, or
@@ -75,14 +165,19 @@ func (o *DeadLetters) List(ctx context.Context, tenantID string, all bool) ([]De
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			d, err := scanDeadLetter(rows)
+		// The rows first, then their opening (which may read a key).
+		letters, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealedLetter, error) { return scanSealed(r) })
+		if err != nil {
+			return err
+		}
+		for _, l := range letters {
+			d, err := l.open(ctx, tx, o.Keyring)
 			if err != nil {
 				return err
 			}
 			out = append(out, d)
 		}
-		return rows.Err()
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: dead letters of %s: %w", tenantID, err)
@@ -95,7 +190,7 @@ func (o *DeadLetters) Show(ctx context.Context, tenantID string, id int64) (Dead
 	var d DeadLetter
 	err := db.InTenant(ctx, o.Pool, tenantID, func(tx pgx.Tx) error {
 		var err error
-		d, err = scanDeadLetter(tx.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM pipeline_dead_letter WHERE tenant_id = $1 AND id = $2`, tenantID, id))
+		d, err = scanDeadLetter(ctx, tx, o.Keyring, tx.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM pipeline_dead_letter WHERE tenant_id = $1 AND id = $2`, tenantID, id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNoDeadLetter
 		}
@@ -112,7 +207,7 @@ func (o *DeadLetters) Show(ctx context.Context, tenantID string, id int64) (Dead
 // author's report open again, and its job enqueued, in one transaction.
 func (o *DeadLetters) Retry(ctx context.Context, a tenant.Actor, tenantID string, id int64) error {
 	return o.resolve(ctx, a, tenantID, id, "retried", func(tx pgx.Tx, d DeadLetter) error {
-		ok, err := xta.Reopen(ctx, tx, tenantID, d.Inbox, fmt.Sprintf("Erneute Einarbeitung durch %s angestoßen (Dead Letter %d)", a.Subject, d.ID))
+		ok, err := o.Box.Reopen(ctx, tx, tenantID, d.Inbox, fmt.Sprintf("Erneute Einarbeitung durch %s angestoßen (Dead Letter %d)", a.Subject, d.ID))
 		if err != nil {
 			return err
 		}
@@ -136,7 +231,7 @@ func (o *DeadLetters) Discard(ctx context.Context, a tenant.Actor, tenantID stri
 		return errors.New("jobs: discarding a dead letter needs a reason")
 	}
 	return o.resolve(ctx, a, tenantID, id, "discarded", func(tx pgx.Tx, d DeadLetter) error {
-		return xta.Discard(ctx, tx, tenantID, d.Inbox, fmt.Sprintf("Verworfen durch %s: %s", a.Subject, reason))
+		return o.Box.Discard(ctx, tx, tenantID, d.Inbox, fmt.Sprintf("Verworfen durch %s: %s", a.Subject, reason))
 	})
 }
 
@@ -144,7 +239,7 @@ func (o *DeadLetters) Discard(ctx context.Context, a tenant.Actor, tenantID stri
 // transaction of the tenant.
 func (o *DeadLetters) resolve(ctx context.Context, a tenant.Actor, tenantID string, id int64, resolution string, fn func(pgx.Tx, DeadLetter) error) error {
 	err := db.InTenant(ctx, o.Pool, tenantID, func(tx pgx.Tx) error {
-		d, err := scanDeadLetter(tx.QueryRow(ctx, `UPDATE pipeline_dead_letter SET resolved_at = now(), resolution = $3
+		d, err := scanDeadLetter(ctx, tx, o.Keyring, tx.QueryRow(ctx, `UPDATE pipeline_dead_letter SET resolved_at = now(), resolution = $3
 			WHERE tenant_id = $1 AND id = $2 AND resolved_at IS NULL RETURNING `+deadLetterColumns, tenantID, id, resolution))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNoDeadLetter

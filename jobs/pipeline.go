@@ -3,8 +3,6 @@ package jobs
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -18,11 +16,12 @@ import (
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/mapping"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/sealing"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlschema"
-	"github.com/parzelle/parzelle/xta"
 )
 
 // The pipeline's steps, as dead letters name them.
@@ -87,24 +86,26 @@ const PipelineWorkersPerTenant = 4
 // authorize the author, validate the schema, map, apply, settle the
 // transport report; a message that cannot succeed becomes a dead letter.
 type Pipeline struct {
-	Pool    *pgxpool.Pool
+	Pool *pgxpool.Pool
+	// Box holds the inboxes' messages.
+	Box     *msgbox.Store
 	Store   *register.Store
 	Tenants func() *tenant.Set
 	Schemas *xmlschema.Registry
 	// Keys supplies the trust anchors for signed messages.
-	Keys    keys.Provider
+	Keys keys.Provider
+	// Keyring seals dead letters.
+	Keyring *sealing.Keyring
 	Log     *slog.Logger
 	Metrics *PipelineMetrics
 
 	client *river.Client[pgx.Tx]
-	// held are the contents the transport handed over with the messages.
-	held *heldContents
 }
 
 // SetClient gives the pipeline the River client its jobs run on (made after
 // the workers, which include the pipeline's) and adds each tenant's queue.
 func (p *Pipeline) SetClient(c *river.Client[pgx.Tx]) error {
-	p.client, p.held = c, &heldContents{}
+	p.client = c
 	for _, t := range p.Tenants().Tenants() {
 		if err := p.ensureQueue(t.ID); err != nil {
 			return err
@@ -135,7 +136,7 @@ func (p *Pipeline) Claims(readerTenant, reader string) bool {
 
 // Consume takes over messages for register inboxes: it enqueues, in the
 // transaction that stores them, one job per tenant for its messages.
-func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, ds []xta.Delivery) error {
+func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, ds []msgbox.Delivery) error {
 	byTenant := map[string]*PipelineArgs{}
 	var jobs []river.InsertManyParams
 	for _, d := range ds {
@@ -153,11 +154,11 @@ func (p *Pipeline) Consume(ctx context.Context, tx pgx.Tx, ds []xta.Delivery) er
 	if _, err := p.client.InsertManyTx(ctx, tx, jobs); err != nil {
 		return fmt.Errorf("jobs: enqueue the register pipeline: %w", err)
 	}
-	for _, d := range ds {
-		p.held.put(d.Inbox, d.Content)
-	}
 	return nil
 }
+
+// AddWorkers registers the pipeline's worker.
+func (p *Pipeline) AddWorkers(w *river.Workers) { river.AddWorker(w, &PipelineWorker{Pipeline: p}) }
 
 // PipelineWorker runs PipelineArgs jobs.
 type PipelineWorker struct {
@@ -254,7 +255,7 @@ func (p *Pipeline) load(ctx context.Context, a PipelineArgs) ([]*message, error)
 	}
 	var out []*message
 	err := db.InTenant(ctx, p.Pool, a.Tenant, func(tx pgx.Tx) error {
-		in, err := xta.LoadInboxes(ctx, tx, ids, p.held.take(ids))
+		in, err := p.Box.Load(ctx, tx, a.Tenant, ids)
 		for _, im := range in {
 			if !im.Settled {
 				out = append(out, &message{tenant: a.Tenant, inbox: im.Inbox, validated: validated[im.Inbox], messageID: im.MessageID, author: im.Author,
@@ -312,31 +313,24 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 	return nil
 }
 
-// validate checks the message against its installed schema, or applies the
-// tenant's policy for messages without one.
+// validate applies the schema policy (msgbox.CheckSchema, as the
+// transport does on acceptance) to a message the transport did not
+// validate.
 func (p *Pipeline) validate(cfg *tenant.Config, m *message) *failure {
-	ns, ok := xmlschema.RootNamespace(m.content)
-	if !ok {
+	check, err := msgbox.CheckSchema(p.Schemas, cfg.Schemas, m.content)
+	switch {
+	case err != nil:
+		return &failure{step: StepValidate, reason: "the schema could not be applied: " + err.Error()}
+	case !check.XML:
 		return &failure{step: StepValidate, reason: "the content is not an XML document", permanent: true}
-	}
-	set, installed := p.Schemas.ForNamespace(ns)
-	if !installed {
-		if cfg.Schemas.RefusesMissing() {
-			return &failure{step: StepValidate, reason: fmt.Sprintf("no schema is installed for namespace %s, and the tenant's policy refuses such messages", ns), permanent: true}
-		}
-		return nil
-	}
-	err := p.Schemas.Validate(set, m.content)
-	var verr *xmlschema.ValidationError
-	if errors.As(err, &verr) {
-		f := &failure{step: StepValidate, reason: fmt.Sprintf("the message does not match the schema %s: %s", set, verr.Summary(3)), permanent: true}
-		for _, pr := range verr.Problems {
+	case check.Refused:
+		return &failure{step: StepValidate, reason: fmt.Sprintf("no schema is installed for namespace %s, and the tenant's policy refuses such messages", check.Namespace), permanent: true}
+	case check.Invalid != nil:
+		f := &failure{step: StepValidate, reason: fmt.Sprintf("the message does not match the schema %s: %s", check.Set, check.Invalid.Summary(3)), permanent: true}
+		for _, pr := range check.Invalid.Problems {
 			f.problems = append(f.problems, fmt.Sprintf("line %d, column %d: %s", pr.Line, pr.Column, pr.Message))
 		}
 		return f
-	}
-	if err != nil {
-		return &failure{step: StepValidate, reason: "the schema could not be applied: " + err.Error()}
 	}
 	return nil
 }
@@ -374,24 +368,31 @@ func (p *Pipeline) verify(ctx context.Context, m *message) *failure {
 // transaction of the tenant: the applied ones resolve their open dead
 // letters, the others get one.
 func (p *Pipeline) settle(ctx context.Context, tenantID string, msgs []*message) error {
-	var sts []xta.Settlement
+	var sts []msgbox.Settlement
 	var applied []int64
 	b := &pgx.Batch{}
+	var key *sealing.DataKey
 	for _, m := range msgs {
 		switch f := m.failure; {
 		case f == nil:
 			applied = append(applied, m.inbox)
-			sts = append(sts, xta.Settlement{Inbox: m.inbox, Applied: true, Code: xta.RecordApplied, Reason: m.summary})
+			sts = append(sts, msgbox.Settlement{Inbox: m.inbox, Applied: true, Code: msgbox.RecordApplied, Reason: m.summary})
 		case f.attempts > 0:
-			problems, err := json.Marshal(append([]string{}, f.problems...))
+			if key == nil {
+				var err error
+				if key, err = p.Keyring.Current(ctx, p.Pool, tenantID); err != nil {
+					return err
+				}
+			}
+			reason, problems, err := sealDeadLetter(key, m.messageID, f.reason, f.problems)
 			if err != nil {
 				return err
 			}
-			b.Queue(`INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, reason, problems, attempts)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant_id, inbox) WHERE resolved_at IS NULL
-				DO UPDATE SET step = $7, reason = $8, problems = $9, attempts = pipeline_dead_letter.attempts + $10`,
-				m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, f.reason, problems, f.attempts)
-			sts = append(sts, xta.Settlement{Inbox: m.inbox, Code: xta.RecordDeadLetter, Reason: fmt.Sprintf("Nicht eingearbeitet (Schritt %s): %s", f.step, f.reason)})
+			b.Queue(`INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, reason, problems, key_version, attempts)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, inbox) WHERE resolved_at IS NULL
+				DO UPDATE SET step = $7, reason = $8, problems = $9, key_version = $10, attempts = pipeline_dead_letter.attempts + $11`,
+				m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, reason, problems, key.Version, f.attempts)
+			sts = append(sts, msgbox.Settlement{Inbox: m.inbox, Code: msgbox.RecordDeadLetter, Reason: fmt.Sprintf("Nicht eingearbeitet (Schritt %s): %s", f.step, f.reason)})
 		}
 	}
 	if len(sts) == 0 {
@@ -405,7 +406,7 @@ func (p *Pipeline) settle(ctx context.Context, tenantID string, msgs []*message)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
-		_, err := xta.Settle(ctx, tx, tenantID, sts...)
+		_, err := p.Box.Settle(ctx, tx, tenantID, sts...)
 		return err
 	})
 	if err != nil {

@@ -12,11 +12,11 @@ import (
 	"testing"
 
 	"github.com/parzelle/parzelle/golden"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlsafe"
-	"github.com/parzelle/parzelle/xta"
 )
 
 // The story tests follow one domain's messages through a stretch of time:
@@ -243,7 +243,7 @@ func TestStoryXMeldFamily(t *testing.T) {
 	files := append(xmeldFiles("07", "09", "22", "10", "11", "23", "21", "12", "13", "20", "15", "19"),
 		xpsFiles("06", "01", "08", "09")...)
 	files = append(files, xmeldFiles("14", "44", "17", "16", "24", "25", "42", "43", "45", "18")...)
-	state := playStory(t, n, "melderegister", "meldewesen", files, 7, xta.StatusGreen)
+	state := playStory(t, n, "melderegister", "meldewesen", files, 7, msgbox.StatusGreen)
 	golden.Check(t, filepath.Join("testdata", "story-xmeld-family.golden"), []byte(state))
 
 	tobias := current(t, n, "duesseldorf", "Ñáñez", "Tobias Friedrich", "1988-11-02")
@@ -277,7 +277,7 @@ func TestStoryXMeldFamily(t *testing.T) {
 func TestStoryXPersonenstand(t *testing.T) {
 	n := storyNode(t, "xmeld-zuzug", "xmeld-auswertung", "xmeld-name", "xmeld-berichtigung", "xpersonenstand-geburt", "xpersonenstand-sterbefall")
 	files := append(xmeldFiles("07", "09", "12", "28", "29"), xpsFiles("01", "08", "09", "16", "18")...)
-	state := playStory(t, n, "melderegister", "meldewesen", files, 3, xta.StatusGreen)
+	state := playStory(t, n, "melderegister", "meldewesen", files, 3, msgbox.StatusGreen)
 	golden.Check(t, filepath.Join("testdata", "story-xpersonenstand.golden"), []byte(state))
 
 	sofia := current(t, n, "duesseldorf", "Ñáñez", "Sofía Helena", "2025-12-01")
@@ -305,7 +305,7 @@ func TestStoryGewerbe(t *testing.T) {
 	}
 	// No XGewerbeanzeige schema is public: the reports are yellow (applied,
 	// not validated).
-	state := playStory(t, n, "gewerberegister", "meldewesen", files, 5, xta.StatusYellow)
+	state := playStory(t, n, "gewerberegister", "meldewesen", files, 5, msgbox.StatusYellow)
 	golden.Check(t, filepath.Join("testdata", "story-gewerbe.golden"), []byte(state))
 	if !strings.Contains(state, `"status": "abgemeldet"`) || !strings.Contains(state, `"hausnummer": "21"`) || strings.Contains(state, `"hausnummer": "12"`) {
 		t.Errorf("the business's history: the Abmeldung and the corrected house number 21 (never 12) expected:\n%s", state)

@@ -16,6 +16,7 @@ type metrics struct {
 	ops                *prometheus.CounterVec
 	denials            *prometheus.CounterVec
 	reencryptRemaining *prometheus.GaugeVec
+	plaintextRemaining *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -32,11 +33,15 @@ func newMetrics() *metrics {
 			Name: "parzelle_register_reencrypt_remaining",
 			Help: "Rows still encrypted under an older data key while a key rotation's re-encryption runs, per tenant.",
 		}, []string{"tenant"}),
+		plaintextRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "parzelle_plaintext_rows_remaining",
+			Help: "Rows an earlier version stored in plaintext (message content, report texts, dead letters) that are still to be sealed, per tenant.",
+		}, []string{"tenant"}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer, s *Store) {
-	r.MustRegister(m.ops, m.denials, m.reencryptRemaining, &recordCollector{store: s})
+	r.MustRegister(m.ops, m.denials, m.reencryptRemaining, m.plaintextRemaining, &recordCollector{store: s})
 }
 
 func (m *metrics) done(tenantID, register, operation, outcome string) {

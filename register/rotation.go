@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/sealing"
@@ -71,7 +72,7 @@ func (s *Store) RotateKey(ctx context.Context, jobs *river.Client[pgx.Tx], tenan
 		for _, t := range s.sealed {
 			n, err := t.Count(ctx, tx, tenantID, v)
 			if err != nil {
-				return fmt.Errorf("register: count %s to re-encrypt: %w", t.Name(), err)
+				return fmt.Errorf("register: count %s to re-encrypt: %w", t.Name, err)
 			}
 			r.Total += n
 		}
@@ -165,7 +166,7 @@ func (s *Store) reencrypt(ctx context.Context, tenantID string, version int) (in
 		for _, t := range s.sealed {
 			done, err := t.Reseal(ctx, tx, s.keyring, tenantID, version, reencryptBatch)
 			if err != nil {
-				return fmt.Errorf("%s: %w", t.Name(), err)
+				return fmt.Errorf("%s: %w", t.Name, err)
 			}
 			n += done
 		}
@@ -179,23 +180,14 @@ func (s *Store) reencrypt(ctx context.Context, tenantID string, version int) (in
 	return n, rot, nil
 }
 
-// versionTable, factTable and accessTable are the register's sealed
-// tables.
-type versionTable struct{}
-
-func (versionTable) Name() string { return "register versions" }
-
-func (versionTable) Count(ctx context.Context, tx pgx.Tx, tenant string, version int) (n int64, err error) {
-	err = tx.QueryRow(ctx, `SELECT count(*) FROM register_version WHERE tenant_id = $1 AND key_version < $2`, tenant, version).Scan(&n)
-	return n, err
+// registerTables are the register's sealed tables.
+var registerTables = []sealing.Table{
+	{Name: "register versions", SQL: "register_version", Reseal: resealVersions},
+	{Name: "access log", SQL: "register_access_log", Reseal: resealAccessLog},
+	{Name: "register facts", SQL: "register_fact", Reseal: resealFacts},
 }
 
-func (versionTable) Uses(ctx context.Context, tx pgx.Tx, tenant string, version int) (used bool, err error) {
-	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM register_version WHERE tenant_id = $1 AND key_version = $2)`, tenant, version).Scan(&used)
-	return used, err
-}
-
-func (versionTable) Reseal(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
+func resealVersions(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
 	rows, err := tx.Query(ctx, `SELECT v.record_id::text, v.seq, v.key_version, v.payload, r.register
 		FROM register_version v JOIN register_record r ON r.tenant_id = v.tenant_id AND r.id = v.record_id
 		WHERE v.tenant_id = $1 AND v.key_version < $2 LIMIT $3 FOR UPDATE OF v SKIP LOCKED`, tenantID, version, limit)
@@ -225,21 +217,7 @@ func (versionTable) Reseal(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, t
 	return len(versions), tx.SendBatch(ctx, b).Close()
 }
 
-type accessTable struct{}
-
-func (accessTable) Name() string { return "access log" }
-
-func (accessTable) Count(ctx context.Context, tx pgx.Tx, tenant string, version int) (n int64, err error) {
-	err = tx.QueryRow(ctx, `SELECT count(*) FROM register_access_log WHERE tenant_id = $1 AND key_version < $2`, tenant, version).Scan(&n)
-	return n, err
-}
-
-func (accessTable) Uses(ctx context.Context, tx pgx.Tx, tenant string, version int) (used bool, err error) {
-	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM register_access_log WHERE tenant_id = $1 AND key_version = $2)`, tenant, version).Scan(&used)
-	return used, err
-}
-
-func (accessTable) Reseal(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
+func resealAccessLog(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
 	rows, err := tx.Query(ctx, `SELECT id, key_version, idnr FROM register_access_log
 		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, limit)
 	if err != nil {
@@ -265,21 +243,7 @@ func (accessTable) Reseal(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, te
 	return len(logs), tx.SendBatch(ctx, b).Close()
 }
 
-type factTable struct{}
-
-func (factTable) Name() string { return "register facts" }
-
-func (factTable) Count(ctx context.Context, tx pgx.Tx, tenant string, version int) (n int64, err error) {
-	err = tx.QueryRow(ctx, `SELECT count(*) FROM register_fact WHERE tenant_id = $1 AND key_version < $2`, tenant, version).Scan(&n)
-	return n, err
-}
-
-func (factTable) Uses(ctx context.Context, tx pgx.Tx, tenant string, version int) (used bool, err error) {
-	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM register_fact WHERE tenant_id = $1 AND key_version = $2)`, tenant, version).Scan(&used)
-	return used, err
-}
-
-func (factTable) Reseal(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
+func resealFacts(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
 	rows, err := tx.Query(ctx, `SELECT register, event_index, key_version, payload FROM register_fact
 		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, limit)
 	if err != nil {
@@ -327,7 +291,7 @@ func (s *Store) finishRotation(ctx context.Context, tenantID string, version int
 			for _, t := range s.sealed {
 				used, err := t.Uses(ctx, tx, tenantID, v)
 				if err != nil {
-					return fmt.Errorf("register: finish rotation of %s: %s: %w", tenantID, t.Name(), err)
+					return fmt.Errorf("register: finish rotation of %s: %s: %w", tenantID, t.Name, err)
 				}
 				if used {
 					continue keys
@@ -339,4 +303,114 @@ func (s *Store) finishRotation(ctx context.Context, tenantID string, version int
 		}
 		return nil
 	})
+}
+
+// AddWorkers registers the register's workers: re-encryption after a key
+// rotation, and the sealing of data stored in plaintext.
+func (s *Store) AddWorkers(w *river.Workers) {
+	river.AddWorker(w, &ReencryptWorker{Store: s})
+	river.AddWorker(w, &SealWorker{Store: s})
+}
+
+// SealArgs is the River job that seals the tenant's rows an earlier
+// version stored in plaintext (key version 0: message content, report
+// texts, dead letters) under its current data key, batch by batch, each
+// committed on its own: it picks up where it stopped.
+type SealArgs struct {
+	Tenant string `json:"tenant"`
+}
+
+// Kind is the job kind.
+func (SealArgs) Kind() string { return "seal_plaintext" }
+
+// InsertOpts runs one job per tenant at a time.
+func (SealArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 50, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled}}}
+}
+
+// SealPlaintext enqueues, for every tenant that has rows stored in
+// plaintext, the job that seals them.
+func (s *Store) SealPlaintext(ctx context.Context, jobs *river.Client[pgx.Tx]) error {
+	for _, t := range s.tenants().Tenants() {
+		n, err := s.plaintextRows(ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			continue
+		}
+		s.log.Info("sealing data stored in plaintext", "tenant", t.ID, "rows", n)
+		s.metrics.plaintextRemaining.WithLabelValues(t.ID).Set(float64(n))
+		if _, err := jobs.Insert(ctx, SealArgs{Tenant: t.ID}, nil); err != nil {
+			return fmt.Errorf("register: enqueue sealing of %s: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
+// plaintextRows counts the tenant's rows stored in plaintext.
+func (s *Store) plaintextRows(ctx context.Context, tenantID string) (int64, error) {
+	var n int64
+	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+		for _, t := range s.plain {
+			c, err := t.Count(ctx, tx, tenantID, 1)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.Name, err)
+			}
+			n += c
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("register: count plaintext rows of %s: %w", tenantID, err)
+	}
+	return n, nil
+}
+
+// SealWorker runs SealArgs jobs.
+type SealWorker struct {
+	river.WorkerDefaults[SealArgs]
+	Store *Store
+}
+
+// Timeout lets a job run as long as the data takes.
+func (w *SealWorker) Timeout(*river.Job[SealArgs]) time.Duration { return -1 }
+
+// Work seals batches under the tenant's current data key until no row is
+// left in plaintext.
+func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
+	s, tenantID := w.Store, job.Args.Tenant
+	if err := s.keyring.Ensure(ctx, s.pool, tenantID); err != nil {
+		return err
+	}
+	for {
+		var done int
+		err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+			version, err := s.keyring.CurrentVersion(ctx, tx, tenantID)
+			if err != nil {
+				return err
+			}
+			for _, t := range s.plain {
+				n, err := t.Reseal(ctx, tx, s.keyring, tenantID, version, reencryptBatch)
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.Name, err)
+				}
+				done += n
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("register: seal plaintext rows of %s: %w", tenantID, err)
+		}
+		left, err := s.plaintextRows(ctx, tenantID)
+		if err != nil {
+			return err
+		}
+		s.metrics.plaintextRemaining.WithLabelValues(tenantID).Set(float64(left))
+		s.log.Info("sealing data stored in plaintext", "tenant", tenantID, "sealed", done, "left", left)
+		if left == 0 || done == 0 {
+			return nil
+		}
+	}
 }

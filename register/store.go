@@ -34,11 +34,12 @@ type Store struct {
 	tenants func() *tenant.Set
 	sealer  sealer
 	keyring *sealing.Keyring
-	// sealed are the tables a key rotation re-encrypts.
-	sealed []sealing.Table
-	log     *slog.Logger
-	metrics *metrics
-	now     func() time.Time
+	// sealed are the tables a key rotation re-encrypts; plain those of
+	// them that may hold rows an earlier version stored in plaintext.
+	sealed, plain []sealing.Table
+	log           *slog.Logger
+	metrics       *metrics
+	now           func() time.Time
 }
 
 // Config is what a Store needs.
@@ -67,7 +68,7 @@ func NewStore(c Config) *Store {
 		k = sealing.NewKeyring(c.Keys)
 	}
 	s := &Store{pool: c.Pool, tenants: c.Tenants, sealer: keyringSealer{k}, keyring: k, log: c.Log, metrics: newMetrics(), now: time.Now,
-		sealed: append([]sealing.Table{versionTable{}, accessTable{}, factTable{}}, c.Sealed...)}
+		sealed: append(slices.Clone(registerTables), c.Sealed...), plain: c.Sealed}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

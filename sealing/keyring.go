@@ -101,10 +101,11 @@ func (k *Keyring) SealWith(ctx context.Context, tx pgx.Tx, tenant string, versio
 	return aead.Seal(out, out, plaintext, aad), nil
 }
 
-// Reseal decrypts a ciphertext under data key from and encrypts it again
-// under data key to, with the same aad.
-func (k *Keyring) Reseal(ctx context.Context, tx pgx.Tx, tenant string, from, to int, aad, ciphertext []byte) ([]byte, error) {
-	pt, err := k.Open(ctx, tx, tenant, from, aad, ciphertext)
+// Reseal decrypts a ciphertext under data key from (or takes it as
+// plaintext when from is 0, see OpenOrPlain) and encrypts it again under
+// data key to, with the same aad.
+func (k *Keyring) Reseal(ctx context.Context, tx pgx.Tx, tenant string, from, to int, aad, stored []byte) ([]byte, error) {
+	pt, err := k.OpenOrPlain(ctx, tx, tenant, from, aad, stored)
 	if err != nil {
 		return nil, err
 	}
@@ -338,16 +339,89 @@ func (k *Keyring) Provider() keys.Provider { return k.provider }
 
 // Table is a table of sealed rows that a data-key rotation re-encrypts:
 // the register's versions, facts and access log, the message boxes'
-// content, dead letters. Its methods run in a transaction of the tenant.
-type Table interface {
-	// Name names the table in logs.
-	Name() string
-	// Count returns how many of the tenant's rows are sealed under data
-	// keys older than version.
-	Count(ctx context.Context, tx pgx.Tx, tenant string, version int) (int64, error)
-	// Reseal seals up to limit such rows again under version (locking
-	// them, skipping rows others hold) and returns how many it did.
-	Reseal(ctx context.Context, tx pgx.Tx, k *Keyring, tenant string, version, limit int) (int, error)
-	// Uses reports whether a row of the tenant is sealed under version.
-	Uses(ctx context.Context, tx pgx.Tx, tenant string, version int) (bool, error)
+// content, dead letters. Its rows carry tenant_id and key_version (0: an
+// earlier version stored the row in plaintext). Its operations run in a
+// transaction of the tenant.
+type Table struct {
+	// Name says what the table holds, in logs.
+	Name string
+	// SQL is the table's name in the database.
+	SQL string
+	// Reseal seals up to limit of the tenant's rows under older keys again
+	// under version (locking them, skipping rows others hold) and returns
+	// how many it did.
+	Reseal func(ctx context.Context, tx pgx.Tx, k *Keyring, tenant string, version, limit int) (int, error)
+}
+
+// Count returns how many of the tenant's rows are sealed under data keys
+// older than version (or not at all).
+func (t Table) Count(ctx context.Context, tx pgx.Tx, tenant string, version int) (n int64, err error) {
+	err = tx.QueryRow(ctx, `SELECT count(*) FROM `+t.SQL+` WHERE tenant_id = $1 AND key_version < $2`, tenant, version).Scan(&n)
+	return n, err
+}
+
+// Uses reports whether a row of the tenant is sealed under version.
+func (t Table) Uses(ctx context.Context, tx pgx.Tx, tenant string, version int) (used bool, err error) {
+	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+t.SQL+` WHERE tenant_id = $1 AND key_version = $2)`, tenant, version).Scan(&used)
+	return used, err
+}
+
+// DataKey is a tenant's current data key, to seal with in a transaction
+// that is not the tenant's own (a message stored for two tenants at once).
+type DataKey struct {
+	Tenant  string
+	Version int
+	aead    cipher.AEAD
+}
+
+// Seal encrypts plaintext under the key, bound to aad: a random 12-byte
+// nonce, then the AES-GCM ciphertext with its tag.
+func (d *DataKey) Seal(aad, plaintext []byte) ([]byte, error) {
+	out := make([]byte, nonceSize, nonceSize+len(plaintext)+d.aead.Overhead())
+	if _, err := rand.Read(out); err != nil {
+		return nil, fmt.Errorf("sealing: nonce: %w", err)
+	}
+	return d.aead.Seal(out, out, plaintext, aad), nil
+}
+
+// Current returns the tenant's current data key: from memory, else (the
+// first time, or when the version is due to be looked up again) loaded in
+// a transaction of its own, after Ensure. Call it before the transaction
+// that seals.
+func (k *Keyring) Current(ctx context.Context, pool *pgxpool.Pool, tenant string) (*DataKey, error) {
+	k.mu.Lock()
+	c, ok := k.current[tenant]
+	var aead cipher.AEAD
+	if ok && k.now().Before(c.until) {
+		aead = k.aeads[keyID{tenant, c.version}]
+	}
+	k.mu.Unlock()
+	if aead != nil {
+		return &DataKey{Tenant: tenant, Version: c.version, aead: aead}, nil
+	}
+	if err := k.Ensure(ctx, pool, tenant); err != nil {
+		return nil, err
+	}
+	d := &DataKey{Tenant: tenant}
+	err := db.InTenant(ctx, pool, tenant, func(tx pgx.Tx) error {
+		var err error
+		if d.Version, err = k.CurrentVersion(ctx, tx, tenant); err != nil {
+			return err
+		}
+		d.aead, err = k.dataKey(ctx, tx, tenant, d.Version)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenOrPlain is Open for tables that held plaintext before sealing was
+// introduced: version 0 is such a row, returned as it is stored.
+func (k *Keyring) OpenOrPlain(ctx context.Context, tx pgx.Tx, tenant string, version int, aad, stored []byte) ([]byte, error) {
+	if version == 0 {
+		return stored, nil
+	}
+	return k.Open(ctx, tx, tenant, version, aad, stored)
 }

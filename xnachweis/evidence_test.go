@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parzelle/parzelle/golden"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlsafe"
@@ -199,15 +200,15 @@ func TestEvidenceOverXTA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := w.Settle(t, time.Minute, id); st[id] != xta.StatusGreen {
+	if st := w.Settle(t, time.Minute, id); st[id] != msgbox.StatusGreen {
 		t.Fatalf("request report %d, want green", st[id])
 	}
 	rep, err := c.TransportReport(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(fmt.Sprint(rep), xta.RecordAnswered) {
-		t.Errorf("report without %s: %+v", xta.RecordAnswered, rep)
+	if !strings.Contains(fmt.Sprint(rep), msgbox.RecordAnswered) {
+		t.Errorf("report without %s: %+v", msgbox.RecordAnswered, rep)
 	}
 	var answer *xta.ReceivedMessage
 	for deadline := time.Now().Add(30 * time.Second); answer == nil; {
@@ -291,7 +292,7 @@ func TestGewerbeauskunft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := w.Settle(t, time.Minute, id); st[id] == xta.StatusRed {
+	if st := w.Settle(t, time.Minute, id); st[id] == msgbox.StatusRed {
 		t.Fatalf("the Gewerbeanzeige was not applied: %v", st)
 	}
 	sp := xnachweis.RequestSpec{Requester: buergeramt, Provider: provider, Business: &xnachweis.Business{LegalName: "Tibor Pick e.K."},

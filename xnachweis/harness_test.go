@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/xmlsafe"
 	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xnachweis"
-	"github.com/parzelle/parzelle/xta"
 )
 
 const (
@@ -244,7 +244,7 @@ func (w *world) feed(t testing.TB, prefixes ...string) {
 		ids = append(ids, id)
 	}
 	for id, st := range w.Settle(t, time.Minute, ids...) {
-		if st != xta.StatusGreen {
+		if st != msgbox.StatusGreen {
 			t.Fatalf("fixture message %s: report %d, want green", id, st)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -26,15 +27,20 @@ const (
 // green with a record naming the answer.
 type XTAInbox struct {
 	Service *Service
-	XTA     *xta.Server
+	// XTA names the answers; Box stores them.
+	XTA *xta.Server
+	Box *msgbox.Store
 
 	client *river.Client[pgx.Tx]
 }
 
+// AddWorkers registers the inbox's worker.
+func (i *XTAInbox) AddWorkers(w *river.Workers) { river.AddWorker(w, &RequestWorker{Inbox: i}) }
+
 // SetClient gives the inbox the River client its jobs run on.
 func (i *XTAInbox) SetClient(c *river.Client[pgx.Tx]) { i.client = c }
 
-// Claims implements xta.InboxConsumer: the tenant's evidence identity.
+// Claims implements msgbox.Consumer: the tenant's evidence identity.
 func (i *XTAInbox) Claims(readerTenant, reader string) bool {
 	t := i.Service.Tenants().Tenant(readerTenant)
 	if t == nil {
@@ -44,9 +50,9 @@ func (i *XTAInbox) Claims(readerTenant, reader string) bool {
 	return e != nil && e.Identity != "" && e.Identity == reader
 }
 
-// Consume implements xta.InboxConsumer: one job per request, enqueued in
+// Consume implements msgbox.Consumer: one job per request, enqueued in
 // the transaction that stores it.
-func (i *XTAInbox) Consume(ctx context.Context, tx pgx.Tx, ds []xta.Delivery) error {
+func (i *XTAInbox) Consume(ctx context.Context, tx pgx.Tx, ds []msgbox.Delivery) error {
 	jobs := make([]river.InsertManyParams, len(ds))
 	for k, d := range ds {
 		jobs[k] = river.InsertManyParams{Args: RequestArgs{Tenant: d.ReaderTenant, Inbox: d.Inbox}}
@@ -83,10 +89,10 @@ type RequestWorker struct {
 // is left alone.
 func (w *RequestWorker) Work(ctx context.Context, job *river.Job[RequestArgs]) error {
 	in, s := w.Inbox, w.Inbox.Service
-	var msgs []xta.InboxMessage
+	var msgs []msgbox.InboxMessage
 	err := db.InTenant(ctx, s.Pool, job.Args.Tenant, func(tx pgx.Tx) error {
 		var err error
-		msgs, err = xta.LoadInboxes(ctx, tx, []int64{job.Args.Inbox}, nil)
+		msgs, err = in.Box.Load(ctx, tx, job.Args.Tenant, []int64{job.Args.Inbox})
 		return err
 	})
 	if err != nil {
@@ -110,10 +116,13 @@ func (w *RequestWorker) Work(ctx context.Context, job *river.Job[RequestArgs]) e
 	}
 	answerID := in.XTA.AnswerID(m.MessageID)
 	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if _, err := in.XTA.Post(ctx, tx, xta.PostedMessage{
-			MessageID: answerID, AuthorTenant: job.Args.Tenant, Author: m.Reader, Reader: m.Author,
-			Service: xtaService, BusinessScenario: xtaBusinessScenario, MessageType: typ, MessageTypeSchema: NSDE,
-			ContentType: "application/xml", Filename: typ + ".xml", Content: a.Body,
+		now := in.Box.Now()
+		if _, err := in.Box.Post(ctx, tx, &msgbox.Message{
+			AuthorTenant: job.Args.Tenant, MessageID: answerID, Author: m.Reader, Reader: m.Author, Transport: "xta",
+			Service: xtaService, BusinessScenario: xtaBusinessScenario, MessageType: typ, SentAt: now,
+			Metadata: xta.Metadata(answerID, m.Reader, m.Author, xtaService, xtaBusinessScenario, typ, NSDE, now),
+			Records:  []msgbox.Record{{At: now, Level: "info", Code: msgbox.RecordAccepted, Reason: "Nachricht vom Knoten erzeugt (Antwort)"}},
+			Parts:    []msgbox.Part{{ContentType: "application/xml", Encoding: "UTF-8", Filename: typ + ".xml", Size: int64(len(a.Body)), Data: a.Body}},
 		}); err != nil {
 			return err
 		}
@@ -124,7 +133,7 @@ func (w *RequestWorker) Work(ctx context.Context, job *river.Job[RequestArgs]) e
 		if a.Failure != nil {
 			outcome = "Fehlernachricht " + a.Failure.Code.Value
 		}
-		_, err := xta.Settle(ctx, tx, job.Args.Tenant, xta.Settlement{Inbox: m.Inbox, Applied: true, Code: xta.RecordAnswered,
+		_, err := in.Box.Settle(ctx, tx, job.Args.Tenant, msgbox.Settlement{Inbox: m.Inbox, Applied: true, Code: msgbox.RecordAnswered,
 			Reason: fmt.Sprintf("Nachweisanfrage beantwortet (%s): %s als Nachricht %s an %s", outcome, typ, answerID, strings.TrimSpace(m.Author))})
 		return err
 	})

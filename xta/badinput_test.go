@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/xmlsafe"
 	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xta"
@@ -119,7 +120,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("good sample refused: %s", r.body)
 	}
 	// Yellow: the sample's content has no installed schema (München warns).
-	waitStatus(t, h.client("muenchen", author, false), "urn:de:xta:messageid:hub.example.invalid:6c1e9a52-7d41-4b8e-93f0-2a6b8c0d1e2f", xta.StatusYellow)
+	waitStatus(t, h.client("muenchen", author, false), "urn:de:xta:messageid:hub.example.invalid:6c1e9a52-7d41-4b8e-93f0-2a6b8c0d1e2f", msgbox.StatusYellow)
 	before := tableCounts(t, h)
 
 	check := sample(t, "01-checkAccountActive-request.xml")

@@ -17,8 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parzelle/parzelle/msgbox"
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -80,13 +81,13 @@ func BenchmarkXTA(b *testing.B) {
 		senders[c] = h.client("muenchen", author, false)
 	}
 	prefix := "urn:de:xta:messageid:bench:" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	cpu0 := cpuTimes(b, h)
+	cpu0 := processCPU(b, h.pool)
 	elapsed, all := run(func(c, i int) error {
 		m := outgoing(fmt.Sprintf("%s-%d-%d", prefix, c, i), payload, nil)
 		m.Attachments = nil
 		return senders[c].Send(ctx, m)
 	})
-	cpu1 := cpuTimes(b, h)
+	cpu1 := processCPU(b, h.pool)
 	xtaRate := report("XTA sendMessage 10 KB, mTLS, 16 clients", elapsed, all)
 	// The transactions that stored the messages: those of their ACCEPTED
 	// records (rows of one transaction share its xmin).
@@ -97,7 +98,7 @@ func BenchmarkXTA(b *testing.B) {
 	}
 	perMsg := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(all)) }
 	fmt.Printf("  stored in %d transactions (%.1f messages each); CPU per message: node and clients %.2f ms, PostgreSQL backends %.2f ms\n",
-		txs, float64(stored)/float64(txs), perMsg(cpu1.self-cpu0.self), perMsg(cpu1.postgres-cpu0.postgres))
+		txs, float64(stored)/float64(txs), perMsg(cpu1.Sub(cpu0).Self), perMsg(cpu1.Sub(cpu0).Postgres))
 
 	if _, err := h.pool.Exec(ctx, `CREATE TABLE bench_raw (id bigserial PRIMARY KEY, payload bytea NOT NULL)`); err != nil {
 		b.Fatal(err)
@@ -126,7 +127,7 @@ func BenchmarkXTA(b *testing.B) {
 	}
 	sendTime := time.Since(t0)
 	sendPeak := rssKB("VmHWM")
-	waitStatus(b, sender, id, xta.StatusGreen)
+	waitStatus(b, sender, id, msgbox.StatusGreen)
 	runtime.GC()
 	resetPeakRSS()
 	base2 := rssKB("VmRSS")
@@ -151,44 +152,12 @@ func BenchmarkXTA(b *testing.B) {
 	fmt.Println("(RSS is the test process: node and client share it; the client streams and discards.)")
 }
 
-// cpu is CPU time used so far by this process (node and benchmark clients)
-// and by the PostgreSQL backends serving the harness's database.
-type cpu struct{ self, postgres time.Duration }
-
-// cpuTimes reads the CPU times from /proc (Linux; zero elsewhere). A
-// backend that ended in between is not counted.
-func cpuTimes(b *testing.B, h *harness) cpu {
-	rows, err := h.pool.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+func processCPU(b *testing.B, pool *pgxpool.Pool) nodetest.ProcessCPU {
+	c, err := nodetest.ReadProcessCPU(context.Background(), pool)
 	if err != nil {
 		b.Fatal(err)
-	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := cpu{self: procCPU("self")}
-	for _, pid := range pids {
-		c.postgres += procCPU(strconv.Itoa(int(pid)))
 	}
 	return c
-}
-
-// procCPU returns the user and system time of /proc/<pid>/stat.
-func procCPU(pid string) time.Duration {
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name (which may hold blanks): utime
-	// and stime are the 12th and 13th, in clock ticks of 10 ms.
-	_, rest, _ := strings.Cut(string(stat), ") ")
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	user, _ := strconv.ParseInt(f[11], 10, 64)
-	sys, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(user+sys) * 10 * time.Millisecond
 }
 
 // resetPeakRSS resets VmHWM (Linux: writing 5 to clear_refs).

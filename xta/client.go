@@ -90,13 +90,16 @@ func partyXML(el string, p Party) string {
 	return `<oscimeta:` + el + `><oscimeta:Identifier` + attrs + `>` + esc(p.ID) + `</oscimeta:Identifier></oscimeta:` + el + `>`
 }
 
-func (m *OutgoingMessage) metadata() string {
+func (m *OutgoingMessage) metadata() string { return m.metadataAt(time.Now()) }
+
+// metadataAt is the MessageMetaData with Origin at the time.
+func (m *OutgoingMessage) metadataAt(origin time.Time) string {
 	var b strings.Builder
 	b.WriteString(`<oscimeta:MessageMetaData`)
 	if m.Test {
 		b.WriteString(` TestMsg="true"`)
 	}
-	b.WriteString(`><oscimeta:DeliveryAttributes><oscimeta:Origin>` + xsTime(time.Now()) + `</oscimeta:Origin>`)
+	b.WriteString(`><oscimeta:DeliveryAttributes><oscimeta:Origin>` + xsTime(origin) + `</oscimeta:Origin>`)
 	if m.NotBefore != nil {
 		b.WriteString(`<oscimeta:NotBefore>` + xsTime(*m.NotBefore) + `</oscimeta:NotBefore>`)
 	}

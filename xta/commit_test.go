@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -26,12 +27,12 @@ var groupKinds = []struct {
 	status     int
 	records    []string
 }{
-	{"plain, with an attachment", reader, false, true, xta.StatusGreen,
-		[]string{xta.RecordAccepted, xta.RecordValidated, xta.RecordDelivered}},
-	{"XML without an installed schema", reader, true, false, xta.StatusYellow,
-		[]string{xta.RecordSchemaMissing, xta.RecordAccepted, xta.RecordValidated, xta.RecordDelivered}},
-	{"reader hosted elsewhere", foreign, false, false, xta.StatusOpen,
-		[]string{xta.RecordAccepted, xta.RecordValidated, xta.RecordForwarding}},
+	{"plain, with an attachment", reader, false, true, msgbox.StatusGreen,
+		[]string{msgbox.RecordAccepted, msgbox.RecordValidated, msgbox.RecordDelivered}},
+	{"XML without an installed schema", reader, true, false, msgbox.StatusYellow,
+		[]string{msgbox.RecordSchemaMissing, msgbox.RecordAccepted, msgbox.RecordValidated, msgbox.RecordDelivered}},
+	{"reader hosted elsewhere", foreign, false, false, msgbox.StatusOpen,
+		[]string{msgbox.RecordAccepted, msgbox.RecordValidated, msgbox.RecordForwarding}},
 }
 
 // groupMessage returns message i of TestGroupCommit with its own content.
@@ -70,7 +71,7 @@ func TestGroupCommit(t *testing.T) {
 	if err := sender.Send(ctx, earlierMsg); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, sender, earlier, xta.StatusGreen)
+	waitStatus(t, sender, earlier, msgbox.StatusGreen)
 
 	cases := []struct {
 		name string
@@ -207,7 +208,7 @@ func sendHeld(t *testing.T, h *harness, sender *xta.Client, plug string, msgs []
 			*err = sender.Send(ctx, m)
 		}()
 	}
-	plugErrs := make([]error, xta.MaxCommitters)
+	plugErrs := make([]error, msgbox.MaxCommitters)
 	for k := range plugErrs {
 		m := groupMessage(0, fmt.Sprintf("%s-%d", plug, k))
 		send(m, &plugErrs[k])
@@ -226,7 +227,7 @@ func sendHeld(t *testing.T, h *harness, sender *xta.Client, plug string, msgs []
 		send(m, &errs[i])
 	}
 	eventually(t, fmt.Sprintf("%d messages waiting for a committer", len(msgs)), func() bool {
-		return xta.Waiting(h.server) == len(msgs)
+		return h.box.Waiting() == len(msgs)
 	})
 	if err := lock.Commit(ctx); err != nil {
 		t.Fatal(err)

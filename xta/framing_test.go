@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/parzelle/parzelle/xta"
+	"github.com/parzelle/parzelle/msgbox"
 )
 
 // lengthRecorder notes the Content-Length of each request it carries (-1
@@ -76,7 +76,7 @@ func TestSendFraming(t *testing.T) {
 					t.Errorf("Content-Length %d; want one only for a buffered message (%v)", n, tc.buffered)
 				}
 				// Delivered (yellow: <nachricht> has no installed schema).
-				waitStatus(t, sender, id, xta.StatusYellow)
+				waitStatus(t, sender, id, msgbox.StatusYellow)
 				got, err := box.GetMessage(ctx, id)
 				if err != nil {
 					t.Fatalf("getMessage: %v", err)

@@ -16,11 +16,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
 
 	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/db/dbtest"
-	"github.com/parzelle/parzelle/jobs"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node"
 	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/tenant"
@@ -52,6 +51,7 @@ type harness struct {
 	ca      *pki.Authority
 	schemas *xmlschema.Registry
 	server  *xta.Server
+	box     *msgbox.Store
 	// certFiles are PEM files per client name (cert, key), for tools
 	// outside Go.
 	certFiles map[string][2]string
@@ -146,26 +146,19 @@ schemas:
 	cfg := &config.Node{
 		Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"},
 		TLS:    config.TLS{Cert: serverCert, Key: serverKeyFile},
+		Keys:   config.Keys{Dir: filepath.Join(h.dir, "keys")},
 	}
 	n := node.New(cfg, h.pool, tr, reg, log)
-	xs := xta.NewServer(xta.Config{
-		Pool: h.pool, Tenants: tr.Current, Principal: node.PrincipalFrom, Schemas: h.schemas,
-		Directory: &xta.StaticDirectory{Tenants: tr.Current}, Log: log, Metrics: reg, Identity: "https://localhost/xta/v3",
-	})
-	workers := river.NewWorkers()
-	xs.AddWorkers(workers)
-	rc, err := jobs.NewClient(h.pool, workers, log)
+	services, err := node.Assemble(n, reg, node.WithSchemas(h.schemas), node.WithLogger(log), node.WithIdentity("https://localhost/xta/v3"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	xs.SetJobClient(rc)
-	h.server = xs
-	xs.Mount(n.HandleTransport)
+	h.server, h.box = services.XTA, services.Box
 	addrs, err := n.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rc.Start(ctx); err != nil {
+	if err := services.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -173,9 +166,7 @@ schemas:
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		stop, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		_ = rc.Stop(stop)
+		services.Stop()
 	})
 	h.base = "https://" + addrs.Transport
 	return h

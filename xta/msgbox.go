@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,22 +12,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/xmlsafe"
 )
 
-// selector is an osci:MsgSelector: which box entries a request means.
-type selector struct {
-	IDs      []string   `json:"ids,omitempty"`
-	From     *time.Time `json:"from,omitempty"`
-	To       *time.Time `json:"to,omitempty"`
-	NewEntry bool       `json:"new,omitempty"`
-}
-
-func readSelector(el *xmlsafe.Element) (selector, *Fault) {
-	var sel selector
+// readSelector reads an osci:MsgSelector: which box entries a request
+// means.
+func readSelector(el *xmlsafe.Element) (msgbox.Selector, *Fault) {
+	var sel msgbox.Selector
 	if el == nil {
 		return sel, nil
 	}
@@ -58,11 +49,11 @@ func readSelector(el *xmlsafe.Element) (selector, *Fault) {
 // per-client state; the account is taken from the request each time, so a
 // forged id can only ever show the caller's own box.
 type iteration struct {
-	Kind  string   `json:"k"` // list or fetch
-	After int64    `json:"a"`
-	Form  string   `json:"f,omitempty"`
-	Max   int      `json:"m,omitempty"`
-	Sel   selector `json:"s"`
+	Kind  string          `json:"k"` // list or fetch
+	After int64           `json:"a"`
+	Form  string          `json:"f,omitempty"`
+	Max   int             `json:"m,omitempty"`
+	Sel   msgbox.Selector `json:"s"`
 }
 
 const requestIDPrefix = "urn:parzelle:msgbox:"
@@ -83,47 +74,6 @@ func parseIteration(id, kind string) (iteration, bool) {
 		return it, false
 	}
 	return it, true
-}
-
-// boxEntry is an inbox row as the message box shows it.
-type boxEntry struct {
-	id                            int64
-	messageID, metadata, scenario string
-	size                          int64
-	sent                          time.Time
-	delivered                     time.Time
-	fetched                       *time.Time
-	peerTenant                    *string
-	peerID                        *int64
-}
-
-// listBox returns up to limit open entries of the account's box after the
-// given row id, and how many more match.
-func listBox(ctx context.Context, tx pgx.Tx, account string, sel selector, after int64, limit int) ([]boxEntry, int64, error) {
-	rows, err := tx.Query(ctx, `SELECT id, message_id, metadata, business_scenario, content_size, sent_at, delivered_at, fetched_at, peer_tenant, peer_id, count(*) OVER ()
-		FROM xta_message
-		WHERE box = 'inbox' AND account = $1 AND delivered_at IS NOT NULL AND closed_at IS NULL AND id > $2
-		  AND ($3::text[] IS NULL OR message_id = ANY($3))
-		  AND ($4::timestamptz IS NULL OR delivered_at >= $4) AND ($5::timestamptz IS NULL OR delivered_at <= $5)
-		  AND (NOT $6 OR fetched_at IS NULL)
-		ORDER BY id LIMIT $7`, account, after, sel.IDs, sel.From, sel.To, sel.NewEntry, limit)
-	if err != nil {
-		return nil, 0, fmt.Errorf("xta: list box: %w", err)
-	}
-	defer rows.Close()
-	var out []boxEntry
-	var total int64
-	for rows.Next() {
-		var e boxEntry
-		if err := rows.Scan(&e.id, &e.messageID, &e.metadata, &e.scenario, &e.size, &e.sent, &e.delivered, &e.fetched, &e.peerTenant, &e.peerID, &total); err != nil {
-			return nil, 0, fmt.Errorf("xta: list box: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("xta: list box: %w", err)
-	}
-	return out, total - int64(len(out)), nil
 }
 
 // deliveryTimes are the timestamps a message has collected.
@@ -165,8 +115,9 @@ func metadataWithTimes(stored string, t deliveryTimes) (string, error) {
 	return b.String(), nil
 }
 
-func (e boxEntry) metadataXML() (string, error) {
-	return metadataWithTimes(e.metadata, deliveryTimes{initialSend: &e.sent, delivery: &e.delivered, initialFetch: e.fetched})
+// entryMetadata is an entry's MessageMetaData with the node's timestamps.
+func entryMetadata(e msgbox.Entry) (string, error) {
+	return metadataWithTimes(e.Metadata, deliveryTimes{initialSend: &e.Sent, delivery: &e.Delivered, initialFetch: e.Fetched})
 }
 
 func msgBoxResponse(requestID string, pending int64, empty bool) string {
@@ -224,13 +175,7 @@ func (s *Server) getNextStatusList(ctx context.Context, c *call) error {
 }
 
 func (s *Server) statusList(ctx context.Context, c *call, tenantID string, it iteration) error {
-	var entries []boxEntry
-	var pending int64
-	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-		var err error
-		entries, pending, err = listBox(ctx, tx, c.account, it.Sel, it.After, it.Max)
-		return err
-	})
+	entries, pending, err := s.box.List(ctx, tenantID, c.account, it.Sel, it.After, it.Max)
 	if err != nil {
 		return err
 	}
@@ -238,15 +183,15 @@ func (s *Server) statusList(ctx context.Context, c *call, tenantID string, it it
 	body.WriteString(`<osci:MsgStatusList>`)
 	for _, e := range entries {
 		if it.Form == "MsgAtrributes" {
-			body.WriteString(`<osci:MsgAttributes><wsa:MessageID>` + esc(e.messageID) + `</wsa:MessageID><osci:TypeOfBusinessScenario>` + esc(e.scenario) +
-				`</osci:TypeOfBusinessScenario><osci:MsgSize>` + itoa(e.size) + `</osci:MsgSize><osci:DeliveryTime>` + xsTime(e.delivered) + `</osci:DeliveryTime>`)
-			if e.fetched != nil {
-				body.WriteString(`<osci:InitialFetchedTime>` + xsTime(*e.fetched) + `</osci:InitialFetchedTime>`)
+			body.WriteString(`<osci:MsgAttributes><wsa:MessageID>` + esc(e.MessageID) + `</wsa:MessageID><osci:TypeOfBusinessScenario>` + esc(e.BusinessScenario) +
+				`</osci:TypeOfBusinessScenario><osci:MsgSize>` + itoa(e.Size) + `</osci:MsgSize><osci:DeliveryTime>` + xsTime(e.Delivered) + `</osci:DeliveryTime>`)
+			if e.Fetched != nil {
+				body.WriteString(`<osci:InitialFetchedTime>` + xsTime(*e.Fetched) + `</osci:InitialFetchedTime>`)
 			}
 			body.WriteString(`</osci:MsgAttributes>`)
 			continue
 		}
-		m, err := e.metadataXML()
+		m, err := entryMetadata(e)
 		if err != nil {
 			return err
 		}
@@ -254,7 +199,7 @@ func (s *Server) statusList(ctx context.Context, c *call, tenantID string, it it
 	}
 	body.WriteString(`</osci:MsgStatusList>`)
 	if len(entries) > 0 {
-		it.After = entries[len(entries)-1].id
+		it.After = entries[len(entries)-1].ID
 	}
 	c.reply(msgBoxResponse(it.id(), pending, len(entries) == 0), body.String())
 	return nil
@@ -290,122 +235,45 @@ func (s *Server) getNextMessage(ctx context.Context, c *call) error {
 }
 
 // fetch answers getMessage and getNextMessage: the first open entry after
-// the iteration's position, with its content, streamed from the database.
+// the iteration's position, with its content, streamed from the boxes.
 // Messages listed in received are closed first (getNextMessage's
 // acknowledgement).
 func (s *Server) fetch(ctx context.Context, c *call, tenantID string, it iteration, received []string) error {
-	account := c.account
-	if len(received) > 0 {
-		// The acknowledgement stands even when no further message follows.
-		err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-			return s.closeMessages(ctx, tx, tenantID, account, received)
-		})
+	err := s.box.Fetch(ctx, tenantID, c.account, it.Sel, it.After, received, func(f msgbox.Fetched) error {
+		meta, err := entryMetadata(f.Entry)
 		if err != nil {
 			return err
 		}
-	}
-	return db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-		entries, pending, err := listBox(ctx, tx, account, it.Sel, it.After, 1)
-		if err != nil {
-			return err
-		}
-		if len(entries) == 0 {
-			if len(it.Sel.IDs) > 0 {
-				return xtaFault(CodeUnknownMessageID, "no open message %s in the box of %s", strings.Join(it.Sel.IDs, ", "), account)
-			}
-			return xtaFault(CodeUnknownMessageID, "no further message in the box of %s", account)
-		}
-		e := entries[0]
-		now := s.now()
-		if e.fetched == nil {
-			e.fetched = &now
-			if _, err := tx.Exec(ctx, `UPDATE xta_message SET fetched_at = $2 WHERE id = $1`, e.id, now); err != nil {
-				return fmt.Errorf("xta: mark fetched: %w", err)
-			}
-			if err := s.peerRecord(ctx, tx, tenantID, e, `fetched_at = $2`, record{now, "info", RecordFetched, "Nachricht von " + account + " abgeholt (noch nicht quittiert)"}); err != nil {
-				return err
-			}
-		}
-		parts, err := loadParts(ctx, tx, e.id)
-		if err != nil {
-			return err
-		}
-		meta, err := e.metadataXML()
-		if err != nil {
-			return err
-		}
-		it.After = e.id
-		headers := meta + msgBoxResponse(it.id(), pending, false)
-		return s.writeContent(ctx, tx, c, headers, e.id, parts)
+		it.After = f.Entry.ID
+		return s.writeContent(c, meta+msgBoxResponse(it.id(), f.Pending, false), f)
 	})
+	return boxFault(err)
 }
 
-// peerRecord adds a record to the report of the message's outbox row (in
-// the author's tenant) and sets one of its timestamps; it returns to the
-// reader's tenant afterwards.
-func (s *Server) peerRecord(ctx context.Context, tx pgx.Tx, tenantID string, e boxEntry, set string, r record) error {
-	if e.peerTenant == nil || e.peerID == nil {
-		return nil
-	}
-	if err := db.EnterTenant(ctx, tx, *e.peerTenant); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `UPDATE xta_message SET `+set+` WHERE id = $1 AND box = 'outbox'`, *e.peerID, r.at); err != nil {
-		return fmt.Errorf("xta: update report: %w", err)
-	}
-	if err := addRecords(ctx, tx, *e.peerTenant, *e.peerID, r); err != nil {
-		return err
-	}
-	return db.EnterTenant(ctx, tx, tenantID)
-}
-
-// part is a stored content part.
-type part struct {
-	no                                                      int
-	attachment                                              bool
-	contentType, encoding, filename, ref, description, lang string
-	size                                                    int64
-}
-
-func loadParts(ctx context.Context, tx pgx.Tx, message int64) ([]part, error) {
-	rows, err := tx.Query(ctx, `SELECT part, attachment, content_type, coalesce(encoding,''), coalesce(filename,''), coalesce(part_ref,''),
-		coalesce(description,''), coalesce(lang,''), size FROM xta_part WHERE message = $1 ORDER BY part`, message)
-	if err != nil {
-		return nil, fmt.Errorf("xta: load parts: %w", err)
-	}
-	defer rows.Close()
-	var out []part
-	for rows.Next() {
-		var p part
-		if err := rows.Scan(&p.no, &p.attachment, &p.contentType, &p.encoding, &p.filename, &p.ref, &p.description, &p.lang, &p.size); err != nil {
-			return nil, fmt.Errorf("xta: load parts: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
-}
+// part is a stored part as XTA writes it.
+type part msgbox.StoredPart
 
 func (p part) open(include string) string {
 	el := "Message"
-	if p.attachment {
+	if p.Attachment {
 		el = "Attachment"
 	}
 	var b strings.Builder
-	b.WriteString(`<xta:` + el + ` contentType="` + esc(p.contentType) + `"`)
-	for _, a := range [][2]string{{"encoding", p.encoding}, {"filename", p.filename}, {"id", p.ref}, {"contentDescription", p.description}, {"lang", p.lang}} {
+	b.WriteString(`<xta:` + el + ` contentType="` + esc(p.ContentType) + `"`)
+	for _, a := range [][2]string{{"encoding", p.Encoding}, {"filename", p.Filename}, {"id", p.Ref}, {"contentDescription", p.Description}, {"lang", p.Lang}} {
 		if a[1] != "" {
 			b.WriteString(` ` + a[0] + `="` + esc(a[1]) + `"`)
 		}
 	}
-	if p.size > 0 {
-		b.WriteString(` size="` + itoa(p.size) + `"`)
+	if p.Size > 0 {
+		b.WriteString(` size="` + itoa(p.Size) + `"`)
 	}
 	b.WriteString(`>` + include)
 	return b.String()
 }
 
 func (p part) closeTag() string {
-	if p.attachment {
+	if p.Attachment {
 		return `</xta:Attachment>`
 	}
 	return `</xta:Message>`
@@ -414,7 +282,7 @@ func (p part) closeTag() string {
 // writeContent streams a getMessage response: MTOM when the request came as
 // MTOM, inline base64 otherwise. The bytes come chunk by chunk from the
 // database.
-func (s *Server) writeContent(ctx context.Context, tx pgx.Tx, c *call, headers string, message int64, parts []part) error {
+func (s *Server) writeContent(c *call, headers string, f msgbox.Fetched) error {
 	head := `<?xml version="1.0" encoding="UTF-8"?>` + envelopeOpen + `<s12:Header>` + addressing(c.op.action, c.req.MessageID) + headers +
 		`</s12:Header><s12:Body><xta:GenericContentContainer><xta:ContentContainer>`
 	tail := `</xta:ContentContainer></xta:GenericContentContainer></s12:Body></s12:Envelope>`
@@ -427,17 +295,18 @@ func (s *Server) writeContent(ctx context.Context, tx pgx.Tx, c *call, headers s
 		}
 		cw.w = root
 		io.WriteString(cw, head)
-		for _, p := range parts {
-			io.WriteString(cw, p.open(`<xop:Include xmlns:xop="`+NSXOP+`" href="cid:part`+strconv.Itoa(p.no)+`@parzelle"/>`)+p.closeTag())
+		for _, sp := range f.Parts {
+			p := part(sp)
+			io.WriteString(cw, p.open(`<xop:Include xmlns:xop="`+NSXOP+`" href="cid:part`+strconv.Itoa(p.No)+`@parzelle"/>`)+p.closeTag())
 		}
 		io.WriteString(cw, tail)
-		for _, p := range parts {
-			w, err := m.part("application/octet-stream", "part"+strconv.Itoa(p.no)+"@parzelle")
+		for _, p := range f.Parts {
+			w, err := m.part("application/octet-stream", "part"+strconv.Itoa(p.No)+"@parzelle")
 			if err != nil {
 				return abort(err)
 			}
 			cw.w = w
-			if err := copyChunks(ctx, tx, cw, message, p.no); err != nil {
+			if err := f.Content(p.No, cw); err != nil {
 				return abort(err)
 			}
 		}
@@ -448,10 +317,11 @@ func (s *Server) writeContent(ctx context.Context, tx pgx.Tx, c *call, headers s
 	c.w.WriteHeader(http.StatusOK)
 	cw.w = c.w
 	io.WriteString(cw, head)
-	for _, p := range parts {
+	for _, sp := range f.Parts {
+		p := part(sp)
 		io.WriteString(cw, p.open(""))
 		enc := base64.NewEncoder(base64.StdEncoding, cw)
-		if err := copyChunks(ctx, tx, enc, message, p.no); err != nil {
+		if err := f.Content(p.No, enc); err != nil {
 			return abort(err)
 		}
 		enc.Close()
@@ -482,23 +352,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// copyChunks writes a part's bytes, one chunk row at a time.
-func copyChunks(ctx context.Context, tx pgx.Tx, w io.Writer, message int64, partNo int) error {
-	for seq := 0; ; seq++ {
-		var data []byte
-		err := tx.QueryRow(ctx, `SELECT data FROM xta_chunk WHERE message = $1 AND part = $2 AND seq = $3`, message, partNo, seq).Scan(&data)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("xta: read content: %w", err)
-		}
-		if _, err := w.Write(data); err != nil {
-			return err
-		}
-	}
-}
-
 func (s *Server) close(ctx context.Context, c *call) error {
 	owner, f := s.account(c, c.req.Author)
 	if f != nil {
@@ -511,37 +364,9 @@ func (s *Server) close(ctx context.Context, c *call) error {
 	if len(ids) == 0 {
 		return xtaFault(CodeNoParameter, "close names no LastMsgReceived")
 	}
-	err := db.InTenant(ctx, s.pool, owner.ID, func(tx pgx.Tx) error {
-		return s.closeMessages(ctx, tx, owner.ID, c.account, ids)
-	})
-	if err != nil {
-		return err
+	if err := s.box.Close(ctx, owner.ID, c.account, ids); err != nil {
+		return boxFault(err)
 	}
 	c.reply("", "")
-	return nil
-}
-
-// closeMessages marks fetched messages received, tells their authors'
-// reports, and deletes their content: once received, the node has no
-// business keeping it.
-func (s *Server) closeMessages(ctx context.Context, tx pgx.Tx, tenantID, account string, ids []string) error {
-	now := s.now()
-	for _, id := range ids {
-		var e boxEntry
-		err := tx.QueryRow(ctx, `UPDATE xta_message SET closed_at = $3 WHERE box = 'inbox' AND account = $1 AND message_id = $2
-			AND delivered_at IS NOT NULL AND closed_at IS NULL RETURNING id, peer_tenant, peer_id`, account, id, now).Scan(&e.id, &e.peerTenant, &e.peerID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return xtaFault(CodeUnknownMessageID, "no open message %q in the box of %s", id, account)
-		}
-		if err != nil {
-			return fmt.Errorf("xta: close: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM xta_part WHERE message = $1`, e.id); err != nil {
-			return fmt.Errorf("xta: close: %w", err)
-		}
-		if err := s.peerRecord(ctx, tx, tenantID, e, `closed_at = $2`, record{now, "info", RecordClosed, "Empfang durch " + account + " quittiert (close)"}); err != nil {
-			return err
-		}
-	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/parzelle/parzelle/xmlsafe"
 )
 
 // esc escapes text for element content and attribute values.
@@ -150,4 +152,21 @@ func (m *mtomWriter) close() error {
 		return err
 	}
 	return m.bw.Flush()
+}
+
+// Metadata is the oscimeta:MessageMetaData of a message the node itself
+// sends, as sendMessage stores a client's (with its namespace
+// declarations): for the message boxes, which show it to the reader.
+func Metadata(messageID, author, reader, service, businessScenario, messageType, payloadSchema string, sent time.Time) string {
+	m := &OutgoingMessage{MessageID: messageID, Author: Party{ID: author}, Reader: Party{ID: reader}, Service: service,
+		BusinessScenario: businessScenario, MessageType: messageType, MessageTypeSchema: payloadSchema}
+	el, err := xmlsafe.Parse(strings.NewReader(`<w xmlns:oscimeta="`+NSOSCIMeta+`" xmlns:wsa="`+NSWSA+`">`+m.metadataAt(sent)+`</w>`), xmlsafe.Options{})
+	if err != nil {
+		panic("xta: the metadata the node writes does not parse: " + err.Error())
+	}
+	var b strings.Builder
+	if err := el.Children[0].Write(&b, prefixes); err != nil {
+		panic("xta: the metadata the node writes does not serialize: " + err.Error())
+	}
+	return b.String()
 }

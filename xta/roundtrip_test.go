@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -64,7 +65,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 		// The payload (<nachricht>, no namespace) has no installed
 		// schema: München's policy accepts it with a warning (yellow).
-		waitStatus(t, sender, id, xta.StatusYellow)
+		waitStatus(t, sender, id, msgbox.StatusYellow)
 
 		list, err := box.StatusList(ctx, xta.ListOptions{NewOnly: true})
 		if err != nil {
@@ -90,13 +91,13 @@ func TestRoundTrip(t *testing.T) {
 		if err := box.Close(ctx, id); err != nil {
 			t.Fatalf("close: %v", err)
 		}
-		r := waitStatus(t, sender, id, xta.StatusYellow)
+		r := waitStatus(t, sender, id, msgbox.StatusYellow)
 		var codes []string
 		for _, rec := range r.Records {
 			codes = append(codes, rec.Code)
 		}
 		// Warnings come first in the report (WarnList before InfoList).
-		want := []string{xta.RecordSchemaMissing, xta.RecordAccepted, xta.RecordValidated, xta.RecordDelivered, xta.RecordFetched, xta.RecordClosed}
+		want := []string{msgbox.RecordSchemaMissing, msgbox.RecordAccepted, msgbox.RecordValidated, msgbox.RecordDelivered, msgbox.RecordFetched, msgbox.RecordClosed}
 		if len(codes) != len(want) {
 			t.Fatalf("report records %v, want %v", codes, want)
 		}

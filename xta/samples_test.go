@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/parzelle/parzelle/golden"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xta"
 )
@@ -58,7 +59,7 @@ func TestSyntheticSamples(t *testing.T) {
 			// The sample's content (<example>, no namespace) has no
 			// installed schema; München's policy accepts it with a
 			// warning, so the report turns yellow, not green.
-			waitStatus(t, h.client("muenchen", author, false), "urn:de:xta:messageid:hub.example.invalid:6c1e9a52-7d41-4b8e-93f0-2a6b8c0d1e2f", xta.StatusYellow)
+			waitStatus(t, h.client("muenchen", author, false), "urn:de:xta:messageid:hub.example.invalid:6c1e9a52-7d41-4b8e-93f0-2a6b8c0d1e2f", msgbox.StatusYellow)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -32,11 +33,11 @@ func TestSchemaPolicyAccepts(t *testing.T) {
 		code    string
 		reason  string
 	}{
-		{"schema-valid XNachweis, warning tenant", "muenchen", string(evidence), xta.StatusGreen, "Info", xta.RecordValidated, "gegen das Schema xnachweis-1.2.0 geprüft"},
-		{"schema-valid XNachweis, refusing tenant", "koeln", "\ufeff" + string(evidence), xta.StatusGreen, "Info", xta.RecordValidated, "gegen das Schema xnachweis-1.2.0 geprüft"},
-		{"no schema, warning tenant", "muenchen", `<m:Meldung xmlns:m="urn:example:unbekannt"/>`, xta.StatusYellow, "Warning", xta.RecordSchemaMissing, "Kein Schema für den Namensraum urn:example:unbekannt installiert"},
-		{"not XML, refusing tenant", "koeln", "%PDF-1.7 <not xml>", xta.StatusGreen, "", "", ""},
-		{"starts like XML but is not, refusing tenant", "koeln", "<<<", xta.StatusGreen, "", "", ""},
+		{"schema-valid XNachweis, warning tenant", "muenchen", string(evidence), msgbox.StatusGreen, "Info", msgbox.RecordValidated, "gegen das Schema xnachweis-1.2.0 geprüft"},
+		{"schema-valid XNachweis, refusing tenant", "koeln", "\ufeff" + string(evidence), msgbox.StatusGreen, "Info", msgbox.RecordValidated, "gegen das Schema xnachweis-1.2.0 geprüft"},
+		{"no schema, warning tenant", "muenchen", `<m:Meldung xmlns:m="urn:example:unbekannt"/>`, msgbox.StatusYellow, "Warning", msgbox.RecordSchemaMissing, "Kein Schema für den Namensraum urn:example:unbekannt installiert"},
+		{"not XML, refusing tenant", "koeln", "%PDF-1.7 <not xml>", msgbox.StatusGreen, "", "", ""},
+		{"starts like XML but is not, refusing tenant", "koeln", "<<<", msgbox.StatusGreen, "", "", ""},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,7 +56,7 @@ func TestSchemaPolicyAccepts(t *testing.T) {
 			r := waitStatus(t, sender, id, c.status)
 			var found bool
 			for _, rec := range r.Records {
-				if rec.Code == xta.RecordSchemaMissing || strings.HasPrefix(rec.Reason, "Inhalt") {
+				if rec.Code == msgbox.RecordSchemaMissing || strings.HasPrefix(rec.Reason, "Inhalt") {
 					if c.code == "" {
 						t.Errorf("unexpected record %+v", rec)
 					}

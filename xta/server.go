@@ -2,6 +2,8 @@ package xta
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"log/slog"
@@ -11,11 +13,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/riverqueue/river"
 
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlschema"
 )
@@ -67,13 +68,14 @@ func findOperation(match func(*operation) bool) *operation {
 	return nil
 }
 
-// Server is the XTA 2 Version 3 web service.
+// Server is the XTA 2 Version 3 web service: the protocol over the message
+// boxes (msgbox), which store what it accepts and hand out what it serves.
 type Server struct {
 	pool      *pgxpool.Pool
+	box       *msgbox.Store
 	tenants   func() *tenant.Set
 	principal func(context.Context) *tenant.Principal
 	schemas   *xmlschema.Registry
-	river     *river.Client[pgx.Tx]
 	directory Directory
 	log       *slog.Logger
 	now       func() time.Time
@@ -84,16 +86,15 @@ type Server struct {
 	// MaxContent is the container limit; MaxContent by default.
 	MaxContent int64
 
-	inbox InboxConsumer
-	// commits groups the transactions of small sendMessage calls (commit.go).
-	commits committer
 	// SpoolDir holds the temporary files of large contents ("" = os.TempDir).
 	SpoolDir string
 }
 
 // Config is what a Server needs.
 type Config struct {
-	Pool      *pgxpool.Pool
+	Pool *pgxpool.Pool
+	// Box stores the messages.
+	Box       *msgbox.Store
 	Tenants   func() *tenant.Set
 	Principal func(context.Context) *tenant.Principal
 	Schemas   *xmlschema.Registry
@@ -101,15 +102,13 @@ type Config struct {
 	Log       *slog.Logger
 	Metrics   prometheus.Registerer
 	Identity  string
-	// Inbox, if set, takes over messages delivered to register inboxes.
-	Inbox InboxConsumer
 }
 
 // NewServer returns the XTA service. Mount its Handler for each port path.
 func NewServer(c Config) *Server {
 	s := &Server{
-		pool: c.Pool, tenants: c.Tenants, principal: c.Principal, schemas: c.Schemas,
-		directory: c.Directory, log: c.Log, now: time.Now, Identity: c.Identity, MaxContent: MaxContent, inbox: c.Inbox,
+		pool: c.Pool, box: c.Box, tenants: c.Tenants, principal: c.Principal, schemas: c.Schemas,
+		directory: c.Directory, log: c.Log, now: time.Now, Identity: c.Identity, MaxContent: MaxContent,
 	}
 	s.metrics = newMetrics(c.Metrics)
 	return s
@@ -330,18 +329,25 @@ func (m *metrics) observe(tenantID, op, outcome string, d time.Duration, in int6
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// AddWorkers registers the service's River workers.
-func (s *Server) AddWorkers(w *river.Workers) {
-	river.AddWorker(w, &DeliverWorker{Server: s})
-}
-
-// SetJobClient sets the River client that sendMessage enqueues with; it
-// must run the workers AddWorkers registered.
-func (s *Server) SetJobClient(c *river.Client[pgx.Tx]) { s.river = c }
-
 // Mount serves the three ports through handle (node.HandleTransport).
 func (s *Server) Mount(handle func(pattern string, h http.Handler)) {
 	for _, p := range []string{PortManagement, PortSend, PortMsgBox} {
 		handle(p, s.Handler(p))
 	}
+}
+
+// AnswerID is the MessageID of the node's answer to the message with id
+// (a name-based UUID in this server's namespace): the same for every
+// attempt to answer it, so that an answer is stored once.
+func (s *Server) AnswerID(id string) string {
+	host := s.Identity
+	if u, err := url.Parse(s.Identity); err == nil && u.Hostname() != "" {
+		host = u.Hostname()
+	}
+	h := sha256.Sum256([]byte("parzelle/xta/answer/v1\x00" + id))
+	b := h[:16]
+	b[6] = b[6]&0x0f | 0x50
+	b[8] = b[8]&0x3f | 0x80
+	x := hex.EncodeToString(b)
+	return "urn:de:xta:messageid:" + host + ":" + x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }

@@ -74,11 +74,11 @@ func cmdDLQ(args []string) error {
 		return err
 	}
 	defer closeDB()
-	client, err := jobs.NewInsertClient(pool, log)
+	services, err := openServices(ctx, cfg, pool, log)
 	if err != nil {
 		return err
 	}
-	ops := &jobs.DeadLetters{Pool: pool, Jobs: client}
+	ops := services.Letters
 	switch sub {
 	case "list":
 		ds, err := ops.List(ctx, tenantID, all)

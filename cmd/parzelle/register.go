@@ -15,10 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parzelle/parzelle/config"
-	"github.com/parzelle/parzelle/jobs"
-	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/node"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmlschema"
 )
 
 const registerUsage = "usage: parzelle register rotate --tenant ID [--kek] [--wait] [--config FILE] | rotations --tenant ID [--config FILE]"
@@ -49,17 +49,14 @@ func cmdRegister(args []string) error {
 		return err
 	}
 	defer closeDB()
-	store, err := openStore(ctx, cfg, pool, log)
+	services, err := openServices(ctx, cfg, pool, log)
 	if err != nil {
 		return err
 	}
+	store := services.Store
 	switch args[0] {
 	case "rotate":
-		client, err := jobs.NewInsertClient(pool, log)
-		if err != nil {
-			return err
-		}
-		rot, err := store.RotateKey(ctx, client, tenantID, kek)
+		rot, err := store.RotateKey(ctx, services.Jobs, tenantID, kek)
 		if err != nil {
 			return err
 		}
@@ -79,15 +76,21 @@ func cmdRegister(args []string) error {
 	return errors.New(registerUsage)
 }
 
-// openStore opens the register store the way the node does, for operator
-// commands: tenant files read (not recorded), keys from the key directory.
-func openStore(ctx context.Context, cfg *config.Node, pool *pgxpool.Pool, log *slog.Logger) (*register.Store, error) {
-	tenants := tenant.NewRegistry(cfg.Paths.Tenants, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+// openServices assembles the node's services the way serve does, for
+// operator commands: tenant files read (not recorded), keys from the key
+// directory, no schemas, nothing started (the running node's workers do
+// the work the commands enqueue).
+func openServices(ctx context.Context, cfg *config.Node, pool *pgxpool.Pool, log *slog.Logger) (*node.Services, error) {
+	reg := prometheus.NewRegistry()
+	tenants := tenant.NewRegistry(cfg.Paths.Tenants, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	if _, err := tenants.Reload(ctx); err != nil {
 		return nil, err
 	}
-	provider := keys.NewFileProvider(cfg.Keys.Dir, func() keys.Tenants { return tenants.Current() })
-	return register.NewStore(register.Config{Pool: pool, Keys: provider, Tenants: tenants.Current, Log: log}), nil
+	schemas, err := xmlschema.Load(nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	return node.Assemble(node.New(cfg, pool, tenants, reg, log), reg, node.WithSchemas(schemas), node.WithLogger(log))
 }
 
 func printRotations(w io.Writer, rs []register.Rotation) {

@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/db"
@@ -51,7 +50,7 @@ func cmdServe(args []string) error {
 		return err
 	}
 	n := node.New(cfg, pool, tenants, reg, log)
-	jobClient, err := mountServices(cfg, pool, tenants, n, reg, log)
+	services, err := node.Assemble(n, reg, node.WithLogger(log), node.WithVersion(version))
 	if err != nil {
 		return err
 	}
@@ -64,14 +63,10 @@ func cmdServe(args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go tenants.Watch(ctx, cfg.TenantReload, hup)
-	if err := jobClient.Start(ctx); err != nil {
-		return fmt.Errorf("start jobs: %w", err)
+	if err := services.Start(ctx); err != nil {
+		return err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = jobClient.Stop(stopCtx)
-	}()
+	defer services.Stop()
 	err = n.Serve(ctx)
 	log.Info("node stopped")
 	return err

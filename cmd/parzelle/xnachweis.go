@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/xnachweis"
 	"github.com/parzelle/parzelle/xta"
@@ -225,7 +226,7 @@ func viaXTA(ctx context.Context, c *xta.Client, reader string, request []byte, t
 			return nil, err
 		}
 		for _, r := range rep.Records {
-			if r.Code != xta.RecordAnswered {
+			if r.Code != msgbox.RecordAnswered {
 				continue
 			}
 			// The answer's MessageID follows from the request's.

@@ -1,9 +1,15 @@
 package nodetest
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // CPUTimes are the machine's CPU times from /proc/stat, in clock ticks
@@ -56,3 +62,49 @@ func (t CPUTimes) PerOp(n int) float64 { return float64(t.busy) * 1000 / clockTi
 
 // Busy is the busy share of the time, in percent.
 func (t CPUTimes) Busy() float64 { return 100 * float64(t.busy) / float64(max(t.total, 1)) }
+
+// ProcessCPU is the CPU time used by this process (node and test clients)
+// and by the PostgreSQL backends serving a database.
+type ProcessCPU struct{ Self, Postgres time.Duration }
+
+// ReadProcessCPU reads, from /proc (Linux; zero elsewhere), the CPU time
+// used so far by this process and by the backends connected to the pool's
+// database. A backend that ended in between is not counted.
+func ReadProcessCPU(ctx context.Context, pool *pgxpool.Pool) (ProcessCPU, error) {
+	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return ProcessCPU{}, fmt.Errorf("nodetest: list backends: %w", err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return ProcessCPU{}, fmt.Errorf("nodetest: list backends: %w", err)
+	}
+	c := ProcessCPU{Self: procCPU("self")}
+	for _, pid := range pids {
+		c.Postgres += procCPU(strconv.Itoa(int(pid)))
+	}
+	return c, nil
+}
+
+// Sub is the CPU time used between before and c.
+func (c ProcessCPU) Sub(before ProcessCPU) ProcessCPU {
+	return ProcessCPU{c.Self - before.Self, c.Postgres - before.Postgres}
+}
+
+// procCPU returns the user and system time of /proc/<pid>/stat.
+func procCPU(pid string) time.Duration {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold blanks): utime
+	// and stime are the 12th and 13th, in clock ticks.
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	sys, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(user+sys) * time.Second / clockTicks
+}

@@ -21,18 +21,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/riverqueue/river"
 
 	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/db/dbtest"
-	"github.com/parzelle/parzelle/jobs"
-	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node"
 	"github.com/parzelle/parzelle/pki"
-	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlschema"
 	"github.com/parzelle/parzelle/xnachweis"
@@ -65,20 +61,15 @@ type Options struct {
 // Node is a running node.
 type Node struct {
 	*PKI
+	// Services are the node's services, as serve assembles them.
+	*node.Services
 	Pool  *pgxpool.Pool
 	DBURL string
 	Base  string
 	// Ops is the ops listener's URL (console, metrics).
-	Ops      string
-	Dir      string
-	Tenants  *tenant.Registry
-	Keys     *keys.FileProvider
-	Store    *register.Store
-	XTA      *xta.Server
-	Pipeline *jobs.Pipeline
-	Evidence *xnachweis.Service
-	Jobs     *river.Client[pgx.Tx]
-	Letters  *jobs.DeadLetters
+	Ops     string
+	Dir     string
+	Tenants *tenant.Registry
 	// Metrics is the node's metrics registry.
 	Metrics *prometheus.Registry
 }
@@ -135,40 +126,18 @@ func Start(t testing.TB, o Options) *Node {
 			t.Fatal(err)
 		}
 	}
-	n.Keys = keys.NewFileProvider(filepath.Join(n.Dir, "keys"), func() keys.Tenants { return n.Tenants.Current() })
-	n.Store = register.NewStore(register.Config{Pool: n.Pool, Keys: n.Keys, Tenants: n.Tenants.Current, Log: log, Metrics: reg})
-	n.Pipeline = &jobs.Pipeline{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Schemas: schemas, Keys: n.Keys, Log: log,
-		Metrics: jobs.NewPipelineMetrics(reg, n.Pool, n.Tenants.Current)}
-	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: n.ServerCert, Key: n.ServerKey}}
+	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: n.ServerCert, Key: n.ServerKey},
+		Keys: config.Keys{Dir: filepath.Join(n.Dir, "keys")}}
 	nd := node.New(cfg, n.Pool, n.Tenants, reg, log)
-	n.Evidence = &xnachweis.Service{Pool: n.Pool, Store: n.Store, Tenants: n.Tenants.Current, Keys: n.Keys, Schemas: schemas, Log: log,
-		Metrics: xnachweis.NewMetrics(reg, n.Tenants.Current), Tokens: o.Tokens}
-	evidenceInbox := &xnachweis.XTAInbox{Service: n.Evidence}
-	n.XTA = xta.NewServer(xta.Config{Pool: n.Pool, Tenants: n.Tenants.Current, Principal: node.PrincipalFrom, Schemas: schemas,
-		Directory: &xta.StaticDirectory{Tenants: n.Tenants.Current}, Log: log, Metrics: reg, Identity: "https://localhost/xta/v3",
-		Inbox: xta.Consumers{n.Pipeline, evidenceInbox}})
-	evidenceInbox.XTA = n.XTA
-	workers := river.NewWorkers()
-	n.XTA.AddWorkers(workers)
-	river.AddWorker(workers, &jobs.PipelineWorker{Pipeline: n.Pipeline})
-	river.AddWorker(workers, &xnachweis.RequestWorker{Inbox: evidenceInbox})
-	if n.Jobs, err = jobs.NewClient(n.Pool, workers, log); err != nil {
+	opts := []node.Option{node.WithSchemas(schemas), node.WithLogger(log), node.WithIdentity("https://localhost/xta/v3"), node.WithTokenVerifier(o.Tokens)}
+	if n.Services, err = node.Assemble(nd, reg, opts...); err != nil {
 		t.Fatal(err)
 	}
-	n.XTA.SetJobClient(n.Jobs)
-	evidenceInbox.SetClient(n.Jobs)
-	if err := n.Pipeline.SetClient(n.Jobs); err != nil {
-		t.Fatal(err)
-	}
-	n.Letters = &jobs.DeadLetters{Pool: n.Pool, Jobs: n.Jobs}
-	n.XTA.Mount(nd.HandleTransport)
-	register.NewAPI(n.Store, node.PrincipalFrom).Mount(nd.HandleTransport)
-	nd.HandleTransport(xnachweis.Path, n.Evidence.Handler(node.PrincipalFrom))
 	addrs, err := nd.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Jobs.Start(ctx); err != nil {
+	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -176,9 +145,7 @@ func Start(t testing.TB, o Options) *Node {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		_ = n.Jobs.Stop(stop)
+		n.Stop()
 		n.Pool.Close()
 	})
 	n.Base, n.Ops = "https://"+addrs.Transport, "http://"+addrs.Ops
@@ -212,7 +179,7 @@ func (n *Node) SendAt(ctx context.Context, c *xta.Client, author, reader, messag
 }
 
 // Settle waits until the transport reports of the sent (outbox) messages
-// are no longer open and returns their status by MessageID (xta.StatusGreen
+// are no longer open and returns their status by MessageID (msgbox.StatusGreen
 // …); the test fails when that takes longer than timeout.
 func (n *Node) Settle(t testing.TB, timeout time.Duration, ids ...string) map[string]int {
 	t.Helper()
@@ -229,7 +196,7 @@ func (n *Node) Settle(t testing.TB, timeout time.Duration, ids ...string) map[st
 			if err := rows.Scan(&id, &status); err != nil {
 				t.Fatal(err)
 			}
-			if status != xta.StatusOpen {
+			if status != msgbox.StatusOpen {
 				out[id] = status
 			}
 		}

@@ -1,11 +1,9 @@
-package xta
+package msgbox
 
 import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -82,24 +80,23 @@ func TestStoreStatements(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, `INSERT INTO tenant (tenant_id, name, config_version) VALUES ('muenchen', 'München', 1), ('koeln', 'Köln', 1)`); err != nil {
-		t.Fatal(err)
-	}
+	s := testStore(t, pool)
 	jobs, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{pool: pool, river: jobs, log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+	s.SetJobClient(jobs)
 
-	// The first insert of a River client asks for the server's version.
-	if err := s.store(ctx, []*accepted{testAccepted(t, "urn:de:xta:messageid:store:first")}); err != nil {
+	// The first insert of a River client asks for the server's version,
+	// and the tenants' keys are made and loaded.
+	if err := s.store(ctx, []*accepted{s.prepare(testMessage("urn:de:xta:messageid:store:first"))}); err != nil {
 		t.Fatal(err)
 	}
 	var alone int
 	for _, n := range []int{1, 2, 16, 64} {
 		ms := make([]*accepted, n)
 		for i := range ms {
-			ms[i] = testAccepted(t, fmt.Sprintf("urn:de:xta:messageid:store:%d-%d", n, i))
+			ms[i] = s.prepare(testMessage(fmt.Sprintf("urn:de:xta:messageid:store:%d-%d", n, i)))
 		}
 		tracer.take()
 		if err := s.store(ctx, ms); err != nil {
@@ -126,7 +123,7 @@ func TestStoreStatements(t *testing.T) {
 		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM xta_message WHERE id = ANY($1)),
 			(SELECT count(*) FROM xta_report_record WHERE message = ANY($1)),
 			(SELECT count(*) FROM xta_part WHERE message = ANY($1)),
-			(SELECT count(*) FROM xta_chunk WHERE message = ANY($1) AND length(data) = 10 << 10),
+			(SELECT count(*) FROM xta_chunk WHERE message = ANY($1) AND key_version > 0 AND length(data) = (10 << 10) + 28),
 			(SELECT count(*) FROM river_job WHERE kind = 'xta_deliver' AND (args->>'outbox')::bigint = ANY($1))`, ids).
 			Scan(&messages, &records, &parts, &chunks, &delivery)
 		if err != nil {
@@ -139,27 +136,16 @@ func TestStoreStatements(t *testing.T) {
 	}
 }
 
-// testAccepted returns a message as prepareSend describes a 10 KB message
-// from München to Köln.
-func testAccepted(t *testing.T, id string) *accepted {
-	t.Helper()
-	data := &spool{budget: &budget{max: MaxContent}}
+// testMessage is a 10 KB message from München to Köln, as XTA describes
+// it to the boxes.
+func testMessage(id string) *Message {
 	payload := make([]byte, 10<<10)
 	rand.Read(payload)
-	if _, err := data.Write(payload); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	m := &accepted{
-		authorTenant: "muenchen", readerTenant: "koeln",
-		row: messageRow{messageID: id, author: "dvdv:09162000-0001", reader: "dvdv:05315000-0001", service: "urn:test",
-			businessScenario: "XMELD_DATA", messageType: "test", metadata: "<MessageMetaData/>", size: int64(len(payload)), sentAt: now},
-		records:  []record{{now, "info", RecordAccepted, "angenommen"}, {now, "info", RecordValidated, "geprüft"}},
-		contents: []*Content{{ContentType: "text/xml", Filename: "nachricht.xml", data: data}},
-		small:    true,
+	return &Message{
+		AuthorTenant: "muenchen", MessageID: id, Author: "dvdv:09162000-0001", Reader: "dvdv:05315000-0001", Service: "urn:test",
+		BusinessScenario: "XMELD_DATA", MessageType: "test", Metadata: "<MessageMetaData/>", SentAt: now,
+		Records: []Record{{now, "info", RecordAccepted, "angenommen"}, {now, "info", RecordValidated, "geprüft"}},
+		Parts:   []Part{{ContentType: "text/xml", Filename: "nachricht.xml", Size: int64(len(payload)), Data: payload}},
 	}
-	if err := m.holdContents(); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

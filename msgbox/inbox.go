@@ -1,4 +1,4 @@
-package xta
+package msgbox
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 )
 
 // Delivery is a message delivered into the message box of a reader hosted
-// here, as an InboxConsumer sees it.
+// here, as a Consumer sees it.
 type Delivery struct {
 	// ReaderTenant owns the reader's box; Inbox is the message's row there.
 	ReaderTenant string
@@ -25,15 +25,12 @@ type Delivery struct {
 	// Validated is true when the transport validated the message's content
 	// against its installed schema on acceptance.
 	Validated bool
-	// Content is the first content part as accepted, when the transport
-	// held it in memory (nil otherwise). It is the transport's buffer,
-	// valid during Consume only: a consumer that keeps it keeps a copy.
-	Content []byte
 }
 
-// InboxConsumer takes over messages delivered to some readers (register
-// inboxes) instead of leaving them for the reader to fetch.
-type InboxConsumer interface {
+// Consumer takes over messages delivered to some readers (register
+// inboxes, evidence identities) instead of leaving them for the reader to
+// fetch.
+type Consumer interface {
 	// Claims reports whether the consumer takes over messages to the
 	// reader, an identity of the tenant.
 	Claims(readerTenant, reader string) bool
@@ -47,14 +44,14 @@ type InboxConsumer interface {
 
 // Consumers are several consumers as one: each message goes to the first
 // that claims its reader.
-type Consumers []InboxConsumer
+type Consumers []Consumer
 
-// Claims implements InboxConsumer.
+// Claims implements Consumer.
 func (cs Consumers) Claims(readerTenant, reader string) bool {
 	return cs.of(readerTenant, reader) != nil
 }
 
-func (cs Consumers) of(readerTenant, reader string) InboxConsumer {
+func (cs Consumers) of(readerTenant, reader string) Consumer {
 	for _, c := range cs {
 		if c.Claims(readerTenant, reader) {
 			return c
@@ -63,7 +60,7 @@ func (cs Consumers) of(readerTenant, reader string) InboxConsumer {
 	return nil
 }
 
-// Consume implements InboxConsumer: each consumer gets its messages in one
+// Consume implements Consumer: each consumer gets its messages in one
 // call.
 func (cs Consumers) Consume(ctx context.Context, tx pgx.Tx, ds []Delivery) error {
 	for _, c := range cs {
@@ -88,7 +85,7 @@ const MaxConsumedContent = 16 << 20
 
 // ErrContentGone is returned for a message whose content was deleted (it
 // was settled or closed).
-var ErrContentGone = errors.New("xta: the message's content is no longer stored")
+var ErrContentGone = errors.New("msgbox: the message's content is no longer stored")
 
 // InboxMessage is a consumed message's box row and content.
 type InboxMessage struct {
@@ -102,51 +99,51 @@ type InboxMessage struct {
 	Content []byte
 }
 
-// LoadInboxes reads consumed messages' rows and first content parts in tx,
-// which must be in the readers' tenant: small messages all in one round
-// trip. held are contents the caller has already (handed over with the
-// Delivery): those are not read again, only checked against the stored
-// size. A message that is gone (its content deleted, or no such message)
-// is left out.
-func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64, held map[int64][]byte) ([]InboxMessage, error) {
-	heldIDs := make([]int64, 0, len(held))
-	for id := range held {
-		heldIDs = append(heldIDs, id)
-	}
+// Load reads consumed messages' rows and first content parts in tx, which
+// must be in the readers' tenant: small messages all in one round trip. A
+// message that is gone (its content deleted, or no such message) is left
+// out.
+func (s *Store) Load(ctx context.Context, tx pgx.Tx, tenantID string, inboxes []int64) ([]InboxMessage, error) {
 	// Each row is found by its key from the list of ids, whatever the
 	// planner believes of the tables' sizes: a register inbox's rows are
 	// deleted once applied, so its statistics often say it is empty, and a
 	// join planned for empty tables scans every row a burst has left.
-	rows, err := tx.Query(ctx, `SELECT m.id, m.message_id, m.author, m.reader, m.message_type, m.sent_at, m.closed_at IS NOT NULL, p.size, c.data
+	rows, err := tx.Query(ctx, `SELECT m.id, m.message_id, m.author, m.reader, m.message_type, m.sent_at, m.closed_at IS NOT NULL, p.size, c.data, c.key_version
 		FROM (SELECT DISTINCT unnest($1::bigint[])) AS i(id)
 		JOIN LATERAL (SELECT * FROM xta_message m WHERE m.id = i.id AND m.box = 'inbox') m ON true
 		JOIN LATERAL (SELECT size FROM xta_part p WHERE p.message = i.id AND p.part = 0) p ON true
-		LEFT JOIN LATERAL (SELECT data FROM xta_chunk c WHERE c.message = i.id AND c.part = 0 AND c.seq = 0 AND NOT i.id = ANY($2)) c ON true
-		ORDER BY m.id`, inboxes, heldIDs)
+		LEFT JOIN LATERAL (SELECT data, key_version FROM xta_chunk c WHERE c.message = i.id AND c.part = 0 AND c.seq = 0) c ON true
+		ORDER BY m.id`, inboxes)
 	if err != nil {
-		return nil, fmt.Errorf("xta: load messages: %w", err)
+		return nil, fmt.Errorf("msgbox: load messages: %w", err)
 	}
 	defer rows.Close()
 	var out []InboxMessage
 	var sizes []int64
+	var versions []*int
 	for rows.Next() {
 		var m InboxMessage
 		var size int64
-		if err := rows.Scan(&m.Inbox, &m.MessageID, &m.Author, &m.Reader, &m.MessageType, &m.SentAt, &m.Settled, &size, &m.Content); err != nil {
-			return nil, fmt.Errorf("xta: load messages: %w", err)
+		var keyVersion *int
+		if err := rows.Scan(&m.Inbox, &m.MessageID, &m.Author, &m.Reader, &m.MessageType, &m.SentAt, &m.Settled, &size, &m.Content, &keyVersion); err != nil {
+			return nil, fmt.Errorf("msgbox: load messages: %w", err)
 		}
-		if h, ok := held[m.Inbox]; ok && int64(len(h)) == size {
-			m.Content = h
-		}
-		out, sizes = append(out, m), append(sizes, size)
+		out, sizes, versions = append(out, m), append(sizes, size), append(versions, keyVersion)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("xta: load messages: %w", err)
+		return nil, fmt.Errorf("msgbox: load messages: %w", err)
 	}
-	// A content larger than its first chunk is read chunk by chunk.
+	// The first chunk read with the row is opened; a content larger than
+	// its first chunk is read chunk by chunk.
 	for i := range out {
-		if int64(len(out[i].Content)) != sizes[i] && !out[i].Settled {
-			if out[i].Content, err = ReadContent(ctx, tx, out[i].Inbox); err != nil {
+		m := &out[i]
+		if versions[i] != nil {
+			if m.Content, err = s.keyring.OpenOrPlain(ctx, tx, tenantID, *versions[i], chunkAAD(tenantID, m.Inbox, 0, 0), m.Content); err != nil {
+				return nil, fmt.Errorf("msgbox: content of message %d: %w", m.Inbox, err)
+			}
+		}
+		if int64(len(m.Content)) != sizes[i] && !m.Settled {
+			if m.Content, err = s.ReadContent(ctx, tx, tenantID, m.Inbox); err != nil {
 				return nil, err
 			}
 		}
@@ -156,21 +153,21 @@ func LoadInboxes(ctx context.Context, tx pgx.Tx, inboxes []int64, held map[int64
 
 // ReadContent reads a consumed message's first content part (the xta:Message)
 // in tx, which must be in the reader's tenant.
-func ReadContent(ctx context.Context, tx pgx.Tx, inbox int64) ([]byte, error) {
+func (s *Store) ReadContent(ctx context.Context, tx pgx.Tx, tenantID string, inbox int64) ([]byte, error) {
 	var size int64
 	err := tx.QueryRow(ctx, `SELECT size FROM xta_part WHERE message = $1 AND part = 0`, inbox).Scan(&size)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrContentGone
 	}
 	if err != nil {
-		return nil, fmt.Errorf("xta: content of message %d: %w", inbox, err)
+		return nil, fmt.Errorf("msgbox: content of message %d: %w", inbox, err)
 	}
 	if size > MaxConsumedContent {
-		return nil, fmt.Errorf("xta: content of message %d is %d bytes, more than the %d a register message may have", inbox, size, MaxConsumedContent)
+		return nil, fmt.Errorf("msgbox: content of message %d is %d bytes, more than the %d a register message may have", inbox, size, MaxConsumedContent)
 	}
 	var buf bytes.Buffer
 	buf.Grow(int(size))
-	if err := copyChunks(ctx, tx, &buf, inbox, 0); err != nil {
+	if err := s.copyChunks(ctx, tx, tenantID, &buf, inbox, 0); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -195,7 +192,7 @@ type Settlement struct {
 // left there. It returns the inboxes it settled, leaving out those settled
 // before (for which the call changed nothing). However many messages, it
 // costs a few statements.
-func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settlement) ([]int64, error) {
+func (s *Store) Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settlement) ([]int64, error) {
 	byInbox := make(map[int64]Settlement, len(sts))
 	var applied, refused []int64
 	for _, st := range sts {
@@ -213,23 +210,27 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 			WHERE id = ANY($2) AND box = 'inbox' AND closed_at IS NULL RETURNING id, peer_tenant, peer_id)
 		SELECT * FROM applied UNION ALL SELECT * FROM refused`, applied, refused)
 	if err != nil {
-		return nil, fmt.Errorf("xta: settle messages: %w", err)
+		return nil, fmt.Errorf("msgbox: settle messages: %w", err)
 	}
 	defer rows.Close()
+	type pendingRecord struct {
+		message int64
+		record  Record
+	}
 	type peerReport struct {
 		ids, statuses []int64
-		records       recordCols
+		pending       []pendingRecord
 	}
 	var settled []int64
 	peers := map[string]*peerReport{}
 	var peerOrder []string
-	now := time.Now()
+	now := s.now()
 	for rows.Next() {
 		var id int64
 		var peerTenant *string
 		var peerID *int64
 		if err := rows.Scan(&id, &peerTenant, &peerID); err != nil {
-			return nil, fmt.Errorf("xta: settle messages: %w", err)
+			return nil, fmt.Errorf("msgbox: settle messages: %w", err)
 		}
 		settled = append(settled, id)
 		st := byInbox[id]
@@ -247,18 +248,29 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 			level, status = "error", StatusRed
 		}
 		pr.ids, pr.statuses = append(pr.ids, *peerID), append(pr.statuses, status)
-		pr.records.add(*peerID, record{now, level, st.Code, st.Reason})
+		pr.pending = append(pr.pending, pendingRecord{*peerID, Record{now, level, st.Code, st.Reason}})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("xta: settle messages: %w", err)
+		return nil, fmt.Errorf("msgbox: settle messages: %w", err)
 	}
 	if len(peerOrder) == 0 {
 		return settled, nil
 	}
-	// The reports in one round trip.
+	// The reports in one round trip, their texts sealed under the authors'
+	// keys (known to this node from the messages it stored: no query).
+	keys, err := s.keysFor(ctx, peerOrder...)
+	if err != nil {
+		return nil, err
+	}
 	b := &batch{}
 	for _, peerTenant := range peerOrder {
 		pr := peers[peerTenant]
+		var records recordCols
+		for _, p := range pr.pending {
+			if err := records.add(keys[peerTenant], p.message, p.record); err != nil {
+				return nil, err
+			}
+		}
 		if err := db.EnterTenant(ctx, b, peerTenant); err != nil {
 			return nil, err
 		}
@@ -270,7 +282,7 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 		b.Queue(`UPDATE xta_message m SET status = CASE WHEN ($2::int[])[array_position($1::bigint[], m.id)] = 1 AND EXISTS (SELECT 1 FROM xta_report_record r
 			WHERE r.message = m.id AND r.level = 'warning') THEN 2 ELSE ($2::int[])[array_position($1::bigint[], m.id)] END
 			WHERE m.id = ANY($1) AND m.box = 'outbox'`, pr.ids, pr.statuses)
-		if err := pr.records.insert(ctx, b, peerTenant); err != nil {
+		if err := records.insert(ctx, b, peerTenant); err != nil {
 			return nil, err
 		}
 	}
@@ -278,7 +290,7 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 		return nil, err
 	}
 	if err := tx.SendBatch(ctx, &b.Batch).Close(); err != nil {
-		return nil, fmt.Errorf("xta: settle messages: %w", err)
+		return nil, fmt.Errorf("msgbox: settle messages: %w", err)
 	}
 	return settled, nil
 }
@@ -288,7 +300,7 @@ func Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts ...Settleme
 // with a record saying why. tx must be in the reader's tenant and is left
 // there. It reports false when the message is not settled or its content is
 // gone.
-func Reopen(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, reason string) (bool, error) {
+func (s *Store) Reopen(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, reason string) (bool, error) {
 	var peerTenant *string
 	var peerID *int64
 	err := tx.QueryRow(ctx, `UPDATE xta_message SET closed_at = NULL
@@ -298,18 +310,22 @@ func Reopen(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, re
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("xta: reopen message %d: %w", inbox, err)
+		return false, fmt.Errorf("msgbox: reopen message %d: %w", inbox, err)
 	}
 	if peerTenant == nil || peerID == nil {
 		return true, nil
+	}
+	keys, err := s.keysFor(ctx, *peerTenant)
+	if err != nil {
+		return false, err
 	}
 	if err := db.EnterTenant(ctx, tx, *peerTenant); err != nil {
 		return false, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE xta_message SET status = $2 WHERE id = $1 AND box = 'outbox'`, *peerID, StatusOpen); err != nil {
-		return false, fmt.Errorf("xta: reopen message %d: %w", inbox, err)
+		return false, fmt.Errorf("msgbox: reopen message %d: %w", inbox, err)
 	}
-	if err := addRecords(ctx, tx, *peerTenant, *peerID, record{time.Now(), "info", RecordRetried, reason}); err != nil {
+	if err := addRecords(ctx, tx, keys[*peerTenant], *peerID, Record{s.now(), "info", RecordRetried, reason}); err != nil {
 		return false, err
 	}
 	return true, db.EnterTenant(ctx, tx, readerTenant)
@@ -318,23 +334,27 @@ func Reopen(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, re
 // Discard deletes a settled message's content (an operator discards its
 // dead letter); the author's report keeps its red status and gets a record
 // saying why. tx must be in the reader's tenant and is left there.
-func Discard(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, reason string) error {
+func (s *Store) Discard(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, reason string) error {
 	var peerTenant *string
 	var peerID *int64
 	err := tx.QueryRow(ctx, `SELECT peer_tenant, peer_id FROM xta_message WHERE id = $1 AND box = 'inbox'`, inbox).Scan(&peerTenant, &peerID)
 	if err != nil {
-		return fmt.Errorf("xta: discard message %d: %w", inbox, err)
+		return fmt.Errorf("msgbox: discard message %d: %w", inbox, err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM xta_part WHERE message = $1`, inbox); err != nil {
-		return fmt.Errorf("xta: discard message %d: %w", inbox, err)
+		return fmt.Errorf("msgbox: discard message %d: %w", inbox, err)
 	}
 	if peerTenant == nil || peerID == nil {
 		return nil
 	}
+	keys, err := s.keysFor(ctx, *peerTenant)
+	if err != nil {
+		return err
+	}
 	if err := db.EnterTenant(ctx, tx, *peerTenant); err != nil {
 		return err
 	}
-	if err := addRecords(ctx, tx, *peerTenant, *peerID, record{time.Now(), "error", RecordDiscarded, reason}); err != nil {
+	if err := addRecords(ctx, tx, keys[*peerTenant], *peerID, Record{s.now(), "error", RecordDiscarded, reason}); err != nil {
 		return err
 	}
 	return db.EnterTenant(ctx, tx, readerTenant)

@@ -1,4 +1,4 @@
-package xta
+package msgbox
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/sealing"
 )
 
 // The rows that store writes, gathered per tenant as column arrays: each
@@ -100,38 +101,47 @@ func (c *messageCols) insert(ctx context.Context, q db.Execer, tenantID string) 
 		tenantID, c.id, c.box, c.messageID, c.account, c.author, c.reader, c.peerTenant, c.peerID,
 		c.service, c.businessScenario, c.messageType, c.metadata, c.size, c.test, c.notBefore, c.sentAt, c.deliveredAt)
 	if err != nil {
-		return fmt.Errorf("xta: store messages: %w", err)
+		return fmt.Errorf("msgbox: store messages: %w", err)
 	}
 	return nil
 }
 
 // recordCols are xta_report_record rows, inserted in their order (which is
-// the order of the report).
+// the order of the report), their reasons sealed under the tenant's data
+// key.
 type recordCols struct {
-	message             []int64
-	at                  []time.Time
-	level, code, reason []string
+	message     []int64
+	at          []time.Time
+	level, code []string
+	reason      [][]byte
+	keyVersion  []int32
 }
 
-func (c *recordCols) add(message int64, records ...record) {
+func (c *recordCols) add(key *sealing.DataKey, message int64, records ...Record) error {
 	for _, r := range records {
+		sealed, err := key.Seal(recordAAD(key.Tenant, message), []byte(r.Reason))
+		if err != nil {
+			return err
+		}
 		c.message = append(c.message, message)
-		c.at = append(c.at, r.at)
-		c.level = append(c.level, r.level)
-		c.code = append(c.code, r.code)
-		c.reason = append(c.reason, r.reason)
+		c.at = append(c.at, r.At)
+		c.level = append(c.level, r.Level)
+		c.code = append(c.code, r.Code)
+		c.reason = append(c.reason, sealed)
+		c.keyVersion = append(c.keyVersion, int32(key.Version))
 	}
+	return nil
 }
 
 func (c *recordCols) insert(ctx context.Context, q db.Execer, tenantID string) error {
 	if len(c.message) == 0 {
 		return nil
 	}
-	_, err := q.Exec(ctx, `INSERT INTO xta_report_record (tenant_id, message, at, level, code, reason)
-		SELECT $1::text, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])`,
-		tenantID, c.message, c.at, c.level, c.code, c.reason)
+	_, err := q.Exec(ctx, `INSERT INTO xta_report_record (tenant_id, message, at, level, code, reason, key_version)
+		SELECT $1::text, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::bytea[], $7::integer[])`,
+		tenantID, c.message, c.at, c.level, c.code, c.reason, c.keyVersion)
 	if err != nil {
-		return fmt.Errorf("xta: add report records: %w", err)
+		return fmt.Errorf("msgbox: add report records: %w", err)
 	}
 	return nil
 }
@@ -145,17 +155,17 @@ type partCols struct {
 	size                                                        []int64
 }
 
-func (c *partCols) add(message int64, part int, ct *Content) {
+func (c *partCols) add(message int64, part int, p *Part) {
 	c.message = append(c.message, message)
 	c.part = append(c.part, int16(part))
-	c.attachment = append(c.attachment, ct.Attachment)
-	c.contentType = append(c.contentType, ct.ContentType)
-	c.encoding = append(c.encoding, ct.Encoding)
-	c.filename = append(c.filename, ct.Filename)
-	c.partRef = append(c.partRef, ct.ID)
-	c.description = append(c.description, ct.Description)
-	c.lang = append(c.lang, ct.Lang)
-	c.size = append(c.size, ct.Size())
+	c.attachment = append(c.attachment, p.Attachment)
+	c.contentType = append(c.contentType, p.ContentType)
+	c.encoding = append(c.encoding, p.Encoding)
+	c.filename = append(c.filename, p.Filename)
+	c.partRef = append(c.partRef, p.Ref)
+	c.description = append(c.description, p.Description)
+	c.lang = append(c.lang, p.Lang)
+	c.size = append(c.size, p.Size)
 }
 
 func (c *partCols) insert(ctx context.Context, q db.Execer, tenantID string) error {
@@ -169,35 +179,43 @@ func (c *partCols) insert(ctx context.Context, q db.Execer, tenantID string) err
 		AS u (message, part, attachment, content_type, encoding, filename, part_ref, description, lang, size)`,
 		tenantID, c.message, c.part, c.attachment, c.contentType, c.encoding, c.filename, c.partRef, c.description, c.lang, c.size)
 	if err != nil {
-		return fmt.Errorf("xta: store parts: %w", err)
+		return fmt.Errorf("msgbox: store parts: %w", err)
 	}
 	return nil
 }
 
-// chunkCols are xta_chunk rows.
+// chunkCols are xta_chunk rows, their content sealed under the tenant's
+// data key.
 type chunkCols struct {
-	message []int64
-	part    []int16
-	seq     []int32
-	data    [][]byte
+	message    []int64
+	part       []int16
+	seq        []int32
+	data       [][]byte
+	keyVersion []int32
 }
 
-func (c *chunkCols) add(message int64, part, seq int, data []byte) {
+func (c *chunkCols) add(key *sealing.DataKey, message int64, part, seq int, data []byte) error {
+	sealed, err := key.Seal(chunkAAD(key.Tenant, message, part, seq), data)
+	if err != nil {
+		return err
+	}
 	c.message = append(c.message, message)
 	c.part = append(c.part, int16(part))
 	c.seq = append(c.seq, int32(seq))
-	c.data = append(c.data, data)
+	c.data = append(c.data, sealed)
+	c.keyVersion = append(c.keyVersion, int32(key.Version))
+	return nil
 }
 
 func (c *chunkCols) insert(ctx context.Context, q db.Execer, tenantID string) error {
 	if len(c.message) == 0 {
 		return nil
 	}
-	_, err := q.Exec(ctx, `INSERT INTO xta_chunk (tenant_id, message, part, seq, data)
-		SELECT $1::text, * FROM unnest($2::bigint[], $3::smallint[], $4::integer[], $5::bytea[])`,
-		tenantID, c.message, c.part, c.seq, c.data)
+	_, err := q.Exec(ctx, `INSERT INTO xta_chunk (tenant_id, message, part, seq, data, key_version)
+		SELECT $1::text, * FROM unnest($2::bigint[], $3::smallint[], $4::integer[], $5::bytea[], $6::integer[])`,
+		tenantID, c.message, c.part, c.seq, c.data, c.keyVersion)
 	if err != nil {
-		return fmt.Errorf("xta: store content: %w", err)
+		return fmt.Errorf("msgbox: store content: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package xta
+package msgbox
 
 import (
 	"context"
@@ -57,7 +57,7 @@ type waiting struct {
 
 // commit stores a small message, grouped with the others waiting, and
 // returns once it is committed (or failed).
-func (s *Server) commit(m *accepted) error {
+func (s *Store) commit(m *accepted) error {
 	w := &waiting{m: m, done: make(chan error, 1)}
 	c := &s.commits
 	c.mu.Lock()
@@ -74,7 +74,7 @@ func (s *Server) commit(m *accepted) error {
 }
 
 // runCommitter stores groups until no message waits.
-func (s *Server) runCommitter() {
+func (s *Store) runCommitter() {
 	for {
 		group := s.commits.take()
 		if group == nil {
@@ -93,9 +93,9 @@ func (c *committer) take() []*waiting {
 		c.running--
 		return nil
 	}
-	n, size := 1, c.queue[0].m.row.size
-	for n < len(c.queue) && n < maxGroup && size+c.queue[n].m.row.size <= maxGroupBytes {
-		size += c.queue[n].m.row.size
+	n, size := 1, c.queue[0].m.size
+	for n < len(c.queue) && n < maxGroup && size+c.queue[n].m.size <= maxGroupBytes {
+		size += c.queue[n].m.size
 		n++
 	}
 	group := make([]*waiting, n)
@@ -108,16 +108,16 @@ func (c *committer) take() []*waiting {
 
 // storeGroup stores the group in one transaction, or, if that fails, each
 // message on its own, and answers every call.
-func (s *Server) storeGroup(group []*waiting) {
+func (s *Store) storeGroup(group []*waiting) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	defer func() {
 		// A panic ends the calls, not the node (as net/http would for a
 		// handler); a call answered before keeps its answer.
 		if r := recover(); r != nil {
-			s.log.Error("xta: storing accepted messages panicked", "panic", r)
+			s.log.Error("msgbox: storing accepted messages panicked", "panic", r)
 			for _, w := range group {
-				w.answer(fmt.Errorf("xta: store messages: panic: %v", r))
+				w.answer(fmt.Errorf("msgbox: store messages: panic: %v", r))
 			}
 		}
 	}()
@@ -132,7 +132,7 @@ func (s *Server) storeGroup(group []*waiting) {
 		}
 		return
 	}
-	s.log.Info("xta: a group of accepted messages failed; storing each on its own", "messages", len(group), "error", err)
+	s.log.Info("msgbox: a group of accepted messages failed; storing each on its own", "messages", len(group), "error", err)
 	for _, w := range group {
 		w.answer(s.store(ctx, []*accepted{w.m}))
 	}
@@ -144,4 +144,15 @@ func (w *waiting) answer(err error) {
 		w.answered = true
 		w.done <- err
 	}
+}
+
+// MaxCommitters is how many group transactions run at once.
+const MaxCommitters = maxCommitters
+
+// Waiting returns how many accepted messages wait for a committer (tests
+// hold the committer to see groups form).
+func (s *Store) Waiting() int {
+	s.commits.mu.Lock()
+	defer s.commits.mu.Unlock()
+	return len(s.commits.queue)
 }
