@@ -24,18 +24,34 @@ type DeadLetter struct {
 	Tenant string `json:"tenant"`
 	// Inbox is the message's row in the tenant's message box; 0 once the
 	// message was applied (its row is gone).
-	Inbox       int64      `json:"inbox,omitempty"`
-	MessageID   string     `json:"messageId"`
-	Author      string     `json:"author"`
-	Reader      string     `json:"reader"`
-	MessageType string     `json:"messageType"`
-	Step        string     `json:"step"`
-	Reason      string     `json:"reason"`
-	Problems    []string   `json:"problems,omitempty"`
-	Attempts    int        `json:"attempts"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	ResolvedAt  *time.Time `json:"resolvedAt,omitempty"`
-	Resolution  string     `json:"resolution,omitempty"`
+	Inbox       int64  `json:"inbox,omitempty"`
+	MessageID   string `json:"messageId"`
+	Author      string `json:"author"`
+	Reader      string `json:"reader"`
+	MessageType string `json:"messageType"`
+	Step        string `json:"step"`
+	// Cause is one of the Cause codes: why, without personal data.
+	Cause      string     `json:"cause"`
+	Reason     string     `json:"reason"`
+	Problems   []string   `json:"problems,omitempty"`
+	Attempts   int        `json:"attempts"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	ResolvedAt *time.Time `json:"resolvedAt,omitempty"`
+	Resolution string     `json:"resolution,omitempty"`
+	// History holds every failure of the message, oldest first (Show
+	// fills it).
+	History []Attempt `json:"history,omitempty"`
+}
+
+// Attempt is one failure of a dead letter's message: the first, and one
+// after each retry that failed again.
+type Attempt struct {
+	At       time.Time `json:"at"`
+	Step     string    `json:"step"`
+	Cause    string    `json:"cause"`
+	Attempts int       `json:"attempts"`
+	Reason   string    `json:"reason"`
+	Problems []string  `json:"problems,omitempty"`
 }
 
 // DeadLetters are the operations on a tenant's dead letters; every one is
@@ -56,7 +72,7 @@ type DeadLetters struct {
 // or that is resolved already.
 var ErrNoDeadLetter = errors.New("jobs: no such open dead letter")
 
-const deadLetterColumns = `id, tenant_id, coalesce(inbox, 0), message_id, author, reader, message_type, step, reason, problems, key_version, attempts, created_at, resolved_at, coalesce(resolution, '')`
+const deadLetterColumns = `id, tenant_id, coalesce(inbox, 0), message_id, author, reader, message_type, step, cause, reason, problems, key_version, attempts, created_at, resolved_at, coalesce(resolution, '')`
 
 // deadLetterAAD binds a dead letter's sealed reason or problems to its
 // tenant and message.
@@ -74,7 +90,7 @@ type sealedLetter struct {
 func scanSealed(row pgx.Row) (sealedLetter, error) {
 	var l sealedLetter
 	d := &l.DeadLetter
-	err := row.Scan(&d.ID, &d.Tenant, &d.Inbox, &d.MessageID, &d.Author, &d.Reader, &d.MessageType, &d.Step, &l.reason, &l.problems, &l.version,
+	err := row.Scan(&d.ID, &d.Tenant, &d.Inbox, &d.MessageID, &d.Author, &d.Reader, &d.MessageType, &d.Step, &d.Cause, &l.reason, &l.problems, &l.version,
 		&d.Attempts, &d.CreatedAt, &d.ResolvedAt, &d.Resolution)
 	return l, err
 }
@@ -116,42 +132,50 @@ func sealDeadLetter(key *sealing.DataKey, messageID, reason string, problems []s
 	return sealedReason, sealedProblems, err
 }
 
-// DeadLetterTable is the dead letters' sealed table, for key rotation and
-// for sealing what an earlier version stored in plaintext.
-func DeadLetterTable() sealing.Table {
-	return sealing.Table{Name: "dead letters", SQL: "pipeline_dead_letter", Reseal: resealDeadLetters}
+// DeadLetterTables are the dead letters' sealed tables (the letters and
+// their attempts), for key rotation and for sealing what an earlier
+// version stored in plaintext.
+func DeadLetterTables() []sealing.Table {
+	return []sealing.Table{
+		{Name: "dead letters", SQL: "pipeline_dead_letter", Reseal: resealer("pipeline_dead_letter")},
+		{Name: "dead letter attempts", SQL: "pipeline_dead_letter_attempt", Reseal: resealer("pipeline_dead_letter_attempt")},
+	}
 }
 
-func resealDeadLetters(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
-	rows, err := tx.Query(ctx, `SELECT id, message_id, key_version, reason, problems FROM pipeline_dead_letter
-		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenant, version, limit)
-	if err != nil {
-		return 0, err
-	}
-	type letterRow struct {
-		ID               int64
-		MessageID        string
-		Key              int
-		Reason, Problems []byte
-	}
-	letters, err := pgx.CollectRows(rows, pgx.RowToStructByPos[letterRow])
-	if err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	for _, l := range letters {
-		var sealed [2][]byte
-		for i, f := range []struct {
-			name string
-			data []byte
-		}{{"reason", l.Reason}, {"problems", l.Problems}} {
-			if sealed[i], err = k.Reseal(ctx, tx, tenant, l.Key, version, deadLetterAAD(tenant, l.MessageID, f.name), f.data); err != nil {
-				return 0, fmt.Errorf("dead letter %d: %w", l.ID, err)
-			}
+// resealer re-encrypts the reasons and problems of a table of dead letters
+// or their attempts.
+func resealer(table string) func(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
+	return func(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
+		rows, err := tx.Query(ctx, `SELECT id, message_id, key_version, reason, problems FROM `+table+`
+			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenant, version, limit)
+		if err != nil {
+			return 0, err
 		}
-		b.Queue(`UPDATE pipeline_dead_letter SET key_version = $2, reason = $3, problems = $4 WHERE id = $1`, l.ID, version, sealed[0], sealed[1])
+		type letterRow struct {
+			ID               int64
+			MessageID        string
+			Key              int
+			Reason, Problems []byte
+		}
+		letters, err := pgx.CollectRows(rows, pgx.RowToStructByPos[letterRow])
+		if err != nil {
+			return 0, err
+		}
+		b := &pgx.Batch{}
+		for _, l := range letters {
+			var sealed [2][]byte
+			for i, f := range []struct {
+				name string
+				data []byte
+			}{{"reason", l.Reason}, {"problems", l.Problems}} {
+				if sealed[i], err = k.Reseal(ctx, tx, tenant, l.Key, version, deadLetterAAD(tenant, l.MessageID, f.name), f.data); err != nil {
+					return 0, fmt.Errorf("%s %d: %w", table, l.ID, err)
+				}
+			}
+			b.Queue(`UPDATE `+table+` SET key_version = $2, reason = $3, problems = $4 WHERE id = $1`, l.ID, version, sealed[0], sealed[1])
+		}
+		return len(letters), tx.SendBatch(ctx, b).Close()
 	}
-	return len(letters), tx.SendBatch(ctx, b).Close()
 }
 
 // List returns the tenant's dead letters, newest first: the open ones, or
@@ -194,12 +218,46 @@ func (o *DeadLetters) Show(ctx context.Context, tenantID string, id int64) (Dead
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNoDeadLetter
 		}
+		if err != nil {
+			return err
+		}
+		d.History, err = o.history(ctx, tx, d)
 		return err
 	})
 	if err != nil {
 		return d, fmt.Errorf("jobs: dead letter %d of %s: %w", id, tenantID, err)
 	}
 	return d, nil
+}
+
+// history reads and opens the dead letter's attempts.
+func (o *DeadLetters) history(ctx context.Context, tx pgx.Tx, d DeadLetter) ([]Attempt, error) {
+	rows, err := tx.Query(ctx, `SELECT at, step, cause, attempts, key_version, reason, problems FROM pipeline_dead_letter_attempt
+		WHERE dead_letter = $1 ORDER BY id`, d.ID)
+	if err != nil {
+		return nil, err
+	}
+	type attemptRow struct {
+		At               time.Time
+		Step, Cause      string
+		Attempts, Key    int
+		Reason, Problems []byte
+	}
+	sealed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[attemptRow])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Attempt, len(sealed))
+	for i, r := range sealed {
+		out[i] = Attempt{At: r.At, Step: r.Step, Cause: r.Cause, Attempts: r.Attempts}
+		l := sealedLetter{DeadLetter: DeadLetter{ID: d.ID, Tenant: d.Tenant, MessageID: d.MessageID}, reason: r.Reason, problems: r.Problems, version: r.Key}
+		opened, err := l.open(ctx, tx, o.Keyring)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Reason, out[i].Problems = opened.Reason, opened.Problems
+	}
+	return out, nil
 }
 
 // Retry sends an open dead letter's message through the pipeline again,

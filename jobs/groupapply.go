@@ -88,14 +88,14 @@ func (p *Pipeline) setOutcome(m *message, err error) {
 	}
 	var re *register.Error
 	if errors.As(err, &re) {
-		f := &failure{step: StepApply, reason: re.Detail, permanent: re.Kind != register.KindNotFound && re.Kind != register.KindConflict}
+		f := &failure{step: StepApply, cause: CauseApplyRefused, reason: re.Detail, permanent: re.Kind != register.KindNotFound && re.Kind != register.KindConflict}
 		for _, fe := range re.Fields {
 			f.problems = append(f.problems, fe.Attribute+": "+fe.Detail)
 		}
 		m.failure = f
 		return
 	}
-	m.failure = &failure{step: StepApply, reason: "the register could not apply the message: " + err.Error()}
+	m.failure = &failure{step: StepApply, cause: CauseApplyError, reason: "the register could not apply the message: " + err.Error()}
 }
 
 // countSubjects counts the subjects facts speak about.

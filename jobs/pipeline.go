@@ -237,8 +237,9 @@ type message struct {
 
 // failure is why a message did not apply.
 type failure struct {
-	step, reason string
-	problems     []string
+	// cause is one of the Cause codes.
+	step, cause, reason string
+	problems            []string
 	// permanent failures cannot succeed by retrying.
 	permanent bool
 	// attempts is set once the failure makes the message a dead letter.
@@ -275,15 +276,15 @@ func (p *Pipeline) load(ctx context.Context, a PipelineArgs) ([]*message, error)
 func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 	cfg := p.Tenants().Tenant(m.tenant)
 	if cfg == nil {
-		return &failure{step: StepAuthorize, reason: "the tenant is no longer configured"}
+		return &failure{step: StepAuthorize, cause: CauseTenantGone, reason: "the tenant is no longer configured"}
 	}
 	inbox, ok := cfg.Inbox(m.reader)
 	if !ok {
-		return &failure{step: StepAuthorize, reason: fmt.Sprintf("%s is no longer a register inbox of the tenant", m.reader), permanent: true}
+		return &failure{step: StepAuthorize, cause: CauseNotInbox, reason: fmt.Sprintf("%s is no longer a register inbox of the tenant", m.reader), permanent: true}
 	}
 	m.inboxOf, m.register = inbox, inbox.Register
 	if !inbox.MayWrite(m.author) {
-		return &failure{step: StepAuthorize, reason: fmt.Sprintf("%s may not write to the register inbox %s (writers: %s)", m.author, m.reader, strings.Join(inbox.Writers, ", ")), permanent: true}
+		return &failure{step: StepAuthorize, cause: CauseNotWriter, reason: fmt.Sprintf("%s may not write to the register inbox %s (writers: %s)", m.author, m.reader, strings.Join(inbox.Writers, ", ")), permanent: true}
 	}
 	if !m.validated {
 		if f := p.validate(cfg, m); f != nil {
@@ -295,14 +296,14 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 	}
 	specs, err := mapping.ForInbox(cfg, inbox)
 	if err != nil {
-		return &failure{step: StepMap, reason: "the tenant's mapping specs do not compile: " + err.Error(), permanent: true}
+		return &failure{step: StepMap, cause: CauseSpecBroken, reason: "the tenant's mapping specs do not compile: " + err.Error(), permanent: true}
 	}
 	spec, facts, err := specs.MapXML(m.content)
 	if err != nil {
-		return &failure{step: StepMap, reason: err.Error(), permanent: true}
+		return mappingFailure(err, m.content)
 	}
 	if spec.Register != inbox.Register {
-		return &failure{step: StepMap, reason: fmt.Sprintf("mapping spec %s writes register %s, but inbox %s feeds register %s", spec.Source(), spec.Register, m.reader, inbox.Register), permanent: true}
+		return &failure{step: StepMap, cause: CauseSpecBroken, reason: fmt.Sprintf("mapping spec %s writes register %s, but inbox %s feeds register %s", spec.Source(), spec.Register, m.reader, inbox.Register), permanent: true}
 	}
 	for i := range facts {
 		if facts[i].MessageID == "" {
@@ -320,13 +321,13 @@ func (p *Pipeline) validate(cfg *tenant.Config, m *message) *failure {
 	check, err := msgbox.CheckSchema(p.Schemas, cfg.Schemas, m.content)
 	switch {
 	case err != nil:
-		return &failure{step: StepValidate, reason: "the schema could not be applied: " + err.Error()}
+		return &failure{step: StepValidate, cause: CauseSchemaError, reason: "the schema could not be applied: " + err.Error()}
 	case !check.XML:
-		return &failure{step: StepValidate, reason: "the content is not an XML document", permanent: true}
+		return &failure{step: StepValidate, cause: CauseNotXML, reason: "the content is not an XML document", permanent: true}
 	case check.Refused:
-		return &failure{step: StepValidate, reason: fmt.Sprintf("no schema is installed for namespace %s, and the tenant's policy refuses such messages", check.Namespace), permanent: true}
+		return &failure{step: StepValidate, cause: CauseNoSchema, reason: fmt.Sprintf("no schema is installed for namespace %s, and the tenant's policy refuses such messages", check.Namespace), permanent: true}
 	case check.Invalid != nil:
-		f := &failure{step: StepValidate, reason: fmt.Sprintf("the message does not match the schema %s: %s", check.Set, check.Invalid.Summary(3)), permanent: true}
+		f := &failure{step: StepValidate, cause: CauseSchemaInvalid, reason: fmt.Sprintf("the message does not match the schema %s: %s", check.Set, check.Invalid.Summary(3)), permanent: true}
 		for _, pr := range check.Invalid.Problems {
 			f.problems = append(f.problems, fmt.Sprintf("line %d, column %d: %s", pr.Line, pr.Column, pr.Message))
 		}
@@ -348,18 +349,18 @@ func (p *Pipeline) verify(ctx context.Context, m *message) *failure {
 	}
 	doc, err := xmldsig.ParseDocument(bytes.NewReader(m.content))
 	if err != nil {
-		return &failure{step: StepValidate, reason: "the message is not well-formed XML: " + err.Error(), permanent: true}
+		return &failure{step: StepValidate, cause: CauseNotXML, reason: "the message is not well-formed XML: " + err.Error(), permanent: true}
 	}
 	if len(doc.Root.ChildrenNamed(xmldsig.Namespace, "Signature")) == 0 {
 		return nil
 	}
 	trust, err := p.Keys.Trust(ctx, m.tenant, m.author)
 	if err != nil {
-		return &failure{step: StepValidate, reason: "no trust anchors for signed messages: " + err.Error(), permanent: true}
+		return &failure{step: StepValidate, cause: CauseSignature, reason: "no trust anchors for signed messages: " + err.Error(), permanent: true}
 	}
 	v := &xmldsig.Verifier{Trust: trust}
 	if _, err := v.VerifyEnvelopedDocument(doc); err != nil {
-		return &failure{step: StepValidate, reason: "the message's signature is not valid: " + err.Error(), permanent: true}
+		return &failure{step: StepValidate, cause: CauseSignature, reason: "the message's signature is not valid: " + err.Error(), permanent: true}
 	}
 	return nil
 }
@@ -388,10 +389,20 @@ func (p *Pipeline) settle(ctx context.Context, tenantID string, msgs []*message)
 			if err != nil {
 				return err
 			}
-			b.Queue(`INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, reason, problems, key_version, attempts)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, inbox) WHERE resolved_at IS NULL
-				DO UPDATE SET step = $7, reason = $8, problems = $9, key_version = $10, attempts = pipeline_dead_letter.attempts + $11`,
-				m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, reason, problems, key.Version, f.attempts)
+			// A retried message that fails again reopens its dead letter: one
+			// identifier through every retry, each failure an attempt.
+			b.Queue(`WITH reopened AS (
+					UPDATE pipeline_dead_letter SET resolved_at = NULL, resolution = NULL, step = $7, cause = $12, reason = $8, problems = $9,
+						key_version = $10, attempts = attempts + $11
+					WHERE id = (SELECT max(id) FROM pipeline_dead_letter WHERE tenant_id = $1 AND inbox = $2 AND (resolved_at IS NULL OR resolution = 'retried'))
+					RETURNING id),
+				inserted AS (
+					INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, cause, reason, problems, key_version, attempts)
+					SELECT $1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $10, $11 WHERE NOT EXISTS (SELECT FROM reopened)
+					RETURNING id)
+				INSERT INTO pipeline_dead_letter_attempt (tenant_id, dead_letter, message_id, step, cause, attempts, key_version, reason, problems)
+				SELECT $1, id, $3, $7, $12, $11, $10, $8, $9 FROM (SELECT id FROM reopened UNION ALL SELECT id FROM inserted) l`,
+				m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, reason, problems, key.Version, f.attempts, f.cause)
 			sts = append(sts, msgbox.Settlement{Inbox: m.inbox, Code: msgbox.RecordDeadLetter, Reason: fmt.Sprintf("Nicht eingearbeitet (Schritt %s): %s", f.step, f.reason)})
 		}
 	}

@@ -318,6 +318,22 @@ func TestPipelineDeadLetters(t *testing.T) {
 	if rec.Attributes["sterbedatum"] != "2026-01-20" || !slices.Contains(rec.Sources, "xmeld-tod@2") {
 		t.Errorf("after the retry: %v from %v", rec.Attributes, rec.Sources)
 	}
+	if nospec.Cause != jobs.CauseNoSpec || foreign.Cause != jobs.CauseNotWriter || len(nospec.Problems) != 1 || !strings.HasPrefix(nospec.Problems[0], "line 4: ") {
+		t.Errorf("causes %q and %q, problems %q: want no-spec (at the root element's line) and not-writer", nospec.Cause, foreign.Cause, nospec.Problems)
+	}
+
+	// A retry that fails again keeps the dead letter's identifier and adds
+	// an attempt, so that the number an operator knows still works.
+	if err := n.Letters.Retry(ctx, operator, "duesseldorf", foreign.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := settle(t, n, ids[2]); st[ids[2]] != msgbox.StatusRed {
+		t.Fatalf("retried foreign message: status %d, want red", st[ids[2]])
+	}
+	again, err := n.Letters.Show(ctx, "duesseldorf", foreign.ID)
+	if err != nil || again.ResolvedAt != nil || len(again.History) != 2 || again.History[1].Cause != jobs.CauseNotWriter {
+		t.Fatalf("the dead letter after a failed retry: %+v %v, want it open again with 2 failures", again, err)
+	}
 	if err := n.Letters.Discard(ctx, operator, "duesseldorf", foreign.ID, "Köln schreibt nicht in Düsseldorfs Register"); err != nil {
 		t.Fatal(err)
 	}
@@ -326,8 +342,8 @@ func TestPipelineDeadLetters(t *testing.T) {
 		t.Errorf("open dead letters after retry and discard: %+v %v", open, err)
 	}
 	var audited int
-	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry WHERE tenant_id = 'duesseldorf' AND operation LIKE 'dead-letter %' AND actor = 'ops@test'`).Scan(&audited); err != nil || audited != 2 {
-		t.Errorf("%d audited dead-letter operations (%v), want 2", audited, err)
+	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry WHERE tenant_id = 'duesseldorf' AND operation LIKE 'dead-letter %' AND actor = 'ops@test'`).Scan(&audited); err != nil || audited != 3 {
+		t.Errorf("%d audited dead-letter operations (%v), want 3", audited, err)
 	}
 	report, err := register.VerifyAudit(ctx, n.Pool, "duesseldorf")
 	if err != nil || !report.OK() {

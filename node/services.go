@@ -101,7 +101,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	}
 	s.Keyring = sealing.NewKeyring(s.Keys)
 	s.Store = register.NewStore(register.Config{Pool: pool, Keyring: s.Keyring, Tenants: tenants.Current, Log: log.With("service", "register"), Metrics: reg,
-		Sealed: append(msgbox.Tables(), jobs.DeadLetterTable())})
+		Sealed: append(msgbox.Tables(), jobs.DeadLetterTables()...)})
 	s.Pipeline = &jobs.Pipeline{Pool: pool, Store: s.Store, Tenants: tenants.Current, Schemas: s.Schemas, Keys: s.Keys, Keyring: s.Keyring,
 		Log: log.With("service", "pipeline"), Metrics: jobs.NewPipelineMetrics(reg, pool, tenants.Current)}
 	s.Evidence = &xnachweis.Service{Pool: pool, Store: s.Store, Tenants: tenants.Current, Keys: s.Keys, Schemas: s.Schemas, Tokens: o.tokens,

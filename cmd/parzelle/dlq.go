@@ -135,14 +135,14 @@ func printJSON(w io.Writer, v any) error {
 
 func printDeadLetters(w io.Writer, ds []jobs.DeadLetter) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "N\tSINCE\tMESSAGE\tTYPE\tAUTHOR\tSTEP\tREASON\tRESOLVED")
+	fmt.Fprintln(tw, "N\tSINCE\tMESSAGE\tTYPE\tAUTHOR\tSTEP\tCAUSE\tREASON\tRESOLVED")
 	for _, d := range ds {
 		resolved := "-"
 		if d.ResolvedAt != nil {
 			resolved = d.Resolution + " " + d.ResolvedAt.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.CreatedAt.Local().Format(time.DateTime), d.MessageID, d.MessageType,
-			d.Author, d.Step, shorten(d.Reason, 80), resolved)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.CreatedAt.Local().Format(time.DateTime), d.MessageID, d.MessageType,
+			d.Author, d.Step, d.Cause, shorten(d.Reason, 80), resolved)
 	}
 	tw.Flush()
 	if len(ds) == 0 {
@@ -159,9 +159,15 @@ func printDeadLetter(w io.Writer, d jobs.DeadLetter) {
 		fmt.Fprintln(w, "  stored as  no longer stored: the message was applied (parzelle xta report shows the author's transport report)")
 	}
 	fmt.Fprintf(w, "  since      %s, after %d attempt(s)\n", d.CreatedAt.Local().Format(time.DateTime), d.Attempts)
-	fmt.Fprintf(w, "  step       %s\n  reason     %s\n", d.Step, d.Reason)
+	fmt.Fprintf(w, "  step       %s (%s)\n  reason     %s\n", d.Step, d.Cause, d.Reason)
 	for _, p := range d.Problems {
 		fmt.Fprintf(w, "    - %s\n", p)
+	}
+	if len(d.History) > 1 {
+		fmt.Fprintf(w, "  failed     %d times, retried in between:\n", len(d.History))
+		for _, a := range d.History {
+			fmt.Fprintf(w, "    %s  step %s (%s): %s\n", a.At.Local().Format(time.DateTime), a.Step, a.Cause, shorten(a.Reason, 100))
+		}
 	}
 	if d.ResolvedAt != nil {
 		fmt.Fprintf(w, "  resolved   %s %s\n", d.Resolution, d.ResolvedAt.Local().Format(time.DateTime))
