@@ -309,6 +309,7 @@ func (p *Pipeline) process(ctx context.Context, m *message) *failure {
 		if facts[i].MessageID == "" {
 			facts[i].MessageID = m.messageID
 		}
+		facts[i].Transport = m.messageID
 	}
 	m.facts = facts
 	return nil

@@ -52,34 +52,92 @@ func (s *Store) Report(ctx context.Context, tenantID, account, messageID string)
 		if m, err = loadOutbox(ctx, tx, account, messageID, false); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT at, level, code, reason, key_version FROM xta_report_record WHERE message = $1 ORDER BY id`, m.id)
+		m.Records, err = s.loadRecords(ctx, tx, tenantID, m.id, true)
 		if err != nil {
-			return fmt.Errorf("msgbox: load report: %w", err)
-		}
-		type sealed struct {
-			r       Record
-			reason  []byte
-			version int
-		}
-		all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealed, error) {
-			var rec sealed
-			err := r.Scan(&rec.r.At, &rec.r.Level, &rec.r.Code, &rec.reason, &rec.version)
-			return rec, err
-		})
-		if err != nil {
-			return fmt.Errorf("msgbox: load report: %w", err)
-		}
-		for _, rec := range all {
-			reason, err := s.keyring.OpenOrPlain(ctx, tx, tenantID, rec.version, recordAAD(tenantID, m.id), rec.reason)
-			if err != nil {
-				return fmt.Errorf("msgbox: report of %s: %w", messageID, err)
-			}
-			rec.r.Reason = string(reason)
-			m.Records = append(m.Records, rec.r)
+			return fmt.Errorf("msgbox: report of %s: %w", messageID, err)
 		}
 		return nil
 	})
 	return m, err
+}
+
+// loadRecords reads a message's report records in their order, with their
+// reasons opened if open is set.
+func (s *Store) loadRecords(ctx context.Context, tx pgx.Tx, tenantID string, message int64, open bool) ([]Record, error) {
+	rows, err := tx.Query(ctx, `SELECT at, level, code, reason, key_version FROM xta_report_record WHERE message = $1 ORDER BY id`, message)
+	if err != nil {
+		return nil, err
+	}
+	type sealed struct {
+		r       Record
+		reason  []byte
+		version int
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealed, error) {
+		var rec sealed
+		err := r.Scan(&rec.r.At, &rec.r.Level, &rec.r.Code, &rec.reason, &rec.version)
+		return rec, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, len(all))
+	for i, rec := range all {
+		out[i] = rec.r
+		if open {
+			reason, err := s.keyring.OpenOrPlain(ctx, tx, tenantID, rec.version, recordAAD(tenantID, message), rec.reason)
+			if err != nil {
+				return nil, err
+			}
+			out[i].Reason = string(reason)
+		}
+	}
+	return out, nil
+}
+
+// Traced is a message as a tenant's boxes hold it: its routing metadata,
+// times and report records (codes and times; their texts stay sealed).
+type Traced struct {
+	Box, Account, Author, Reader, MessageType string
+	Size                                      int64
+	Status                                    int
+	Sent                                      time.Time
+	Delivered, Fetched, Closed, Cancelled     *time.Time
+	Records                                   []Record
+}
+
+// Trace returns the rows of the tenant's boxes that hold the message (its
+// author's outbox row, its reader's inbox row while stored), outbox first.
+func (s *Store) Trace(ctx context.Context, tenantID, messageID string) ([]Traced, error) {
+	var out []Traced
+	err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, box, account, author, reader, message_type, content_size, status, sent_at, delivered_at, fetched_at, closed_at, cancelled_at
+			FROM xta_message WHERE tenant_id = $1 AND message_id = $2 ORDER BY box DESC, id`, tenantID, messageID)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Traced, error) {
+			var t Traced
+			var id int64
+			err := r.Scan(&id, &t.Box, &t.Account, &t.Author, &t.Reader, &t.MessageType, &t.Size, &t.Status, &t.Sent, &t.Delivered, &t.Fetched, &t.Closed, &t.Cancelled)
+			ids = append(ids, id)
+			return t, err
+		})
+		if err != nil {
+			return err
+		}
+		for i, id := range ids {
+			if out[i].Records, err = s.loadRecords(ctx, tx, tenantID, id, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("msgbox: trace %s in %s: %w", messageID, tenantID, err)
+	}
+	return out, nil
 }
 
 // Cancel withdraws a message whose NotBefore has not come yet: its report

@@ -294,6 +294,7 @@ func (s *Store) lockRecords(ctx context.Context, o *op, subjects []*subject) err
 type factRows struct {
 	event, subject               [][]byte
 	record, message, day, source []string
+	transport                    []string
 	keyVersion                   []int
 	payload                      [][]byte
 	of                           map[string]*subject
@@ -325,6 +326,7 @@ func (s *Store) sealFacts(ctx context.Context, o *op, subjects []*subject) (*fac
 			r.of[string(index)] = sub
 			r.event, r.subject, r.record = append(r.event, index), append(r.subject, sub.index), append(r.record, sub.res.RecordID)
 			r.message, r.day, r.source = append(r.message, f.MessageID), append(r.day, f.Date), append(r.source, f.Source)
+			r.transport = append(r.transport, f.Transport)
 			r.keyVersion, r.payload = append(r.keyVersion, kv), append(r.payload, ct)
 		}
 	}
@@ -341,12 +343,12 @@ func (s *Store) storeFacts(ctx context.Context, o *op, subjects []*subject, fact
 	b := &pgx.Batch{}
 	conflict := queueCreate(b, o, subjects)
 	queueMerges(b, o, subjects)
-	b.Queue(`INSERT INTO register_fact (tenant_id, register, event_index, subject_index, record_id, message_id, day, source, key_version, payload)
-		SELECT $1, $2, f.event_index, f.subject_index, f.record_id, f.message_id, f.day, f.source, f.key_version, f.payload
-		FROM unnest($3::bytea[], $4::bytea[], $5::uuid[], $6::text[], $7::date[], $8::text[], $9::int[], $10::bytea[])
-			AS f(event_index, subject_index, record_id, message_id, day, source, key_version, payload)
+	b.Queue(`INSERT INTO register_fact (tenant_id, register, event_index, subject_index, record_id, message_id, day, source, key_version, payload, transport_id)
+		SELECT $1, $2, f.event_index, f.subject_index, f.record_id, f.message_id, f.day, f.source, f.key_version, f.payload, nullif(f.transport_id, '')
+		FROM unnest($3::bytea[], $4::bytea[], $5::uuid[], $6::text[], $7::date[], $8::text[], $9::int[], $10::bytea[], $11::text[])
+			AS f(event_index, subject_index, record_id, message_id, day, source, key_version, payload, transport_id)
 		ON CONFLICT DO NOTHING RETURNING event_index`,
-		o.tenant, o.register.Name, facts.event, facts.subject, facts.record, facts.message, facts.day, facts.source, facts.keyVersion, facts.payload).
+		o.tenant, o.register.Name, facts.event, facts.subject, facts.record, facts.message, facts.day, facts.source, facts.keyVersion, facts.payload, facts.transport).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var index []byte

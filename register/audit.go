@@ -211,3 +211,12 @@ func VerifyAudit(ctx context.Context, pool *pgxpool.Pool, tenantID string) (Chai
 func AuditTx(ctx context.Context, tx pgx.Tx, a tenant.Actor, tenantID, operation, detail string) error {
 	return appendAudit(ctx, tx, &AuditEntry{Tenant: tenantID, Actor: a, Operation: operation, Register: "-", Outcome: OutcomeGranted, Detail: detail}, nil)
 }
+
+// Audit appends an entry with the given outcome to the tenant's audit
+// chain, in a transaction of its own: for what happens outside the
+// register's own operations, such as a console sign-in or a refused page.
+func (s *Store) Audit(ctx context.Context, a tenant.Actor, tenantID, operation, outcome, detail string) error {
+	return db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
+		return appendAudit(ctx, tx, &AuditEntry{Tenant: tenantID, Actor: a, Operation: operation, Register: "-", Outcome: outcome, Detail: detail}, nil)
+	})
+}

@@ -13,8 +13,13 @@ type Fact struct {
 	// message id, the event's position and the subject's); a fact whose
 	// EventID the register holds already is not applied again.
 	EventID string `json:"eventId"`
-	// MessageID is the transport message the fact came from.
+	// MessageID is the message the fact came from, as the message names
+	// itself (an XÖV nachrichtenUUID) or its transport.
 	MessageID string `json:"messageId"`
+	// Transport is the transport's message id (XTA, OSCI) of the message,
+	// when it came through one: the console's message trace finds the
+	// records a message changed by it. Stored beside the fact, not in it.
+	Transport string `json:"-"`
 	// Date is the event's own day (YYYY-MM-DD), which orders facts.
 	Date string `json:"date"`
 	// Source names the mapping spec and its version (id@version) that made

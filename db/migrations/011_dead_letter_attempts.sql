@@ -30,3 +30,8 @@ GRANT USAGE ON SEQUENCE pipeline_dead_letter_attempt_id_seq TO parzelle_tenant;
 -- Earlier versions kept the first failure only in the dead letter itself.
 INSERT INTO pipeline_dead_letter_attempt (tenant_id, dead_letter, message_id, at, step, cause, attempts, key_version, reason, problems)
 SELECT tenant_id, id, message_id, created_at, step, cause, attempts, key_version, reason, problems FROM pipeline_dead_letter;
+
+-- The console's message trace finds the records a message changed by the
+-- transport's message id (message_id is the id the message gives itself).
+ALTER TABLE register_fact ADD COLUMN transport_id text;
+CREATE INDEX register_fact_transport ON register_fact (tenant_id, transport_id) WHERE transport_id IS NOT NULL;
