@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -28,95 +27,25 @@ import (
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmldsig"
-	"github.com/parzelle/parzelle/xmlschema"
 )
 
 const (
 	specs    = "../../shared/specs"
 	fixtures = "../fixtures"
-	xmeldNS  = "http://www.osci.de/xmeld243"
+	xmeldNS  = nodetest.XMeldNS
 )
 
-// tenantFile is a Melderegister tenant with a register inbox fed by its own
-// Fachverfahren, mapping the XMeld specs given.
-const tenantFile = `id: %[1]s
-name: Melderegister %[1]s
-identities:
-  - {id: "ags:%[2]s", type: xoev, category: Meldebehörde, transports: [xta]}
-  - {id: "register:%[2]s", type: xoev, category: Melderegister, transports: [xta]}
-clients:
-  - {name: fachverfahren, subject: "CN=%[1]s,OU=Fachverfahren,O=Parzelle Demo", identities: ["ags:%[2]s"], role: fachverfahren}
-trust:
-  clientCAs: ["{{CA}}"]
-registers:
-  - {name: melderegister, type: person}
-access:
-  rules:
-    - {role: fachverfahren, operations: [read, search], purposes: [meldewesen], legalBasis: "§ 3 BMG"}
-    - {role: register-inbox, operations: [write], purposes: [meldewesen], legalBasis: "§ 33 BMG"}
-inboxes:
-  - {identity: "register:%[2]s", register: melderegister, writers: ["ags:%[2]s"], purpose: meldewesen}
-schemas:
-  missing: refuse
-mappings:
-%[3]s`
-
-var ags = map[string]string{"duesseldorf": "05111000", "koeln": "05315000"}
-
-// tenantWith renders a tenant file mapping the named XMeld specs.
-func tenantWith(t testing.TB, id string, names ...string) string {
-	var lines []string
-	for _, n := range names {
-		abs, err := filepath.Abs(filepath.Join(fixtures, "mappings", "xmeld-"+n+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, "  - "+abs+"\n")
-	}
-	return fmt.Sprintf(tenantFile, id, ags[id], strings.Join(lines, ""))
-}
-
+// The fixtures every test here uses, shared with the other packages'
+// tests through nodetest.
 var (
-	schemasOnce sync.Once
-	schemaSet   *xmlschema.Registry
-	schemaErr   error
+	ags         = nodetest.AGS
+	tenantWith  = nodetest.MelderegisterTenant
+	loadSchemas = nodetest.Schemas
+	message     = nodetest.XMeld
 )
-
-func loadSchemas(t testing.TB) *xmlschema.Registry {
-	schemasOnce.Do(func() {
-		schemaSet, schemaErr = xmlschema.Load([]string{specs, filepath.Join(fixtures, "schemas")}, nil)
-	})
-	if schemaErr != nil {
-		t.Fatal(schemaErr)
-	}
-	return schemaSet
-}
 
 func startNode(t testing.TB, tenants map[string]string) *nodetest.Node {
 	return nodetest.Start(t, nodetest.Options{Tenants: tenants, Clients: []string{"duesseldorf", "koeln"}, Schemas: loadSchemas(t)})
-}
-
-// message reads a fixture message by its file name prefix ("01").
-func message(t testing.TB, prefix string) (messageType string, doc []byte) {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(fixtures, "messages", "xmeld", prefix+"-*.xml"))
-	if len(files) != 1 {
-		t.Fatalf("fixture %s: %v", prefix, files)
-	}
-	doc, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := xml.NewDecoder(bytes.NewReader(doc))
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			t.Fatalf("fixture %s: %v", prefix, err)
-		}
-		if start, ok := tok.(xml.StartElement); ok {
-			return start.Name.Local, doc
-		}
-	}
 }
 
 // send sends fixture messages from the tenant's Fachverfahren to its

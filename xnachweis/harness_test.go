@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -140,21 +139,7 @@ type world struct {
 	schemas    *xmlschema.Registry
 }
 
-var (
-	schemasOnce sync.Once
-	schemaSet   *xmlschema.Registry
-	schemaErr   error
-)
-
-func loadSchemas(t testing.TB) *xmlschema.Registry {
-	schemasOnce.Do(func() {
-		schemaSet, schemaErr = xmlschema.Load([]string{specs, filepath.Join(fixtures, "schemas")}, nil)
-	})
-	if schemaErr != nil {
-		t.Fatal(schemaErr)
-	}
-	return schemaSet
-}
+var loadSchemas = nodetest.Schemas
 
 // worldOptions vary the world.
 type worldOptions struct {
