@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/parzelle/parzelle/strictyaml"
@@ -21,6 +22,7 @@ type Node struct {
 	Keys     Keys     `yaml:"keys" conf:"required"`
 	Paths    Paths    `yaml:"paths" conf:"required"`
 	Log      Log      `yaml:"log"`
+	Console  Console  `yaml:"console"`
 	// TenantReload is how often the tenant directory is checked for changes
 	// (SIGHUP checks at once). Default 2s.
 	TenantReload time.Duration `yaml:"tenantReload"`
@@ -70,6 +72,40 @@ type Paths struct {
 	Directory string `yaml:"directory"`
 }
 
+// Console configures the operator web console on the ops listener: who
+// may sign in, and how sessions are kept.
+type Console struct {
+	// Users sign in with a password; none means nobody can sign in.
+	Users []ConsoleUser `yaml:"users"`
+	// SessionKey is the file of the key that signs session cookies; it is
+	// created (32 random bytes) when missing. Nodes of a cluster share it.
+	SessionKey string `yaml:"sessionKey"`
+	// SessionTTL is how long a session lasts after sign-in (default 8h).
+	SessionTTL time.Duration `yaml:"sessionTTL"`
+	// SecureCookies marks cookies Secure even though the ops listener
+	// speaks plain HTTP: set it behind a proxy that terminates TLS.
+	SecureCookies bool `yaml:"secureCookies"`
+}
+
+// ConsoleUser is a person who may sign in to the console.
+type ConsoleUser struct {
+	Name string `yaml:"name" conf:"required"`
+	// Role is "operator" (every tenant's operational metadata, never
+	// content) or "tenant-admin" (one tenant, its dead letters' content).
+	Role string `yaml:"role" conf:"required"`
+	// Tenant is the tenant of a tenant-admin.
+	Tenant string `yaml:"tenant"`
+	// PasswordHash is an argon2id hash in PHC form, as
+	// `parzelle console hash-password` prints it.
+	PasswordHash string `yaml:"passwordHash" conf:"required"`
+}
+
+// The console roles.
+const (
+	RoleOperator    = "operator"
+	RoleTenantAdmin = "tenant-admin"
+)
+
 // Log configures structured logging.
 type Log struct {
 	Format string `yaml:"format"` // "text" (default) or "json"
@@ -94,11 +130,17 @@ func Load(path string) (*Node, error) {
 	if n.TenantReload == 0 {
 		n.TenantReload = 2 * time.Second
 	}
+	if n.Console.SessionTTL == 0 {
+		n.Console.SessionTTL = 8 * time.Hour
+	}
+	if n.Console.SessionKey == "" {
+		n.Console.SessionKey = filepath.Join(n.Keys.Dir, "console-session.key")
+	}
 	if v := os.Getenv("DATABASE_URL"); v != "" {
 		n.Database.URL = v
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&n.TLS.Cert, &n.TLS.Key, &n.Database.Embedded, &n.Keys.Dir, &n.Paths.Tenants, &n.Paths.Directory} {
+	for _, p := range []*string{&n.TLS.Cert, &n.TLS.Key, &n.Database.Embedded, &n.Keys.Dir, &n.Paths.Tenants, &n.Paths.Directory, &n.Console.SessionKey} {
 		*p = resolve(base, *p)
 	}
 	for i := range n.Paths.Schemas {
@@ -134,6 +176,26 @@ func (n *Node) check(pos *strictyaml.Positions) {
 	case "", "debug", "info", "warn", "error":
 	default:
 		pos.Errorf("log.level", "want debug, info, warn or error, got %q", n.Log.Level)
+	}
+	seen := map[string]bool{}
+	for i, u := range n.Console.Users {
+		f := fmt.Sprintf("console.users[%d]", i)
+		switch {
+		case seen[u.Name]:
+			pos.Errorf(f+".name", "user %q is listed twice", u.Name)
+		case u.Role == RoleOperator && u.Tenant != "":
+			pos.Errorf(f+".tenant", "an operator sees every tenant's metadata; leave out tenant (or make the user a tenant-admin)")
+		case u.Role == RoleTenantAdmin && u.Tenant == "":
+			pos.Errorf(f+".tenant", "name the tenant this tenant-admin administers")
+		case u.Role != RoleOperator && u.Role != RoleTenantAdmin:
+			pos.Errorf(f+".role", "want operator or tenant-admin, got %q", u.Role)
+		case !strings.HasPrefix(u.PasswordHash, "$argon2id$"):
+			pos.Errorf(f+".passwordHash", "want an argon2id hash ($argon2id$…) as `parzelle console hash-password` prints it, never a password")
+		}
+		seen[u.Name] = true
+	}
+	if n.Console.SessionTTL < 0 {
+		pos.Errorf("console.sessionTTL", "must not be negative")
 	}
 	if n.TenantReload < 0 {
 		pos.Errorf("tenantReload", "must not be negative")

@@ -34,7 +34,7 @@ type Node struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 
-	routes             []route
+	routes, opsRoutes  []route
 	transportLn, opsLn net.Listener
 	transport, ops     *http.Server
 }

@@ -2,22 +2,14 @@ package node
 
 import (
 	"context"
-	"embed"
 	"encoding/json"
-	"html/template"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parzelle/parzelle/problem"
-	"github.com/parzelle/parzelle/tenant"
 )
-
-//go:embed console/*.html
-var consoleFiles embed.FS
-
-var consolePage = template.Must(template.ParseFS(consoleFiles, "console/status.html"))
 
 func (n *Node) opsHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -27,7 +19,12 @@ func (n *Node) opsHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", n.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
-	mux.HandleFunc("GET /{$}", n.console)
+	for _, rt := range n.opsRoutes {
+		mux.Handle(rt.pattern, rt.handler)
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/console/", http.StatusSeeOther)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.NotFound, "no page at "+r.URL.Path)
 	})
@@ -56,6 +53,12 @@ func (n *Node) checkReady(ctx context.Context) readiness {
 	return rd
 }
 
+// ready is the node's readiness for the console.
+func (n *Node) ready(ctx context.Context) (string, map[string]string) {
+	rd := n.checkReady(ctx)
+	return rd.Status, rd.Checks
+}
+
 // readyz fails (503) while the database is unreachable or no tenant is
 // configured; the body says which check failed.
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
@@ -65,30 +68,4 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(rd)
-}
-
-// console shows operators the state of the node: readiness, tenants with
-// their applied configuration versions, and rejected tenant files.
-func (n *Node) console(w http.ResponseWriter, r *http.Request) {
-	set := n.tenants.Current()
-	type row struct {
-		*tenant.Config
-		Version int
-	}
-	var rows []row
-	for _, c := range set.Tenants() {
-		rows = append(rows, row{c, set.Version(c.ID)})
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	err := consolePage.Execute(w, map[string]any{
-		"Ready":    n.checkReady(r.Context()),
-		"Tenants":  rows,
-		"Problems": n.tenants.Problems(),
-		"Dir":      n.tenants.Dir(),
-		"Now":      n.now().Format(time.RFC3339),
-	})
-	if err != nil {
-		n.log.Error("render console", "error", err)
-	}
 }

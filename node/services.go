@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 
+	"github.com/parzelle/parzelle/console"
 	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/msgbox"
@@ -38,6 +39,7 @@ type Services struct {
 	Evidence *xnachweis.Service
 	XTA      *xta.Server
 	Jobs     *river.Client[pgx.Tx]
+	Console  *console.Console
 
 	pool    *pgxpool.Pool
 	tenants *tenant.Registry
@@ -137,6 +139,12 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	}
 	s.Letters = &jobs.DeadLetters{Pool: pool, Jobs: s.Jobs, Box: s.Box, Keyring: s.Keyring}
 
+	if s.Console, err = console.New(console.Config{Console: cfg.Console, Pool: pool, Tenants: tenants, Letters: s.Letters, Box: s.Box, Store: s.Store,
+		Keys: s.Keys, Metrics: n.reg, Log: log.With("service", "console"), Ready: n.ready}); err != nil {
+		return nil, err
+	}
+	n.HandleOps(console.Prefix, s.Console)
+
 	s.XTA.Mount(n.HandleTransport)
 	register.NewAPI(s.Store, PrincipalFrom).Mount(n.HandleTransport)
 	n.HandleTransport(xnachweis.Path, s.Evidence.Handler(PrincipalFrom))
@@ -151,6 +159,7 @@ func (s *Services) Start(ctx context.Context) error {
 	if err := s.Jobs.Start(ctx); err != nil {
 		return fmt.Errorf("start jobs: %w", err)
 	}
+	go s.Console.Run(ctx)
 	go keys.WatchExpiry(ctx, s.Keys, s.log.With("service", "keys"), 24*time.Hour)
 	go every(ctx, time.Hour, func(ctx context.Context) {
 		n, err := s.Store.Expire(ctx)

@@ -58,6 +58,12 @@ func (n *Node) HandleTransport(pattern string, h http.Handler) {
 	n.routes = append(n.routes, route{pattern, h})
 }
 
+// HandleOps adds a handler to the ops listener (the console); call it
+// before Listen.
+func (n *Node) HandleOps(pattern string, h http.Handler) {
+	n.opsRoutes = append(n.opsRoutes, route{pattern, h})
+}
+
 type route struct {
 	pattern string
 	handler http.Handler

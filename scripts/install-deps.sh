@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make run` and `make test` need when it is missing: the
 # PostgreSQL server binaries (Debian's postgresql package), python3-zeep for
-# the XTA interoperability test, and the Go modules. Safe to run again: it installs nothing that is there.
+# the XTA interoperability test, chromium for the console's browser tests,
+# and the Go modules. Safe to run again: it installs nothing that is there.
 set -euo pipefail
 
 missing=()
@@ -16,6 +17,8 @@ have_pg_server || missing+=(postgresql)
 # xmlenc/) run Debian's xmlsec1; the C14N tests compare with xmllint.
 command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+# The console's browser tests drive Debian's chromium (headless).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"

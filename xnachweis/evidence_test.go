@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/parzelle/parzelle/golden"
 	"github.com/parzelle/parzelle/msgbox"
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmlsafe"
@@ -268,13 +267,7 @@ func TestInsecureTestMode(t *testing.T) {
 	if !found {
 		t.Error("parzelle_xnachweis_insecure_test_mode{tenant=\"duesseldorf\"} is not 1")
 	}
-	resp, err := http.Get(w.Ops + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(page), "INSECURE TEST MODE") {
+	if _, page := nodetest.ConsoleGet(t, w.Ops, "betrieb", nodetest.ConsolePassword, "/console/"); !strings.Contains(page, "INSECURE TEST MODE") {
 		t.Errorf("the console does not show the insecure test mode:\n%s", page)
 	}
 }

@@ -35,6 +35,7 @@ func init() {
 		{"keys", "list [--config FILE]", "list each tenant's keys and certificates with their expiry", cmdKeys},
 		{"audit", "verify --tenant ID [--json] [--config FILE]", "check a tenant's audit log chain; exit 1 naming the first edited, deleted or reordered entry", cmdAudit},
 		{"dlq", "list|show|retry|discard --tenant ID [N]", "the register pipeline's dead letters of a tenant: list, show, retry with the current specs, discard", cmdDLQ},
+		{"console", "hash-password", "read a password from standard input and print its argon2id hash for console.users in the node config", cmdConsole},
 		{"register", "rotate --tenant ID [--kek] [--wait] | rotations --tenant ID", "rotate a tenant's register data key (and KEK) and follow the re-encryption", cmdRegister},
 		{"xml", "sign|verify|encrypt|decrypt|validate [FLAGS] FILE", "sign, verify, encrypt, decrypt and validate XML files", cmdXML},
 		{"mapping", "test --spec FILE --message FILE | lint --spec FILE [--schemas DIR]...", "print the facts a message maps to (dry run); check a spec against the message schemas", cmdMapping},

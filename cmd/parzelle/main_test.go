@@ -21,6 +21,7 @@ import (
 
 	"github.com/parzelle/parzelle/db/dbtest"
 	"github.com/parzelle/parzelle/fixtures"
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/pgcluster"
 )
 
@@ -203,7 +204,7 @@ func TestServeWithEmbeddedDatabase(t *testing.T) {
 	if code, body := getBody(t, demoClient(t, root, "koeln"), "https://"+s.transport+"/whoami"); code != 200 {
 		t.Errorf("koeln after its file broke: %d %s", code, body)
 	}
-	if _, page := getBody(t, plain, "http://"+s.ops+"/"); !strings.Contains(page, wantErr) {
+	if _, page := nodetest.ConsoleGet(t, "http://"+s.ops, "betrieb", "betrieb-demo-2026", "/console/tenants"); !strings.Contains(page, wantErr) {
 		t.Errorf("the console does not show the rejected file")
 	}
 	out, err := parzelle(root, nil, "tenant", "check", "fixtures/tenants").CombinedOutput()

@@ -56,6 +56,10 @@ type Options struct {
 	// Tokens verifies evidence requests' IssuedTokens (JWS tokens when
 	// nil).
 	Tokens xnachweis.TokenVerifier
+	// Console configures the console (its session key lives in the node's
+	// directory); without users, "betrieb" and "<tenant>-admin" sign in
+	// with ConsolePassword.
+	Console config.Console
 }
 
 // Node is a running node.
@@ -127,7 +131,13 @@ func Start(t testing.TB, o Options) *Node {
 		}
 	}
 	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: n.ServerCert, Key: n.ServerKey},
-		Keys: config.Keys{Dir: filepath.Join(n.Dir, "keys")}}
+		Keys: config.Keys{Dir: filepath.Join(n.Dir, "keys")}, Console: o.Console}
+	if len(cfg.Console.Users) == 0 {
+		cfg.Console.Users = defaultConsoleUsers(t, o.Tenants)
+	}
+	if cfg.Console.SessionKey == "" {
+		cfg.Console.SessionKey = filepath.Join(n.Dir, "console-session.key")
+	}
 	nd := node.New(cfg, n.Pool, n.Tenants, reg, log)
 	opts := []node.Option{node.WithSchemas(schemas), node.WithLogger(log), node.WithIdentity("https://localhost/xta/v3"), node.WithTokenVerifier(o.Tokens)}
 	if n.Services, err = node.Assemble(nd, reg, opts...); err != nil {
