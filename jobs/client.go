@@ -11,6 +11,18 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 )
 
+// JobTimeout bounds one run of a job; long work (re-encryption, sealing:
+// register.WorkSlice) runs in slices and snoozes in between.
+const (
+	JobTimeout = time.Minute
+	// RescueAfter is how long a job may stay running before River takes
+	// it for one whose node died (kill -9, power loss) and runs it again:
+	// River's default is an hour, during which an accepted message would
+	// wait unapplied with its report open. Every job is idempotent, so a
+	// rescued job that had committed does nothing twice.
+	RescueAfter = JobTimeout + 30*time.Second
+)
+
 // NewClient returns a River client that runs the given workers. Start it
 // with Start; jobs inserted with InsertTx run once their transaction
 // commits.
@@ -26,7 +38,9 @@ func NewClient(pool *pgxpool.Pool, workers *river.Workers, log *slog.Logger) (*r
 		// River fetches at most a queue's free workers per fetch and waits
 		// its cooldown (100 ms by default) between fetches, which capped a
 		// queue at a few dozen jobs a second; the pipeline needs hundreds.
-		FetchCooldown: 5 * time.Millisecond,
+		FetchCooldown:        5 * time.Millisecond,
+		JobTimeout:           JobTimeout,
+		RescueStuckJobsAfter: RescueAfter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -649,5 +650,60 @@ func TestPipelineSignedMessages(t *testing.T) {
 		if d.Step != jobs.StepValidate || !strings.Contains(d.Reason, "signature is not valid") {
 			t.Errorf("dead letter %+v, want the signature refused", d)
 		}
+	}
+}
+
+// TestRescuedJob: a pipeline job left running by a node that died (kill
+// -9 leaves its row 'running') is taken up again once RescueAfter has
+// passed, not after River's default hour, and runs without applying
+// anything twice.
+func TestRescuedJob(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, map[string]string{"duesseldorf": tenantWith(t, "duesseldorf", "zuzug")})
+	ctx := t.Context()
+	ids := send(t, n, "duesseldorf", "01")
+	if st := settle(t, n, ids...); st[ids[0]] != msgbox.StatusGreen {
+		t.Fatalf("status %v", st)
+	}
+	_, before := cosic(t, n, "duesseldorf")
+	var audits int
+	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry`).Scan(&audits); err != nil {
+		t.Fatal(err)
+	}
+	// Once the job has completed, put it back as the dead node would have
+	// left it: running, attempted longer ago than the rescue threshold.
+	var job int64
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		err := n.Pool.QueryRow(ctx, `UPDATE river_job SET state = 'running', finalized_at = NULL, attempted_at = now() - $1::interval
+			WHERE kind = $2 AND state = 'completed' RETURNING id`, (jobs.RescueAfter + time.Second).String(), jobs.PipelineArgs{}.Kind()).Scan(&job)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, pgx.ErrNoRows) || time.Now().After(deadline) {
+			t.Fatalf("the pipeline job did not complete: %v", err)
+		}
+	}
+	start := time.Now()
+	for {
+		var state string
+		var attempt int
+		if err := n.Pool.QueryRow(ctx, `SELECT state, attempt FROM river_job WHERE id = $1`, job).Scan(&state, &attempt); err != nil {
+			t.Fatal(err)
+		}
+		if state == "completed" && attempt > 1 {
+			break
+		}
+		if time.Since(start) > 2*time.Minute {
+			t.Fatalf("the stuck job is %s after %s", state, time.Since(start))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("stuck job rescued and completed after %s", time.Since(start).Round(time.Second))
+	var auditsAfter int
+	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry`).Scan(&auditsAfter); err != nil || auditsAfter != audits {
+		t.Errorf("audit entries %d → %d (%v): the rescued job wrote again", audits, auditsAfter, err)
+	}
+	if _, after := cosic(t, n, "duesseldorf"); after != before {
+		t.Errorf("the rescued job changed the record's history:\n%s\nwas:\n%s", after, before)
 	}
 }

@@ -114,6 +114,10 @@ func (s *Store) Rotations(ctx context.Context, tenantID string) ([]Rotation, err
 	return out, nil
 }
 
+// WorkSlice bounds one run of a re-encryption or sealing job (under the
+// node's job timeout, jobs.JobTimeout); the job snoozes and goes on.
+const WorkSlice = 20 * time.Second
+
 // reencryptBatch is how many rows one transaction re-encrypts (a variable
 // for tests).
 var reencryptBatch = 500
@@ -124,17 +128,17 @@ type ReencryptWorker struct {
 	Store *Store
 }
 
-// Timeout lets a job run as long as the data takes; progress is committed
-// batch by batch.
-func (w *ReencryptWorker) Timeout(*river.Job[ReencryptArgs]) time.Duration { return -1 }
-
 // Work re-encrypts batches until no row under an older key is left. Writes
 // by nodes that have not yet noticed the new key (they look again after
 // currentTTL) are caught by a last pass that waits until then.
 func (w *ReencryptWorker) Work(ctx context.Context, job *river.Job[ReencryptArgs]) error {
 	s, a := w.Store, job.Args
 	log := s.log.With("tenant", a.Tenant, "key_version", a.KeyVersion)
+	start := time.Now()
 	for {
+		if time.Since(start) > WorkSlice {
+			return river.JobSnooze(0) // go on in a new run, progress is committed
+		}
 		n, rot, err := s.reencrypt(ctx, a.Tenant, a.KeyVersion)
 		if err != nil {
 			return err
@@ -374,9 +378,6 @@ type SealWorker struct {
 	Store *Store
 }
 
-// Timeout lets a job run as long as the data takes.
-func (w *SealWorker) Timeout(*river.Job[SealArgs]) time.Duration { return -1 }
-
 // Work seals batches under the tenant's current data key until no row is
 // left in plaintext.
 func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
@@ -384,7 +385,11 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 	if err := s.keyring.Ensure(ctx, s.pool, tenantID); err != nil {
 		return err
 	}
+	start := time.Now()
 	for {
+		if time.Since(start) > WorkSlice {
+			return river.JobSnooze(0) // go on in a new run, progress is committed
+		}
 		var done int
 		err := db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
 			version, err := s.keyring.CurrentVersion(ctx, tx, tenantID)
