@@ -209,6 +209,13 @@ func (c *call) decode(v any) ([]byte, error) {
 		}
 		return nil, &badRequest{problemBadRequest, "reading the body: " + err.Error()}
 	}
+	if at := badUnicode(body); at >= 0 {
+		field := jsonPath(body, at)
+		if field == "" {
+			field = "the top level"
+		}
+		return nil, &badRequest{problemBadRequest, fmt.Sprintf("the body is not valid UTF-8 at byte %d, in %s: send text as UTF-8 (JSON \\u escapes must not be lone surrogates); nothing was stored", at, field)}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -1,8 +1,12 @@
 package register_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,5 +171,36 @@ func TestRecordLifecycle(t *testing.T) {
 	report, err := register.VerifyAudit(t.Context(), h.pool, "duesseldorf")
 	if err != nil || !report.OK() || report.Entries < 15 {
 		t.Fatalf("audit chain: %+v %v", report, err)
+	}
+}
+
+// TestInvalidUTF8: text that is not UTF-8 anywhere in a JSON body is
+// refused with a problem naming the field, and nothing is stored (it was
+// turned into U+FFFD and stored before).
+func TestInvalidUTF8(t *testing.T) {
+	h := startHarness(t)
+	path := records("duesseldorf", "melderegister")
+	good, err := json.Marshal(person("melde-utf8", idnr("4711081599")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string][]byte{
+		"raw byte":       bytes.Replace(good, []byte("Quastenberg"), []byte("Quasten\xe9berg"), 1),
+		"lone surrogate": bytes.Replace(good, []byte("Quastenberg"), []byte(`Quasten\ud800berg`), 1),
+	} {
+		if bytes.Equal(bad, good) {
+			t.Fatalf("%s: the fixture has no Quastenberg", name)
+		}
+		resp := h.call(t, "duesseldorf", "meldewesen", "POST", path, bad)
+		if resp.status != http.StatusBadRequest {
+			t.Fatalf("%s: %d %s", name, resp.status, resp.body)
+		}
+		if p := resp.problem(t); !strings.Contains(fmt.Sprint(p["detail"]), "attributes.familienname") || !strings.Contains(fmt.Sprint(p["detail"]), "not valid UTF-8") {
+			t.Errorf("%s: problem %v does not name the field", name, p)
+		}
+	}
+	var stored int
+	if err := h.pool.QueryRow(t.Context(), `SELECT count(*) FROM register_record`).Scan(&stored); err != nil || stored != 0 {
+		t.Errorf("%d records stored after the refusals (%v)", stored, err)
 	}
 }

@@ -150,11 +150,14 @@ func (r response) problem(t testing.TB) map[string]any {
 }
 
 // call sends a request as the certificate cn, with the purpose header and
-// a JSON body (nil for none); headers are name, value pairs.
+// a JSON body (nil for none, []byte for one sent as it is); headers are
+// name, value pairs.
 func (h *harness) call(t testing.TB, cn, purpose, method, path string, body any, headers ...string) response {
 	t.Helper()
 	var rd io.Reader
-	if body != nil {
+	if raw, ok := body.([]byte); ok {
+		rd = bytes.NewReader(raw) // sent as it is, valid JSON or not
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			t.Fatal(err)
