@@ -23,6 +23,7 @@ type Node struct {
 	Paths    Paths    `yaml:"paths" conf:"required"`
 	Log      Log      `yaml:"log"`
 	Console  Console  `yaml:"console"`
+	HTTP     HTTP     `yaml:"http"`
 	// TenantReload is how often the tenant directory is checked for changes
 	// (SIGHUP checks at once). Default 2s.
 	TenantReload time.Duration `yaml:"tenantReload"`
@@ -70,6 +71,51 @@ type Paths struct {
 	// Directory is the static directory file lookupService reads for
 	// readers not hosted here (DVDV-shaped entries); empty for none.
 	Directory string `yaml:"directory"`
+}
+
+// HTTP bounds what one client can hold of the listeners, so that slow or
+// greedy clients cannot starve the others. Zero fields take the defaults
+// (Defaults).
+type HTTP struct {
+	// HeaderTimeout bounds reading a request's headers (default 10s).
+	HeaderTimeout time.Duration `yaml:"headerTimeout"`
+	// BodyTimeout bounds reading a whole request, headers and body: a
+	// client trickling its body is cut off then (default 5m, for 40 MB
+	// messages on slow links).
+	BodyTimeout time.Duration `yaml:"bodyTimeout"`
+	// IdleTimeout closes keep-alive connections without a request for
+	// that long (default 2m).
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	// MaxConnsPerClient bounds the open connections from one address
+	// (default 128); more are closed at once.
+	MaxConnsPerClient int `yaml:"maxConnsPerClient"`
+	// RequestsPerSecond and Burst bound the requests of one address
+	// (defaults 2000 and twice that: a Rechenzentrum's Fachverfahren may
+	// all come through one proxy); more get 429 with Retry-After.
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	Burst             int     `yaml:"burst"`
+}
+
+// WithDefaults returns h with the defaults for fields left zero.
+func (h HTTP) WithDefaults() HTTP {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&h.HeaderTimeout, 10*time.Second)
+	def(&h.BodyTimeout, 5*time.Minute)
+	def(&h.IdleTimeout, 2*time.Minute)
+	if h.MaxConnsPerClient == 0 {
+		h.MaxConnsPerClient = 128
+	}
+	if h.RequestsPerSecond == 0 {
+		h.RequestsPerSecond = 2000
+	}
+	if h.Burst == 0 {
+		h.Burst = 2 * int(h.RequestsPerSecond)
+	}
+	return h
 }
 
 // Console configures the operator web console on the ops listener: who
@@ -133,6 +179,7 @@ func Load(path string) (*Node, error) {
 	if n.Console.SessionTTL == 0 {
 		n.Console.SessionTTL = 8 * time.Hour
 	}
+	n.HTTP = n.HTTP.WithDefaults()
 	if n.Console.SessionKey == "" {
 		n.Console.SessionKey = filepath.Join(n.Keys.Dir, "console-session.key")
 	}
@@ -193,6 +240,9 @@ func (n *Node) check(pos *strictyaml.Positions) {
 			pos.Errorf(f+".passwordHash", "want an argon2id hash ($argon2id$…) as `parzelle console hash-password` prints it, never a password")
 		}
 		seen[u.Name] = true
+	}
+	if h := n.HTTP; h.HeaderTimeout < 0 || h.BodyTimeout < 0 || h.IdleTimeout < 0 || h.MaxConnsPerClient < 0 || h.RequestsPerSecond < 0 || h.Burst < 0 {
+		pos.Errorf("http", "timeouts and limits must not be negative")
 	}
 	if n.Console.SessionTTL < 0 {
 		pos.Errorf("console.sessionTTL", "must not be negative")

@@ -33,6 +33,9 @@ type Node struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// limited counts requests refused for their rate, refused connections
+	// beyond a client's share.
+	limited, refused prometheus.Counter
 
 	routes, opsRoutes  []route
 	transportLn, opsLn net.Listener
@@ -52,7 +55,9 @@ func New(cfg *config.Node, pool *pgxpool.Pool, tenants *tenant.Registry, reg *pr
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}, []string{"listener", "route"}),
 	}
-	reg.MustRegister(n.requests, n.duration,
+	n.limited = prometheus.NewCounter(prometheus.CounterOpts{Name: "parzelle_http_rate_limited_total", Help: "Requests refused (429) because their client sent more than http.requestsPerSecond."})
+	n.refused = prometheus.NewCounter(prometheus.CounterOpts{Name: "parzelle_http_connections_refused_total", Help: "Connections closed at once because their client had http.maxConnsPerClient open."})
+	reg.MustRegister(n.requests, n.duration, n.limited, n.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return n
 }
@@ -81,17 +86,23 @@ func (n *Node) Listen() (Addrs, error) {
 	if err != nil {
 		return Addrs{}, fmt.Errorf("node: load server certificate %s: %w", n.cfg.TLS.Cert, err)
 	}
+	limits := n.cfg.HTTP.WithDefaults()
+	rate := newRateLimiter(limits.RequestsPerSecond, limits.Burst)
+	errorLog := slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)
 	n.transport = &http.Server{
-		Handler:           n.instrument("transport", n.transportHandler()),
+		Handler:           n.instrument("transport", n.limitRate(rate, n.transportHandler())),
 		TLSConfig:         n.tlsConfig(cert),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: limits.HeaderTimeout,
+		ReadTimeout:       limits.BodyTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		ErrorLog:          errorLog,
 	}
 	n.ops = &http.Server{
-		Handler:           n.instrument("ops", n.opsHandler()),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		Handler:           n.instrument("ops", n.limitRate(rate, n.opsHandler())),
+		ReadHeaderTimeout: limits.HeaderTimeout,
+		ReadTimeout:       limits.BodyTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		ErrorLog:          errorLog,
 	}
 	if n.transportLn, err = net.Listen("tcp", n.cfg.Listen.Transport); err != nil {
 		return Addrs{}, fmt.Errorf("node: transport listener: %w", err)
@@ -100,6 +111,8 @@ func (n *Node) Listen() (Addrs, error) {
 		n.transportLn.Close()
 		return Addrs{}, fmt.Errorf("node: ops listener: %w", err)
 	}
+	n.transportLn = limitConns(n.transportLn, limits.MaxConnsPerClient, n.refused)
+	n.opsLn = limitConns(n.opsLn, limits.MaxConnsPerClient, n.refused)
 	return Addrs{Transport: n.transportLn.Addr().String(), Ops: n.opsLn.Addr().String()}, nil
 }
 

@@ -48,7 +48,7 @@ type testNode struct {
 	caPEM   []byte
 }
 
-func startNode(t *testing.T, dbURL string) *testNode {
+func startNode(t *testing.T, dbURL string, limits ...config.HTTP) *testNode {
 	t.Helper()
 	root := demoLayout(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -65,6 +65,9 @@ func startNode(t *testing.T, dbURL string) *testNode {
 	cfg := &config.Node{
 		Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"},
 		TLS:    config.TLS{Cert: filepath.Join(root, "var", "pki", "server.crt"), Key: filepath.Join(root, "var", "pki", "server.key")},
+	}
+	if len(limits) > 0 {
+		cfg.HTTP = limits[0]
 	}
 	n := node.New(cfg, pool, tenants, reg, log)
 	addrs, err := n.Listen()
