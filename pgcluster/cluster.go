@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -64,6 +65,9 @@ func New(dir string) (*Cluster, error) {
 	bin, err := findBinDir()
 	if err != nil {
 		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real // a cluster relocated for the postgres user (see Init)
 	}
 	c := &Cluster{Dir: abs, binDir: bin}
 	if os.Geteuid() == 0 {
@@ -126,6 +130,9 @@ func (c *Cluster) Initialized() bool {
 func (c *Cluster) Init(ctx context.Context) error {
 	if c.Initialized() {
 		return nil
+	}
+	if err := c.relocate(); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return fmt.Errorf("pgcluster: create %s: %w", c.Dir, err)
@@ -299,15 +306,55 @@ func (c *Cluster) run(ctx context.Context, name string, args ...string) ([]byte,
 	return out.Bytes(), err
 }
 
+// RelocateBase is where a cluster lives whose directory the postgres user
+// cannot reach (see Init).
+var RelocateBase = "/var/lib/parzelle"
+
+// relocate puts a new cluster where the postgres user can reach it when we
+// are root and it cannot reach Dir (a checkout under /root, mode 0700):
+// the cluster lives in RelocateBase and Dir becomes a link to it, so that
+// Dir/url and the other files stay where the README says.
+func (c *Cluster) relocate() error {
+	if c.owner == nil || c.canReach(filepath.Dir(c.Dir)) == nil {
+		return nil
+	}
+	if entries, err := os.ReadDir(c.Dir); err == nil && len(entries) > 0 {
+		return c.canReach(c.Dir) // an existing cluster is not moved behind the operator's back
+	}
+	sum := sha256.Sum256([]byte(c.Dir))
+	target := filepath.Join(RelocateBase, "pg-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return fmt.Errorf("pgcluster: relocate the cluster for the %q user: %w", c.owner.name, err)
+	}
+	if err := c.canReach(target); err != nil {
+		return err
+	}
+	_ = os.Remove(c.Dir) // an empty directory
+	if err := os.MkdirAll(filepath.Dir(c.Dir), 0o755); err != nil {
+		return fmt.Errorf("pgcluster: %w", err)
+	}
+	if err := os.Symlink(target, c.Dir); err != nil {
+		return fmt.Errorf("pgcluster: link %s to the relocated cluster: %w", c.Dir, err)
+	}
+	c.Dir = target
+	return nil
+}
+
 // checkOwnerCanReach makes sure the postgres user can reach the cluster
-// directory: every parent must be searchable by it. A checkout under /root
-// (mode 0700) is the usual reason it cannot.
-func (c *Cluster) checkOwnerCanReach() error {
+// directory: every parent must be searchable by it.
+func (c *Cluster) checkOwnerCanReach() error { return c.canReach(c.Dir) }
+
+// canReach says whether the postgres user can enter dir and every existing
+// parent of it.
+func (c *Cluster) canReach(path string) error {
 	if c.owner == nil {
 		return nil
 	}
-	for dir := c.Dir; ; dir = filepath.Dir(dir) {
+	for dir := path; ; dir = filepath.Dir(dir) {
 		fi, err := os.Stat(dir)
+		if errors.Is(err, os.ErrNotExist) && dir != filepath.Dir(dir) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("pgcluster: %w", err)
 		}

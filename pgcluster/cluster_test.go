@@ -11,27 +11,66 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// TestInitRefusesDirectoryThePostgresUserCannotEnter: as root the cluster
-// runs as the postgres user; a checkout it cannot enter (like one under
-// /root) gets an error that says what to do, and nothing is created.
-func TestInitRefusesDirectoryThePostgresUserCannotEnter(t *testing.T) {
+// TestInitRelocatesForThePostgresUser: as root the cluster runs as the
+// postgres user; in a checkout it cannot enter (like any under /root) the
+// cluster is made where it can, and the checkout's directory links to it.
+// An existing cluster there is not moved: that gets an error saying what to
+// do.
+func TestInitRelocatesForThePostgresUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("only root hands the cluster to the postgres user")
 	}
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := RelocateBase
+	RelocateBase = base
+	t.Cleanup(func() { RelocateBase = old })
+
 	private := t.TempDir()
 	if err := os.Chmod(private, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(filepath.Join(private, "checkout", "var", "pg"))
+	dir := filepath.Join(private, "checkout", "var", "pg")
+	c, err := New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.Init(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "cannot enter "+private) || !strings.Contains(err.Error(), "DATABASE_URL") {
-		t.Fatalf("want an error naming %s and the ways out, got %v", private, err)
+	c.Throwaway = true
+	ctx := context.Background()
+	if err := c.Init(ctx); err != nil {
+		t.Fatalf("Init in a directory the postgres user cannot enter: %v", err)
 	}
-	if c.Initialized() {
-		t.Error("a cluster was created anyway")
+	if !strings.HasPrefix(c.Dir, base) {
+		t.Errorf("the cluster is in %s, want it under %s", c.Dir, base)
+	}
+	if link, err := os.Readlink(dir); err != nil || link != c.Dir {
+		t.Errorf("%s links to %q (%v), want %s", dir, link, err, c.Dir)
+	}
+	if started, err := c.Start(ctx); err != nil || !started {
+		t.Fatalf("Start: %v %v", started, err)
+	}
+	t.Cleanup(func() { c.Stop(context.Background()) })
+	// A later command finds the same cluster through the checkout's path.
+	again, err := New(dir)
+	if err != nil || again.Dir != c.Dir || !again.Running(ctx) {
+		t.Errorf("New(%s) later: %+v %v, want the running cluster in %s", dir, again, err, c.Dir)
+	}
+
+	// A cluster that already lies where the postgres user cannot go.
+	stuck := filepath.Join(private, "other", "var", "pg")
+	if err := os.MkdirAll(filepath.Join(stuck, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(stuck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(ctx); err == nil || !strings.Contains(err.Error(), "cannot enter "+private) || !strings.Contains(err.Error(), "DATABASE_URL") {
+		t.Fatalf("want an error naming %s and the ways out, got %v", private, err)
 	}
 }
 

@@ -204,3 +204,13 @@ func TestInvalidUTF8(t *testing.T) {
 		t.Errorf("%d records stored after the refusals (%v)", stored, err)
 	}
 }
+
+// TestNoPurposeNamesHeader: a request without a purpose is told which
+// header to send.
+func TestNoPurposeNamesHeader(t *testing.T) {
+	h := startHarness(t)
+	resp := h.call(t, "duesseldorf", "", "GET", records("duesseldorf", "melderegister")+"?idnr="+idnr("4711081512"), nil)
+	if p := resp.problem(t); resp.status != http.StatusForbidden || !strings.Contains(fmt.Sprint(p["detail"]), "send the Parzelle-Purpose header") {
+		t.Errorf("no purpose: %d %v", resp.status, p)
+	}
+}

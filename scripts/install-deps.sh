@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what `make run` and `make test` need when it is missing: the
-# PostgreSQL server binaries (Debian's postgresql package), python3-zeep for
+# Installs what `make run` and `make test` need when it is missing: a C
+# compiler, pkg-config and libxml2-dev for the build, the PostgreSQL server
+# binaries (Debian's postgresql package), python3-zeep for
 # the XTA interoperability test, chromium for the console's browser tests,
 # and the Go modules. Safe to run again: it installs nothing that is there.
 set -euo pipefail
@@ -11,6 +12,11 @@ have_pg_server() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 have_pg_server || missing+=(postgresql)
+# The build: cgo with libxml2 (xmlschema/) needs a C compiler, pkg-config
+# and libxml2's headers.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -f /usr/include/libxml2/libxml/xmlschemas.h ] || missing+=(libxml2-dev)
 # The XTA interoperability test drives the node with Debian's zeep.
 /usr/bin/python3 -c 'import zeep' >/dev/null 2>&1 || missing+=(python3-zeep)
 # The XML signature and encryption interoperability tests (xmldsig/,

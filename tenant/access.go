@@ -169,7 +169,7 @@ func (c *Config) Authorize(a Actor, operation, register string) Decision {
 	case len(covering) == 0:
 		return deny("role %q may not %q in register %q", a.Role, operation, register)
 	case a.Purpose == "":
-		return deny("no purpose given")
+		return deny("no purpose given: send the Parzelle-Purpose header with the purpose of the request (or, with a token, its purpose claim)")
 	}
 	for _, r := range covering {
 		if slices.Contains(r.Purposes, a.Purpose) {

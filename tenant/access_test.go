@@ -98,7 +98,7 @@ func TestAuthorize(t *testing.T) {
 		{"fachverfahren writes in every register", fv, OpWrite, "gewerberegister", true, "§ 3 BMG", `role "fachverfahren" may "write" in register "gewerberegister" for purpose "meldewesen" (§ 3 BMG)`},
 		{"fachverfahren may not export", fv, OpExport, "melderegister", false, "", `role "fachverfahren" may not "export" in register "melderegister"`},
 		{"foreign purpose", with(fv, func(a *Actor) { a.Purpose = "werbung" }), OpRead, "melderegister", false, "", `purpose "werbung" is not allowed for role "fachverfahren" to "read"`},
-		{"no purpose", with(fv, func(a *Actor) { a.Purpose = "" }), OpRead, "melderegister", false, "", "no purpose given"},
+		{"no purpose", with(fv, func(a *Actor) { a.Purpose = "" }), OpRead, "melderegister", false, "", "no purpose given: send the Parzelle-Purpose header with the purpose of the request (or, with a token, its purpose claim)"},
 		{"other tenant", with(fv, func(a *Actor) { a.Tenant = "koeln" }), OpRead, "melderegister", false, "", `an actor of tenant "koeln" may not access the data of tenant "duesseldorf"`},
 		{"unknown register", fv, OpRead, "waffenregister", false, "", `tenant "duesseldorf" has no register "waffenregister"`},
 		{"unknown operation", fv, "delete", "melderegister", false, "", `"delete" is not an operation (known: read, search, export, write)`},

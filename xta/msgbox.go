@@ -79,6 +79,8 @@ func parseIteration(id, kind string) (iteration, bool) {
 // deliveryTimes are the timestamps a message has collected.
 type deliveryTimes struct {
 	initialSend, delivery, initialFetch, reception *time.Time
+	// size, when set, is the content's size as stored: MsgSize.
+	size int64
 }
 
 // deliveryOrder is the sequence of oscimeta:DeliveryAttributes.
@@ -108,6 +110,17 @@ func metadataWithTimes(stored string, t deliveryTimes) (string, error) {
 		kids = append(kids, da.ChildrenNamed(NSOSCIMeta, n)...)
 	}
 	da.Children, da.Text = kids, ""
+	if t.size > 0 {
+		// The size the node stored, whether or not the author stated one
+		// (MsgSize is the sequence's last element).
+		var rest []*xmlsafe.Element
+		for _, ch := range m.Children {
+			if ch.Name != name(NSOSCIMeta, "MsgSize") {
+				rest = append(rest, ch)
+			}
+		}
+		m.Children = append(rest, &xmlsafe.Element{Name: name(NSOSCIMeta, "MsgSize"), Text: itoa(t.size)})
+	}
 	var b bytes.Buffer
 	if err := m.Write(&b, prefixes); err != nil {
 		return "", err
@@ -117,7 +130,7 @@ func metadataWithTimes(stored string, t deliveryTimes) (string, error) {
 
 // entryMetadata is an entry's MessageMetaData with the node's timestamps.
 func entryMetadata(e msgbox.Entry) (string, error) {
-	return metadataWithTimes(e.Metadata, deliveryTimes{initialSend: &e.Sent, delivery: &e.Delivered, initialFetch: e.Fetched})
+	return metadataWithTimes(e.Metadata, deliveryTimes{initialSend: &e.Sent, delivery: &e.Delivered, initialFetch: e.Fetched, size: e.Size})
 }
 
 func msgBoxResponse(requestID string, pending int64, empty bool) string {

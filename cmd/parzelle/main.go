@@ -46,7 +46,7 @@ func init() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: parzelle COMMAND [ARGS]\n\ncommands:")
+	fmt.Fprintln(w, "usage: parzelle COMMAND [ARGS] [-v]\n\n-v: operator commands log INFO lines too (serve always does)\n\ncommands:")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n           %s\n", c.name, c.args, c.help)
 	}
@@ -64,14 +64,21 @@ func main() {
 	}
 	for _, c := range commands {
 		if c.name == os.Args[1] {
-			err := c.run(os.Args[2:])
+			args := os.Args[2:]
+			if c.name != "serve" {
+				// Operator commands log INFO lines only when asked.
+				args, verbose = withoutVerbose(args)
+				quiet = !verbose
+			}
+			err := c.run(args)
 			var exit exitError
 			switch {
 			case err == nil:
 				return
 			case errors.As(err, &exit):
 				os.Exit(exit.code)
-			case errors.Is(err, flag.ErrHelp):
+			case errors.Is(err, flag.ErrHelp), isFlagError(err):
+				// The flag package printed the error and the usage.
 				os.Exit(2)
 			}
 			fmt.Fprintln(os.Stderr, "parzelle "+c.name+":", err)
@@ -92,6 +99,36 @@ func defaultConfig() string {
 	return "fixtures/node.yaml"
 }
 
+// quiet is set for operator commands run without -v: their log shows
+// warnings and errors only.
+var quiet, verbose bool
+
+// withoutVerbose takes -v (or --verbose) out of a command's arguments.
+func withoutVerbose(args []string) ([]string, bool) {
+	var out []string
+	found := false
+	for _, a := range args {
+		if a == "-v" || a == "--verbose" || a == "-verbose" {
+			found = true
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, found
+}
+
+// isFlagError reports whether err is one the flag package reports (and
+// has printed with the usage) for a mistyped flag.
+func isFlagError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"flag provided but not defined", "invalid value ", "invalid boolean ", "flag needs an argument", "bad flag syntax"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
 func newLogger(c config.Log) *slog.Logger {
 	level := slog.LevelInfo
 	switch c.Level {
@@ -101,6 +138,9 @@ func newLogger(c config.Log) *slog.Logger {
 		level = slog.LevelWarn
 	case "error":
 		level = slog.LevelError
+	}
+	if quiet && level < slog.LevelWarn {
+		level = slog.LevelWarn
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if strings.EqualFold(c.Format, "json") {

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -258,5 +259,93 @@ func TestServeWithDatabaseURL(t *testing.T) {
 	s.interrupt(t)
 	if _, err := os.Stat(filepath.Join(root, "var", "pg")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("with DATABASE_URL the node still made var/pg: %v", err)
+	}
+}
+
+// TestXTACommandLine: the xta command's help, its errors for the first
+// mistakes an operator makes, and the real size of a listed message.
+func TestXTACommandLine(t *testing.T) {
+	root := demoCheckout(t)
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		out, err := parzelle(root, nil, args...).CombinedOutput()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+		code := 0
+		if exit != nil {
+			code = exit.ExitCode()
+		}
+		return string(out), code
+	}
+	for _, args := range [][]string{{"xta"}, {"xta", "--help"}, {"xta", "help"}} {
+		if out, code := run(args...); code != 0 || !strings.Contains(out, "usage: parzelle xta COMMAND") || strings.Contains(out, "required") {
+			t.Errorf("%v: exit %d\n%s", args, code, out)
+		}
+	}
+	if out, code := run("xta", "list", "--help"); code != 0 || !strings.Contains(out, "-new") || strings.Contains(out, "-reader") || strings.Contains(out, "-attach") {
+		t.Errorf("xta list --help lists other commands' flags or fails: exit %d\n%s", code, out)
+	}
+	if out, code := run("xta", "list", "--bogus"); code != 2 || strings.Count(out, "flag provided but not defined: -bogus") != 1 {
+		t.Errorf("a mistyped flag: exit %d, want 2 and the error once\n%s", code, out)
+	}
+
+	s := serve(t, root)
+	// Operator commands log INFO lines (here: reusing the embedded
+	// cluster) only with -v.
+	if out, code := run("dlq", "list", "--tenant", "koeln"); code != 0 || strings.Contains(out, "level=INFO") || !strings.Contains(out, "no dead letters") {
+		t.Errorf("dlq list: exit %d, want no INFO lines\n%s", code, out)
+	}
+	if out, code := run("dlq", "list", "--tenant", "koeln", "-v"); code != 0 || !strings.Contains(out, "level=INFO") {
+		t.Errorf("dlq list -v: exit %d, want INFO lines\n%s", code, out)
+	}
+	pki := filepath.Join(root, "var", "pki")
+	client := []string{"--cert", filepath.Join(pki, "clients", "duesseldorf.crt"), "--key", filepath.Join(pki, "clients", "duesseldorf.key"), "--account", "ags:05111000"}
+	xta := func(args ...string) (string, int) {
+		return run(append(append([]string{"xta"}, args...), client...)...)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"plain HTTP to the TLS port", []string{"list", "--url", "http://" + s.transport, "--ca", filepath.Join(pki, "ca.crt")}, "speaks HTTPS: use --url https://" + s.transport},
+		{"no --ca", []string{"list", "--url", "https://" + s.transport}, "give its CA with --ca"},
+	} {
+		if out, code := xta(c.args...); code != 1 || !strings.Contains(out, c.want) {
+			t.Errorf("%s: exit %d, want 1 and %q\n%s", c.name, code, c.want, out)
+		}
+	}
+	other := t.TempDir()
+	if out, code := run("pki", "demo", "--out", other); code != 0 {
+		t.Fatalf("pki demo: %s", out)
+	}
+	out, code := run("xta", "list", "--url", "https://"+s.transport, "--ca", filepath.Join(pki, "ca.crt"), "--account", "ags:05111000",
+		"--cert", filepath.Join(other, "clients", "duesseldorf.crt"), "--key", filepath.Join(other, "clients", "duesseldorf.key"))
+	if code != 1 || !strings.Contains(out, "the node does not accept this client certificate") {
+		t.Errorf("an untrusted client certificate: exit %d\n%s", code, out)
+	}
+
+	// The list shows the stored size, message and attachment, though the
+	// author's metadata states none.
+	attachment := filepath.Join(t.TempDir(), "anlage.bin")
+	if err := os.WriteFile(attachment, bytes.Repeat([]byte("x"), 20000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := filepath.Abs(filepath.Join("..", "..", "fixtures", "messages", "xmeld", "01-rueckmeldung-anmeldung-0201.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := []string{"--url", "https://" + s.transport, "--ca", filepath.Join(pki, "ca.crt")}
+	if out, code := xta(append([]string{"send", "--reader", "ags:05111000", "--service", "urn:test", "--message-type", "test", msg, "--attach", attachment}, at...)...); code != 0 {
+		t.Fatalf("send: %s", out)
+	}
+	if out, code := xta(append([]string{"list"}, at...)...); code != 0 || !strings.Contains(out, fmt.Sprintf(" %d bytes", st.Size()+20000)) {
+		t.Errorf("list: exit %d, want %d bytes\n%s", code, st.Size()+20000, out)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/parzelle/parzelle/pki"
@@ -23,48 +24,86 @@ commands:
   list   [--new] [--max N] the message box of the account
   fetch  MESSAGEID [--out DIR]   write the message's parts to DIR (not yet closed)
   close  MESSAGEID...     acknowledge fetched messages
-  report MESSAGEID        same as status, with every record`
+  report MESSAGEID        same as status, with every record
+parzelle xta COMMAND --help lists the command's flags.`
+
+// xtaCommands are the xta subcommands with their arguments.
+var xtaCommands = map[string]string{
+	"send": "FILE", "status": "MESSAGEID", "report": "MESSAGEID", "list": "", "fetch": "MESSAGEID", "close": "MESSAGEID...",
+}
 
 // cmdXTA is an XTA 2 Version 3 client for Fachverfahren and operators; it
 // works against any XTA 2 V3 server.
 func cmdXTA(args []string) error {
-	if len(args) == 0 {
-		return errors.New(xtaUsage)
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		fmt.Println(xtaUsage)
+		return nil
 	}
 	sub := args[0]
+	if _, ok := xtaCommands[sub]; !ok {
+		return fmt.Errorf("unknown command %q\n%s", sub, xtaUsage)
+	}
 	fs := flag.NewFlagSet("xta "+sub, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: parzelle xta %s [FLAGS] %s\nflags:\n", sub, xtaCommands[sub])
+		fs.PrintDefaults()
+	}
 	url := fs.String("url", "https://localhost:8443", "base URL of the XTA server (ports at /xta/v3/management, /send, /msgbox)")
 	certFile := fs.String("cert", "", "client certificate (PEM)")
 	keyFile := fs.String("key", "", "client key (PEM)")
 	caFile := fs.String("ca", "", "CA that signed the server certificate (PEM); default: the system roots")
 	account := fs.String("account", "", "the account (oscimeta:Author) to act for")
 	mtom := fs.Bool("mtom", false, "send and receive content as MTOM/XOP MIME parts")
-	reader := fs.String("reader", "", "send: the reader's identifier")
-	service := fs.String("service", "", "send: the service URI")
-	messageType := fs.String("message-type", "", "send: the message type code")
-	schema := fs.String("payload-schema", "", "send: the namespace of the message (payloadSchema)")
-	scenario := fs.String("business-scenario", "XMELD_DATA", "send: business scenario code")
-	newOnly := fs.Bool("new", false, "list: only messages not fetched yet")
-	maxItems := fs.Int("max", 100, "list: at most this many entries")
-	out := fs.String("out", ".", "fetch: directory for the message's parts")
+	var reader, service, messageType, schema, scenario, out *string
+	var newOnly *bool
+	var maxItems *int
 	var attach listFlag
-	fs.Var(&attach, "attach", "send: attachment file (repeatable)")
+	switch sub {
+	case "send":
+		reader = fs.String("reader", "", "the reader's identifier")
+		service = fs.String("service", "", "the service URI")
+		messageType = fs.String("message-type", "", "the message type code")
+		schema = fs.String("payload-schema", "", "the namespace of the message (payloadSchema)")
+		scenario = fs.String("business-scenario", "XMELD_DATA", "business scenario code")
+		fs.Var(&attach, "attach", "attachment file (repeatable)")
+	case "list":
+		newOnly = fs.Bool("new", false, "only messages not fetched yet")
+		maxItems = fs.Int("max", 100, "at most this many entries")
+	case "fetch":
+		out = fs.String("out", ".", "directory for the message's parts")
+	}
 	if err := parseInterspersed(fs, args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
-	pos := fs.Args()
 	if *certFile == "" || *keyFile == "" || *account == "" {
-		return errors.New("xta: --cert, --key and --account are required\n" + xtaUsage)
+		return fmt.Errorf("--cert, --key and --account are required (parzelle xta %s --help lists the flags)", sub)
 	}
 	tcfg, _, err := clientTLS(*certFile, *keyFile, *caFile)
 	if err != nil {
 		return fmt.Errorf("xta: %w", err)
 	}
 	c := &xta.Client{HTTP: &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{TLSClientConfig: tcfg}}, BaseURL: *url, Account: *account, MTOM: *mtom}
+	if err := runXTA(c, sub, fs.Args(), *account, *caFile, sendFlags{reader, service, messageType, schema, scenario, attach}, newOnly, maxItems, out); err != nil {
+		return explainConnection(err, *url, *caFile)
+	}
+	return nil
+}
+
+// sendFlags are xta send's own flags.
+type sendFlags struct {
+	reader, service, messageType, schema, scenario *string
+	attach                                         listFlag
+}
+
+// runXTA runs an xta subcommand with its client.
+func runXTA(c *xta.Client, sub string, pos []string, account, caFile string, sf sendFlags, newOnly *bool, maxItems *int, out *string) error {
 	ctx := context.Background()
 	need := func(n int) error {
 		if len(pos) < n {
-			return errors.New(xtaUsage)
+			return fmt.Errorf("give %s (parzelle xta %s --help)", xtaCommands[sub], sub)
 		}
 		return nil
 	}
@@ -73,15 +112,15 @@ func cmdXTA(args []string) error {
 		if err := need(1); err != nil {
 			return err
 		}
-		if *reader == "" || *service == "" || *messageType == "" {
-			return errors.New("xta send: --reader, --service and --message-type are required")
+		if *sf.reader == "" || *sf.service == "" || *sf.messageType == "" {
+			return errors.New("--reader, --service and --message-type are required")
 		}
 		id, err := c.CreateMessageID(ctx)
 		if err != nil {
 			return err
 		}
-		m := &xta.OutgoingMessage{MessageID: id, Author: xta.Party{ID: *account}, Reader: xta.Party{ID: *reader},
-			Service: *service, BusinessScenario: *scenario, MessageType: *messageType, MessageTypeSchema: *schema}
+		m := &xta.OutgoingMessage{MessageID: id, Author: xta.Party{ID: account}, Reader: xta.Party{ID: *sf.reader},
+			Service: *sf.service, BusinessScenario: *sf.scenario, MessageType: *sf.messageType, MessageTypeSchema: *sf.schema}
 		open := func(path string) (xta.OutgoingContent, func(), error) {
 			f, err := os.Open(path)
 			if err != nil {
@@ -100,7 +139,7 @@ func cmdXTA(args []string) error {
 		}
 		defer done()
 		m.Message = msg
-		for _, a := range attach {
+		for _, a := range sf.attach {
 			ct, done, err := open(a)
 			if err != nil {
 				return err
@@ -207,4 +246,25 @@ func clientTLS(certFile, keyFile, caFile string) (*tls.Config, []*x509.Certifica
 		tcfg.RootCAs.AddCert(c)
 	}
 	return tcfg, cas, nil
+}
+
+// explainConnection adds what to do to the errors an operator meets first
+// when connecting: plain HTTP to the TLS port, a server certificate from a
+// CA not given with --ca, a client certificate the node does not accept.
+func explainConnection(err error, url, caFile string) error {
+	msg := err.Error()
+	var unknownCA x509.UnknownAuthorityError
+	switch {
+	case strings.Contains(msg, "Client sent an HTTP request to an HTTPS server"):
+		return fmt.Errorf("%s speaks HTTPS: use --url %s", url, strings.Replace(url, "http://", "https://", 1))
+	case errors.As(err, &unknownCA) || strings.Contains(msg, "certificate signed by unknown authority"):
+		if caFile == "" {
+			return fmt.Errorf("%w\nthe server's certificate is not from a CA this machine trusts: give its CA with --ca (the demo node's is var/pki/ca.crt)", err)
+		}
+		return fmt.Errorf("%w\nthe server's certificate is not from the CA in %s: give the CA that signed it", err, caFile)
+	case strings.Contains(msg, "remote error: tls: unknown certificate authority"), strings.Contains(msg, "remote error: tls: bad certificate"),
+		strings.Contains(msg, "remote error: tls: certificate required"):
+		return fmt.Errorf("%w\nthe node does not accept this client certificate: its CA must be in the tenant file's trust.clientCAs and the certificate's subject under clients (parzelle tenant check shows the tenant files)", err)
+	}
+	return err
 }
