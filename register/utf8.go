@@ -3,7 +3,7 @@ package register
 import (
 	"bytes"
 	"encoding/json"
-		"strconv"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
