@@ -126,6 +126,13 @@ func Load(dirs []string, log *slog.Logger) (*Registry, error) {
 	}
 	loadMu.Lock()
 	defer loadMu.Unlock()
+	// Compiling writes a driver schema to a temporary directory: without
+	// one every set would fail, and a node would run without its schemas.
+	probe, err := os.MkdirTemp("", "parzelle-xsd-")
+	if err != nil {
+		return nil, fmt.Errorf("xmlschema: cannot write temporary files (TMPDIR=%q), which compiling the schemas needs: %w", os.Getenv("TMPDIR"), err)
+	}
+	os.RemoveAll(probe)
 	r := &Registry{compiled: map[string]*schema{}, byNS: map[string][]string{}}
 	xsds, catalogs, superseded, err := scan(dirs)
 	if err != nil {
