@@ -20,7 +20,7 @@ FUZZTIME ?=
 FUZZ_TARGETS := ./xmlsafe:FuzzParse:30000x ./xmlsafe:FuzzDifferential:60000x ./c14n:FuzzCanonicalize:100000x \
 	./xmldsig:FuzzVerify:1000x ./xmlenc:FuzzDecrypt:100x
 
-.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline bench-xnachweis bench-console fuzz
+.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline bench-xnachweis bench-console fuzz faults
 
 run: build
 	$(BIN) pki demo --out var/pki
@@ -31,6 +31,7 @@ test: build
 	  if [ -n "$$unformatted" ]; then echo "not gofmt-ed: $$unformatted" >&2; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(BIN) pg temp -- $(GO) test $(GOTESTFLAGS) $(PKGS)
+	PARZELLE_FAULTS=short $(GO) test ./faults -run TestFaults -count=1 -v
 	@$(MAKE) --no-print-directory fuzz
 
 # Runs every fuzz target for its budget or FUZZTIME (the parser, alone and against its
@@ -92,3 +93,13 @@ bench-xnachweis: build
 # over 300 requests each (goals: list under 200 ms, overview under 100 ms).
 bench-console: build
 	$(BIN) pg temp -- $(GO) test ./console -run '^$$' -bench BenchmarkConsole -benchtime 1x
+
+# The fault suite, full form: a real node (a subprocess) on its own
+# PostgreSQL under XTA load into a register inbox, through kill -9 of the
+# node, a PostgreSQL restart, PostgreSQL stopped for 30 s, a spool that
+# cannot be written and a second node on the same database; prints per
+# fault the messages accepted, applied, lost, applied twice and stuck and
+# the seconds until every acknowledged message was applied, then greps a
+# pg_dump for the personal data sent. make test runs a short form.
+faults: build
+	PARZELLE_FAULTS=full $(GO) test ./faults -run TestFaults -count=1 -v -timeout 30m

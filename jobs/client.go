@@ -14,14 +14,16 @@ import (
 // JobTimeout bounds one run of a job; long work (re-encryption, sealing:
 // register.WorkSlice) runs in slices and snoozes in between.
 const (
-	JobTimeout = 15 * time.Second
+	JobTimeout = 10 * time.Second
 	// RescueAfter is how long a job may stay running before River takes
-	// it for one whose node died (kill -9, power loss) and runs it again
-	// (River looks every 30 s, so within 50 s of the crash): River's
+	// it for one whose node died (kill -9, power loss) and runs it again:
+	// a restarted node leads after River's 15 s leader lease, and its
+	// first look (River looks every 30 s) finds such jobs older than this,
+	// so they run again about 15–20 s after the crash. River's
 	// default is an hour, during which an accepted message would wait
 	// unapplied with its report open. Every job is idempotent, so a
 	// rescued job that had committed does nothing twice.
-	RescueAfter = JobTimeout + 5*time.Second
+	RescueAfter = JobTimeout + 2*time.Second
 )
 
 // NewClient returns a River client that runs the given workers. Start it

@@ -116,7 +116,7 @@ func (s *Store) Rotations(ctx context.Context, tenantID string) ([]Rotation, err
 
 // WorkSlice bounds one run of a re-encryption or sealing job (under the
 // node's job timeout, jobs.JobTimeout); the job snoozes and goes on.
-const WorkSlice = 10 * time.Second
+const WorkSlice = 5 * time.Second
 
 // reencryptBatch is how many rows one transaction re-encrypts (a variable
 // for tests).

@@ -84,7 +84,7 @@ func printBanner(cfg *config.Node, a node.Addrs, set *tenant.Set) {
 	fmt.Printf(`
 Parzelle %s is serving
   transport (HTTPS, client certificates required)  https://%[2]s/   (who am I: https://%[2]s/whoami)
-  console                                          http://%[3]s/
+  console (sign-in: see console.users)             http://%[3]s/console/
   metrics                                          http://%[3]s/metrics
   health / readiness                               http://%[3]s/healthz  http://%[3]s/readyz
   database                                         %[4]s
