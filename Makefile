@@ -20,7 +20,7 @@ FUZZTIME ?=
 FUZZ_TARGETS := ./xmlsafe:FuzzParse:30000x ./xmlsafe:FuzzDifferential:60000x ./c14n:FuzzCanonicalize:100000x \
 	./xmldsig:FuzzVerify:1000x ./xmlenc:FuzzDecrypt:100x
 
-.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline bench-xnachweis bench-console fuzz faults
+.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline bench-xnachweis bench-console fuzz faults soak
 
 run: build
 	$(BIN) pki demo --out var/pki
@@ -103,3 +103,11 @@ bench-console: build
 # pg_dump for the personal data sent. make test runs a short form.
 faults: build
 	PARZELLE_FAULTS=full $(GO) test ./faults -run TestFaults -count=1 -v -timeout 30m
+
+# Mixed load for DURATION (default 30m) against a node subprocess: the
+# register inbox, a message box, register searches and reads; prints every
+# minute throughput, p99, errors, RSS, goroutines, open files, database
+# connections and table sizes, so that a leak shows as a slope.
+DURATION ?= 30m
+soak: build
+	PARZELLE_SOAK=$(DURATION) $(GO) test ./faults -run TestSoak -count=1 -v -timeout 0
