@@ -174,16 +174,16 @@ func TestSoak(t *testing.T) {
 		name := applied[seen%len(applied)]
 		appliedMu.Unlock()
 		timed("register search + read", func() error {
-			var found []struct{ ID string }
+			var found struct{ Records []struct{ ID string } }
 			q := url.Values{"familienname": {name}, "vornamen": {"Mirela Ana"}, "geburtsdatum": {"1987-04"}}
 			if err := get(api+"?"+q.Encode(), &found); err != nil {
 				return err
 			}
-			if len(found) != 1 {
-				return fmt.Errorf("search %s: %d records", name, len(found))
+			if len(found.Records) != 1 {
+				return fmt.Errorf("search %s: %d records", name, len(found.Records))
 			}
 			var rec map[string]any
-			return get(api+"/"+found[0].ID, &rec)
+			return get(api+"/"+found.Records[0].ID, &rec)
 		})
 	})
 
