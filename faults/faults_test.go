@@ -331,7 +331,15 @@ func (w *world) round(fault func() time.Time) result {
 	time.Sleep(w.f.loadTime)
 	close(stop)
 	wg.Wait()
+	r := w.settle(ended)
+	r.recovered = max(r.recovered, recovered)
+	return r
+}
 
+// settle waits until every message accepted so far is applied or the
+// recovery time has passed, and counts accepted, applied, lost, applied
+// twice and stuck; recovered is the time from ended until nothing was open.
+func (w *world) settle(ended time.Time) result {
 	w.mu.Lock()
 	accepted := w.accepted
 	w.mu.Unlock()
@@ -339,7 +347,7 @@ func (w *world) round(fault func() time.Time) result {
 	for id := range accepted {
 		ids = append(ids, id)
 	}
-	r := result{accepted: len(ids), recovered: recovered}
+	r := result{accepted: len(ids)}
 	ctx := context.Background()
 	conn := w.connect(ctx)
 	defer conn.Close(ctx)
@@ -355,7 +363,7 @@ func (w *world) round(fault func() time.Time) result {
 		if open == 0 || time.Now().After(deadline) {
 			// Recovered: every message acknowledged in the round is applied,
 			// those the fault interrupted too.
-			r.recovered = max(r.recovered, time.Since(ended))
+			r.recovered = time.Since(ended)
 			r.applied, r.stuck = green, open
 			r.lost = len(ids) - green - open
 			if r.lost > 0 {
