@@ -103,11 +103,16 @@ func defaultConfig() string {
 // warnings and errors only.
 var quiet, verbose bool
 
-// withoutVerbose takes -v (or --verbose) out of a command's arguments.
+// withoutVerbose takes -v (or --verbose) out of a command's arguments,
+// up to a "--" after which they belong to another program (parzelle pg
+// temp -- go test -v).
 func withoutVerbose(args []string) ([]string, bool) {
 	var out []string
 	found := false
-	for _, a := range args {
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...), found
+		}
 		if a == "-v" || a == "--verbose" || a == "-verbose" {
 			found = true
 			continue

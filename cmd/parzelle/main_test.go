@@ -349,3 +349,22 @@ func TestXTACommandLine(t *testing.T) {
 		t.Errorf("list: exit %d, want %d bytes\n%s", code, st.Size()+20000, out)
 	}
 }
+
+// TestWithoutVerbose: -v is the operator command's own up to "--" and the
+// wrapped program's after it (parzelle pg temp -- go test -v).
+func TestWithoutVerbose(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		verbose  bool
+	}{
+		{"list -v --tenant x", "list --tenant x", true},
+		{"list --verbose", "list", true},
+		{"temp -- go test -v ./x", "temp -- go test -v ./x", false},
+		{"temp -v -- go test -v", "temp -- go test -v", true},
+	} {
+		got, verbose := withoutVerbose(strings.Fields(c.in))
+		if strings.Join(got, " ") != c.want || verbose != c.verbose {
+			t.Errorf("withoutVerbose(%q) = %q, %v; want %q, %v", c.in, got, verbose, c.want, c.verbose)
+		}
+	}
+}
