@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,7 +233,9 @@ type PKI struct {
 	CA                            *pki.Authority
 	CAFile, ServerCert, ServerKey string
 
-	certs map[string]tls.Certificate
+	mu      sync.Mutex
+	certs   map[string]tls.Certificate
+	clients map[string]*http.Client
 }
 
 // NewPKI makes a CA, a server certificate for localhost and 127.0.0.1 and
@@ -272,17 +275,33 @@ func (p *PKI) Issue(t testing.TB, cn string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.certs[cn] = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+	delete(p.clients, cn)
 }
 
 // HTTP returns an HTTPS client that trusts the CA and presents the named
 // client certificate (none for a name it has not issued).
+// Clients are kept per name, so that a test's requests reuse their
+// connections as a Fachverfahren's would (the node bounds connections per
+// client).
 func (p *PKI) HTTP(cn string) *http.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[cn]; ok {
+		return c
+	}
 	roots := x509.NewCertPool()
 	roots.AddCert(p.CA.Cert)
 	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	if c, ok := p.certs[cn]; ok {
 		cfg.Certificates = []tls.Certificate{c}
 	}
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 64}}
+	c := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 64}}
+	if p.clients == nil {
+		p.clients = map[string]*http.Client{}
+	}
+	p.clients[cn] = c
+	return c
 }
