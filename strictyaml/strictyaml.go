@@ -5,7 +5,8 @@
 //
 // Structs are described with `yaml:"name"` tags; `conf:"required"` marks a
 // field that must be present and not empty. Supported field types are
-// string, bool, int, time.Duration (as "30s"), slices and nested structs.
+// string, bool, int, time.Duration (as "30s", or in days as "1825d"), slices
+// and nested structs.
 package strictyaml
 
 import (
@@ -159,6 +160,19 @@ func syntaxError(file string, err error) *Error {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
+// parseDuration reads a Go duration, or a whole number of days such as
+// 1825d (days of 24 hours), for retention periods.
+func parseDuration(v string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 16)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a number of days", v)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
+}
+
 func (p *Positions) fail(n *yaml.Node, path, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Line: n.Line, Field: path, Msg: fmt.Sprintf(format, args...)})
 }
@@ -171,9 +185,9 @@ func (p *Positions) decode(n *yaml.Node, path string, v reflect.Value) {
 	}
 	switch {
 	case v.Type() == durationType:
-		d, err := time.ParseDuration(scalar(n))
+		d, err := parseDuration(scalar(n))
 		if n.Kind != yaml.ScalarNode || err != nil {
-			p.fail(n, path, "want a duration such as 30s or 5m, got %s", describe(n))
+			p.fail(n, path, "want a duration such as 30s, 5m or 1825d, got %s", describe(n))
 			return
 		}
 		v.SetInt(int64(d))

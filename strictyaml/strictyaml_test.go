@@ -20,6 +20,7 @@ type sample struct {
 	Enabled bool          `yaml:"enabled"`
 	Count   int           `yaml:"count"`
 	Every   time.Duration `yaml:"every"`
+	Keep    time.Duration `yaml:"keep"`
 	Items   []inner       `yaml:"items" conf:"required"`
 	Nested  inner         `yaml:"nested"`
 }
@@ -50,21 +51,21 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestDecodeValues(t *testing.T) {
 	var s sample
-	pos, err := Decode("ok.yaml", []byte("id: a\nenabled: true\ncount: 3\nevery: 90s\nitems:\n  - name: x\n    tags: [p, q]\nnested:\n  name: n\n"), &s)
+	pos, err := Decode("ok.yaml", []byte("id: a\nenabled: true\ncount: 3\nevery: 90s\nkeep: 1825d\nitems:\n  - name: x\n    tags: [p, q]\nnested:\n  name: n\n"), &s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.ID != "a" || !s.Enabled || s.Count != 3 || s.Every != 90*time.Second || len(s.Items) != 1 || s.Items[0].Tags[1] != "q" || s.Nested.Name != "n" {
+	if s.ID != "a" || !s.Enabled || s.Count != 3 || s.Every != 90*time.Second || s.Keep != 1825*24*time.Hour || len(s.Items) != 1 || s.Items[0].Tags[1] != "q" || s.Nested.Name != "n" {
 		t.Errorf("decoded %+v", s)
 	}
-	if l := pos.Line("items[0].tags[1]"); l != 7 {
-		t.Errorf("line of items[0].tags[1] = %d, want 7", l)
+	if l := pos.Line("items[0].tags[1]"); l != 8 {
+		t.Errorf("line of items[0].tags[1] = %d, want 8", l)
 	}
-	if l := pos.Line("items[0].unknown"); l != 6 {
-		t.Errorf("line of an unseen field falls back to its parent: got %d, want 6", l)
+	if l := pos.Line("items[0].unknown"); l != 7 {
+		t.Errorf("line of an unseen field falls back to its parent: got %d, want 7", l)
 	}
 	pos.Errorf("items[0].name", "taken")
-	if err := pos.Err(); err == nil || err.Error() != "ok.yaml:6: items[0].name: taken" {
+	if err := pos.Err(); err == nil || err.Error() != "ok.yaml:7: items[0].name: taken" {
 		t.Errorf("Errorf: %v", err)
 	}
 }
