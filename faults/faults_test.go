@@ -327,10 +327,14 @@ func (w *world) round(fault func() time.Time) result {
 	wg := w.load(stop)
 	time.Sleep(w.f.loadTime)
 	ended := fault()
-	recovered := w.probe(ended)
+	// The load goes on for loadTime after the fault, however long the
+	// node takes to come back, so that every fault meets the same load.
+	probed := make(chan time.Duration, 1)
+	go func() { probed <- w.probe(ended) }()
 	time.Sleep(w.f.loadTime)
 	close(stop)
 	wg.Wait()
+	recovered := <-probed
 	r := w.settle(ended)
 	r.recovered = max(r.recovered, recovered)
 	return r
