@@ -153,7 +153,8 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 
 // Start starts the River client and the node's background work, until ctx
 // ends: the certificate expiry watch, the expiry of access logs and
-// evidence tokens, and the sealing of data an earlier version stored in
+// evidence tokens, the erasure of register data past retention, and the
+// sealing of data an earlier version stored in
 // plaintext.
 func (s *Services) Start(ctx context.Context) error {
 	if err := s.Jobs.Start(ctx); err != nil {
@@ -171,6 +172,13 @@ func (s *Services) Start(ctx context.Context) error {
 		}
 		if err := s.Evidence.Expire(ctx); err != nil {
 			s.log.Warn("expire evidence tokens", "service", "xnachweis", "error", err)
+		}
+		r, err := s.Store.EraseExpired(ctx)
+		switch {
+		case err != nil:
+			s.log.Warn("erase register data past retention", "service", "register", "error", err)
+		case r.Records+r.Versions > 0:
+			s.log.Info("register data past retention erased", "service", "register", "records", r.Records, "versions", r.Versions)
 		}
 	})
 	if err := s.Store.SealPlaintext(ctx, s.Jobs); err != nil {

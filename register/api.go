@@ -76,6 +76,7 @@ func (api *API) Mount(handle func(pattern string, h http.Handler)) {
 	handle("PATCH "+base+"/records/{id}", api.handler(api.update))
 	handle("DELETE "+base+"/records/{id}", api.handler(api.delete))
 	handle("GET "+base+"/records/{id}/history", api.handler(api.history))
+	handle("POST "+base+"/records/{id}/erasure", api.handler(api.erase))
 	handle("POST "+base+"/records/{id}/merge", api.handler(api.merge))
 	handle("GET "+base+"/records/{id}/merges", api.handler(api.merges))
 	handle("POST "+base+"/merges/{merge}/undo", api.handler(api.unmerge))
@@ -415,6 +416,20 @@ func (api *API) accessLog(c *call) error {
 type mergeBody struct {
 	Duplicate string `json:"duplicate"`
 	Reason    string `json:"reason"`
+}
+
+func (api *API) erase(c *call) error {
+	var in struct {
+		Order string `json:"order"`
+	}
+	if _, err := c.decode(&in); err != nil {
+		return err
+	}
+	e, err := api.store.Erase(c.r.Context(), c.actor, c.tenant, c.register, c.r.PathValue("id"), in.Order)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, nil, e)
 }
 
 func (api *API) merge(c *call) error {

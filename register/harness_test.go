@@ -39,7 +39,7 @@ type harness struct {
 
 // The test tenants' clients: each tenant's Fachverfahren (role
 // fachverfahren), Düsseldorf's Sachbearbeitung (role sachbearbeitung: read
-// and search for "auskunft" only) and its Datenschutz office (export), and
+// and search for "auskunft" only) and its Datenschutz office (export, erase), and
 // a certificate Düsseldorf lists without a role.
 const tenantFile = `id: %[1]s
 name: Melderegister %[1]s
@@ -60,6 +60,7 @@ access:
     - {role: fachverfahren, operations: [read, search, write], purposes: [meldewesen], legalBasis: "§ 3 BMG"}
     - {role: sachbearbeitung, operations: [read, search], purposes: [auskunft], legalBasis: "§ 44 BMG", registers: [melderegister]}
     - {role: datenschutz, operations: [export], purposes: [datenschutzauskunft], legalBasis: "§ 9 IDNrG"}
+    - {role: datenschutz, operations: [erase], purposes: [loeschung], legalBasis: "Art. 17 DSGVO"}
 `
 
 func startHarness(t testing.TB) *harness {

@@ -17,13 +17,14 @@ type metrics struct {
 	denials            *prometheus.CounterVec
 	reencryptRemaining *prometheus.GaugeVec
 	plaintextRemaining *prometheus.GaugeVec
+	erasures           *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
 	return &metrics{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parzelle_register_operations_total",
-			Help: "Register operations by tenant, register, operation (read, search, export, write) and outcome (granted, denied, failed).",
+			Help: "Register operations by tenant, register, operation (read, search, export, write, erase) and outcome (granted, denied, failed).",
 		}, []string{"tenant", "register", "operation", "outcome"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parzelle_register_denials_total",
@@ -37,15 +38,23 @@ func newMetrics() *metrics {
 			Name: "parzelle_plaintext_rows_remaining",
 			Help: "Rows an earlier version stored in plaintext (message content, report texts, dead letters) that are still to be sealed, per tenant.",
 		}, []string{"tenant"}),
+		erasures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parzelle_register_retention_erased_total",
+			Help: "Records (with what was merged into them) and versions the register's retention erased, per tenant, register and kind (records, versions).",
+		}, []string{"tenant", "register", "kind"}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer, s *Store) {
-	r.MustRegister(m.ops, m.denials, m.reencryptRemaining, m.plaintextRemaining, &recordCollector{store: s})
+	r.MustRegister(m.ops, m.denials, m.reencryptRemaining, m.plaintextRemaining, m.erasures, &recordCollector{store: s})
 }
 
 func (m *metrics) done(tenantID, register, operation, outcome string) {
 	m.ops.WithLabelValues(tenantID, register, operation, outcome).Inc()
+}
+
+func (m *metrics) erased(tenantID, register, kind string, n int64) {
+	m.erasures.WithLabelValues(tenantID, register, kind).Add(float64(n))
 }
 
 func (m *metrics) denied(tenantID, register, operation string) {

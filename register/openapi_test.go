@@ -291,6 +291,7 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		merge   = "POST " + "/api/v1/tenants/{tenant}/registers/{register}/records/{id}/merge"
 		merges  = "GET " + "/api/v1/tenants/{tenant}/registers/{register}/records/{id}/merges"
 		undo    = "POST " + "/api/v1/tenants/{tenant}/registers/{register}/merges/{merge}/undo"
+		erase   = "POST " + "/api/v1/tenants/{tenant}/registers/{register}/records/{id}/erasure"
 		spec    = "GET /api/v1/openapi.yaml"
 	)
 	type req struct {
@@ -309,6 +310,10 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		return fmt.Sprintf("/api/v1/tenants/duesseldorf/registers/melderegister/merges/%d/undo", int64(mergeID))
 	}
 	reason := map[string]any{"reason": "Testfall"}
+	order := map[string]any{"order": "Az. 17/2026"}
+	eraser := func(p string, body any, status int, headers ...string) req {
+		return req{erase, "duesseldorf-dsb", "loeschung", p, body, headers, status, nil}
+	}
 	dsb := func(p string, status int, headers ...string) req {
 		return req{export, "duesseldorf-dsb", "datenschutzauskunft", p, nil, headers, status, nil}
 	}
@@ -402,6 +407,13 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		req{undo, "duesseldorf", "meldewesen", "", map[string]any{"reason": ""}, nil, 422, nil},
 		req{undo, "duesseldorf", "meldewesen", "", reason, nil, 200, nil},
 		req{undo, "duesseldorf", "meldewesen", "", reason, nil, 409, nil},
+		eraser(path+"/"+gone.ID+"/erasure", map[string]any{"befehl": "x"}, 400),
+		eraser(path+"/"+gone.ID+"/erasure", order, 401, bearer...),
+		fv(erase, path+"/"+gone.ID+"/erasure", order, 403),
+		eraser(path+"/"+missing+"/erasure", order, 404),
+		eraser(path+"/"+gone.ID+"/erasure", order, 415, "Content-Type", "text/plain"),
+		eraser(path+"/"+gone.ID+"/erasure", map[string]any{"order": "\n"}, 422),
+		eraser(path+"/"+gone.ID+"/erasure", order, 200),
 		fv(del, path+"/"+rec.ID, nil, 204),
 	)
 	undocumented := map[string][]int{}

@@ -21,10 +21,13 @@ const (
 	OpExport = "export"
 	// OpWrite is creating, changing or deleting records.
 	OpWrite = "write"
+	// OpErase is erasing a record for good by an erasure order: its
+	// versions, facts and index entries, unlike a deletion, which ends it.
+	OpErase = "erase"
 )
 
 // Operations are every operation an access rule can name, in a fixed order.
-var Operations = []string{OpRead, OpSearch, OpExport, OpWrite}
+var Operations = []string{OpRead, OpSearch, OpExport, OpWrite, OpErase}
 
 // The register types a tenant can declare.
 const (
@@ -51,7 +54,27 @@ var (
 type RegisterDecl struct {
 	Name string `yaml:"name" conf:"required" json:"name"`
 	Type string `yaml:"type" conf:"required" json:"type"`
+	// Retention is how long the register keeps what it no longer needs.
+	Retention Retention `yaml:"retention" json:"retention,omitzero"`
 }
+
+// Retention is when a register erases what it no longer needs, with its
+// facts, index entries and content, auditing each erasure without the
+// erased values; a zero period keeps that kind of data for good:
+//
+//	retention:
+//	  ended: 1825d         # records deleted or merged this long ago
+//	  superseded: 1825d    # versions superseded (corrected, changed) this long ago
+//	  legalBasis: "§ 14 Abs. 2 BMG"
+type Retention struct {
+	Ended      time.Duration `yaml:"ended" json:"ended,omitempty"`
+	Superseded time.Duration `yaml:"superseded" json:"superseded,omitempty"`
+	// LegalBasis is the provision recorded with each erasure.
+	LegalBasis string `yaml:"legalBasis" json:"legalBasis,omitempty"`
+}
+
+// Keeps reports whether the retention erases nothing.
+func (r Retention) Keeps() bool { return r.Ended == 0 && r.Superseded == 0 }
 
 // Access is the `access:` section of a tenant file: who may do what with
 // the tenant's register data, and whose signed tokens identify people.
@@ -222,6 +245,18 @@ func (c *Config) checkAccess(pos *strictyaml.Positions, h hash.Hash) {
 		declared[r.Name] = true
 		if r.Type != "" && !slices.Contains(registerTypes, r.Type) {
 			pos.Errorf(field+".type", "unknown register type %q (known: %s)", r.Type, strings.Join(registerTypes, ", "))
+		}
+		ret := r.Retention
+		for _, p := range []struct {
+			name string
+			d    time.Duration
+		}{{"ended", ret.Ended}, {"superseded", ret.Superseded}} {
+			if p.d < 0 || (p.d > 0 && p.d < 24*time.Hour) {
+				pos.Errorf(field+".retention."+p.name, "a retention of %s is too short: give at least a day (1d), or leave it out to keep that data", p.d)
+			}
+		}
+		if !ret.Keeps() && strings.TrimSpace(ret.LegalBasis) == "" {
+			pos.Errorf(field+".retention.legalBasis", "name the provision erasures are made under, e.g. \"§ 14 Abs. 2 BMG\"")
 		}
 	}
 	roles := map[string]bool{}

@@ -70,7 +70,7 @@ func writeTenant(t *testing.T, id, content string) (*Config, *pki.Authority, str
 
 func TestRegisters(t *testing.T) {
 	c, _, _ := writeTenant(t, "duesseldorf", accessTenant)
-	if got := c.Registers(); len(got) != 2 || got[0] != (RegisterDecl{"melderegister", "person"}) || got[1] != (RegisterDecl{"gewerberegister", "business"}) {
+	if got := c.Registers(); len(got) != 2 || got[0] != (RegisterDecl{Name: "melderegister", Type: "person"}) || got[1] != (RegisterDecl{Name: "gewerberegister", Type: "business"}) {
 		t.Errorf("Registers() = %+v", got)
 	}
 	if r, ok := c.Register("gewerberegister"); !ok || r.Type != RegisterBusiness {
@@ -101,7 +101,7 @@ func TestAuthorize(t *testing.T) {
 		{"no purpose", with(fv, func(a *Actor) { a.Purpose = "" }), OpRead, "melderegister", false, "", "no purpose given: send the Parzelle-Purpose header with the purpose of the request (or, with a token, its purpose claim)"},
 		{"other tenant", with(fv, func(a *Actor) { a.Tenant = "koeln" }), OpRead, "melderegister", false, "", `an actor of tenant "koeln" may not access the data of tenant "duesseldorf"`},
 		{"unknown register", fv, OpRead, "waffenregister", false, "", `tenant "duesseldorf" has no register "waffenregister"`},
-		{"unknown operation", fv, "delete", "melderegister", false, "", `"delete" is not an operation (known: read, search, export, write)`},
+		{"unknown operation", fv, "delete", "melderegister", false, "", `"delete" is not an operation (known: read, search, export, write, erase)`},
 		{"certificate without role", with(fv, func(a *Actor) { a.Role = "" }), OpRead, "melderegister", false, "", `the certificate "CN=fv,O=Test" has no role in tenant "duesseldorf"`},
 		{"token without role", with(clerk, func(a *Actor) { a.Role = "" }), OpRead, "melderegister", false, "", `the token for "clerk1" has no role in tenant "duesseldorf"`},
 		{"role without rules", with(fv, func(a *Actor) { a.Role = "hausmeister" }), OpRead, "melderegister", false, "", `role "hausmeister" has no access to the register data of tenant "duesseldorf"`},
