@@ -24,6 +24,8 @@ type Node struct {
 	Log      Log      `yaml:"log"`
 	Console  Console  `yaml:"console"`
 	HTTP     HTTP     `yaml:"http"`
+	// Retention bounds how long the node keeps what it no longer needs.
+	Retention Retention `yaml:"retention"`
 	// TenantReload is how often the tenant directory is checked for changes
 	// (SIGHUP checks at once). Default 2s.
 	TenantReload time.Duration `yaml:"tenantReload"`
@@ -116,6 +118,23 @@ func (h HTTP) WithDefaults() HTTP {
 		h.Burst = 2 * int(h.RequestsPerSecond)
 	}
 	return h
+}
+
+// Retention is how long the node keeps data it is done with (register
+// data has its retention per tenant and register, in the tenant file).
+type Retention struct {
+	// DeadLetters is how long a resolved (retried or discarded) dead
+	// letter is kept, with the sealed error texts that may quote the
+	// message; default 90 days.
+	DeadLetters time.Duration `yaml:"deadLetters"`
+}
+
+// WithDefaults returns r with the defaults for fields left zero.
+func (r Retention) WithDefaults() Retention {
+	if r.DeadLetters == 0 {
+		r.DeadLetters = 90 * 24 * time.Hour
+	}
+	return r
 }
 
 // Console configures the operator web console on the ops listener: who
@@ -240,6 +259,9 @@ func (n *Node) check(pos *strictyaml.Positions) {
 			pos.Errorf(f+".passwordHash", "want an argon2id hash ($argon2id$…) as `parzelle console hash-password` prints it, never a password")
 		}
 		seen[u.Name] = true
+	}
+	if n.Retention.DeadLetters < 0 || (n.Retention.DeadLetters > 0 && n.Retention.DeadLetters < 24*time.Hour) {
+		pos.Errorf("retention.deadLetters", "give at least a day (1d): operators need the time to look at what they resolved")
 	}
 	if h := n.HTTP; h.HeaderTimeout < 0 || h.BodyTimeout < 0 || h.IdleTimeout < 0 || h.MaxConnsPerClient < 0 || h.RequestsPerSecond < 0 || h.Burst < 0 {
 		pos.Errorf("http", "timeouts and limits must not be negative")

@@ -56,6 +56,8 @@ log:
   format: xml
   level: loud
 tenantReload: -1s
+retention:
+  deadLetters: 12h
 `
 	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
@@ -72,7 +74,8 @@ node.yaml:4: tls.key: required field is missing
 node.yaml:6: keys.provider: unknown key provider "vault" (known: file)
 node.yaml:11: log.format: want text or json, got "xml"
 node.yaml:12: log.level: want debug, info, warn or error, got "loud"
-node.yaml:13: tenantReload: must not be negative`
+node.yaml:13: tenantReload: must not be negative
+node.yaml:15: retention.deadLetters: give at least a day (1d): operators need the time to look at what they resolved`
 	if got != want {
 		t.Errorf("errors differ\ngot:\n%s\nwant:\n%s", got, want)
 	}

@@ -316,3 +316,26 @@ func (o *DeadLetters) resolve(ctx context.Context, a tenant.Actor, tenantID stri
 	}
 	return nil
 }
+
+// Expire deletes the tenants' dead letters resolved before before, with
+// their attempts and the sealed error texts that may quote the message,
+// and audits in each tenant how many went. It returns how many.
+func (o *DeadLetters) Expire(ctx context.Context, tenantIDs []string, before time.Time) (int64, error) {
+	var total int64
+	for _, t := range tenantIDs {
+		err := db.InTenant(ctx, o.Pool, t, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `DELETE FROM pipeline_dead_letter WHERE tenant_id = $1 AND resolved_at < $2`, t, before)
+			if err != nil || tag.RowsAffected() == 0 {
+				return err
+			}
+			total += tag.RowsAffected()
+			a := tenant.Actor{Tenant: t, Kind: "retention", Subject: "parzelle", Role: "-", Purpose: "retention"}
+			return register.AuditTx(ctx, tx, a, t, "dead-letter expired",
+				fmt.Sprintf("%d dead letters resolved before %s deleted", tag.RowsAffected(), before.UTC().Format(time.RFC3339)))
+		})
+		if err != nil {
+			return total, fmt.Errorf("jobs: expire dead letters of %s: %w", t, err)
+		}
+	}
+	return total, nil
+}

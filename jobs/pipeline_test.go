@@ -275,6 +275,30 @@ func TestPipelineDeadLetters(t *testing.T) {
 	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry WHERE tenant_id = 'duesseldorf' AND operation LIKE 'dead-letter %' AND actor = 'ops@test'`).Scan(&audited); err != nil || audited != 3 {
 		t.Errorf("%d audited dead-letter operations (%v), want 3", audited, err)
 	}
+
+	// Past the node's retention, resolved dead letters go with their
+	// attempts and sealed texts; one resolved later stays.
+	if _, err := n.Pool.Exec(ctx, `UPDATE pipeline_dead_letter SET resolved_at = now() - interval '91 days' WHERE id = $1`, nospec.ID); err != nil {
+		t.Fatal(err)
+	}
+	tenants := []string{"duesseldorf", "koeln"}
+	if gone, err := n.Letters.Expire(ctx, tenants, time.Now().Add(-90*24*time.Hour)); err != nil || gone != 1 {
+		t.Errorf("expired %d dead letters (%v), want 1", gone, err)
+	}
+	var rows, attempts int
+	if err := n.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pipeline_dead_letter WHERE id = $1), (SELECT count(*) FROM pipeline_dead_letter_attempt WHERE dead_letter = $1)`,
+		nospec.ID).Scan(&rows, &attempts); err != nil || rows+attempts != 0 {
+		t.Errorf("the expired dead letter: %d rows, %d attempts left (%v)", rows, attempts, err)
+	}
+	if _, err := n.Letters.Show(ctx, "duesseldorf", foreign.ID); err != nil {
+		t.Errorf("the dead letter resolved today: %v", err)
+	}
+	if gone, err := n.Letters.Expire(ctx, tenants, time.Now().Add(-90*24*time.Hour)); err != nil || gone != 0 {
+		t.Errorf("a second expiry: %d (%v), want 0", gone, err)
+	}
+	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry WHERE tenant_id = 'duesseldorf' AND operation = 'dead-letter expired' AND actor_kind = 'retention'`).Scan(&audited); err != nil || audited != 1 {
+		t.Errorf("%d audited expiries (%v), want 1", audited, err)
+	}
 	report, err := register.VerifyAudit(ctx, n.Pool, "duesseldorf")
 	if err != nil || !report.OK() {
 		t.Errorf("audit chain: %+v %v", report, err)

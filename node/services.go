@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 
+	"github.com/parzelle/parzelle/config"
 	"github.com/parzelle/parzelle/console"
 	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/keys"
@@ -41,9 +42,10 @@ type Services struct {
 	Jobs     *river.Client[pgx.Tx]
 	Console  *console.Console
 
-	pool    *pgxpool.Pool
-	tenants *tenant.Registry
-	log     *slog.Logger
+	pool      *pgxpool.Pool
+	tenants   *tenant.Registry
+	log       *slog.Logger
+	retention config.Retention
 }
 
 // Option configures Assemble.
@@ -102,6 +104,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 		}
 	}
 	s.Keyring = sealing.NewKeyring(s.Keys)
+	s.retention = cfg.Retention.WithDefaults()
 	s.Store = register.NewStore(register.Config{Pool: pool, Keyring: s.Keyring, Tenants: tenants.Current, Log: log.With("service", "register"), Metrics: reg,
 		Sealed: append(msgbox.Tables(), jobs.DeadLetterTables()...)})
 	s.Pipeline = &jobs.Pipeline{Pool: pool, Store: s.Store, Tenants: tenants.Current, Schemas: s.Schemas, Keys: s.Keys, Keyring: s.Keyring,
@@ -152,9 +155,9 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 }
 
 // Start starts the River client and the node's background work, until ctx
-// ends: the certificate expiry watch, the expiry of access logs and
-// evidence tokens, the erasure of register data past retention, and the
-// sealing of data an earlier version stored in
+// ends: the certificate expiry watch, the expiry of access logs, evidence
+// tokens and resolved dead letters, the erasure of register data past
+// retention, and the sealing of data an earlier version stored in
 // plaintext.
 func (s *Services) Start(ctx context.Context) error {
 	if err := s.Jobs.Start(ctx); err != nil {
@@ -172,6 +175,15 @@ func (s *Services) Start(ctx context.Context) error {
 		}
 		if err := s.Evidence.Expire(ctx); err != nil {
 			s.log.Warn("expire evidence tokens", "service", "xnachweis", "error", err)
+		}
+		var ids []string
+		for _, t := range s.tenants.Current().Tenants() {
+			ids = append(ids, t.ID)
+		}
+		if n, err := s.Letters.Expire(ctx, ids, time.Now().Add(-s.retention.DeadLetters)); err != nil {
+			s.log.Warn("expire resolved dead letters", "service", "pipeline", "error", err)
+		} else if n > 0 {
+			s.log.Info("resolved dead letters past retention deleted", "service", "pipeline", "dead_letters", n)
 		}
 		r, err := s.Store.EraseExpired(ctx)
 		switch {
