@@ -88,9 +88,6 @@ const eraseBatch = 100
 func (s *Store) EraseExpired(ctx context.Context) (Retained, error) {
 	var total Retained
 	for _, t := range s.tenants().Tenants() {
-		if err := s.sealer.ensure(ctx, s.pool, t.ID); err != nil {
-			return total, err
-		}
 		for _, decl := range t.Registers() {
 			ret := decl.Retention
 			a := tenant.Actor{Tenant: t.ID, Kind: "retention", Subject: "parzelle", Role: "-", Purpose: "retention"}
