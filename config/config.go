@@ -127,12 +127,19 @@ type Retention struct {
 	// letter is kept, with the sealed error texts that may quote the
 	// message; default 90 days.
 	DeadLetters time.Duration `yaml:"deadLetters"`
+	// Messages is how long the node keeps a transport message it is done
+	// with (received and closed, or applied, its report final), metadata
+	// and report; default 90 days. Content goes at once on close.
+	Messages time.Duration `yaml:"messages"`
 }
 
 // WithDefaults returns r with the defaults for fields left zero.
 func (r Retention) WithDefaults() Retention {
 	if r.DeadLetters == 0 {
 		r.DeadLetters = 90 * 24 * time.Hour
+	}
+	if r.Messages == 0 {
+		r.Messages = 90 * 24 * time.Hour
 	}
 	return r
 }
@@ -262,6 +269,9 @@ func (n *Node) check(pos *strictyaml.Positions) {
 	}
 	if n.Retention.DeadLetters < 0 || (n.Retention.DeadLetters > 0 && n.Retention.DeadLetters < 24*time.Hour) {
 		pos.Errorf("retention.deadLetters", "give at least a day (1d): operators need the time to look at what they resolved")
+	}
+	if n.Retention.Messages < 0 || (n.Retention.Messages > 0 && n.Retention.Messages < 24*time.Hour) {
+		pos.Errorf("retention.messages", "give at least a day (1d): authors need the time to read their transport reports")
 	}
 	if h := n.HTTP; h.HeaderTimeout < 0 || h.BodyTimeout < 0 || h.IdleTimeout < 0 || h.MaxConnsPerClient < 0 || h.RequestsPerSecond < 0 || h.Burst < 0 {
 		pos.Errorf("http", "timeouts and limits must not be negative")

@@ -299,6 +299,37 @@ func TestPipelineDeadLetters(t *testing.T) {
 	if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry WHERE tenant_id = 'duesseldorf' AND operation = 'dead-letter expired' AND actor_kind = 'retention'`).Scan(&audited); err != nil || audited != 1 {
 		t.Errorf("%d audited expiries (%v), want 1", audited, err)
 	}
+
+	// Past the node's message retention (here: everything until now), the
+	// transport rows of finished messages go: the applied ones' outbox rows,
+	// the discarded one's inbox row, and, once that is gone, its author's
+	// row in Köln. A message waiting in a box stays.
+	typ, doc = message(t, "01")
+	waiting, err := n.Send(ctx, n.XTAClient("duesseldorf", "ags:05111000"), "ags:05111000", "ags:05111000", typ, xmeldNS, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rowsOf := func(messageIDs ...string) (n2 int) {
+		if err := n.Pool.QueryRow(ctx, `SELECT count(*) FROM xta_message WHERE message_id = ANY($1)`, messageIDs).Scan(&n2); err != nil {
+			t.Fatal(err)
+		}
+		return n2
+	}
+	if got := rowsOf(ids...); got != 4 {
+		t.Fatalf("%d transport rows of the settled messages before expiry, want 4 (3 outbox, 1 refused inbox)", got)
+	}
+	if gone, err := n.Box.Expire(ctx, tenants, time.Now()); err != nil || gone != 4 {
+		t.Errorf("expired %d transport rows (%v), want 4", gone, err)
+	}
+	if got, waits := rowsOf(ids...), rowsOf(waiting); got != 0 || waits != 2 {
+		t.Errorf("after expiry: %d rows of the settled messages, %d of the waiting one; want 0 and 2", got, waits)
+	}
+	if _, err := n.Box.Report(ctx, "duesseldorf", "ags:05111000", ids[0]); err == nil {
+		t.Error("the report of an expired message is still there")
+	}
+	if gone, err := n.Box.Expire(ctx, tenants, time.Now()); err != nil || gone != 0 {
+		t.Errorf("a second expiry: %d (%v), want 0", gone, err)
+	}
 	report, err := register.VerifyAudit(ctx, n.Pool, "duesseldorf")
 	if err != nil || !report.OK() {
 		t.Errorf("audit chain: %+v %v", report, err)

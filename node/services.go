@@ -156,7 +156,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 
 // Start starts the River client and the node's background work, until ctx
 // ends: the certificate expiry watch, the expiry of access logs, evidence
-// tokens and resolved dead letters, the erasure of register data past
+// tokens, finished transport messages and resolved dead letters, the erasure of register data past
 // retention, and the sealing of data an earlier version stored in
 // plaintext.
 func (s *Services) Start(ctx context.Context) error {
@@ -184,6 +184,11 @@ func (s *Services) Start(ctx context.Context) error {
 			s.log.Warn("expire resolved dead letters", "service", "pipeline", "error", err)
 		} else if n > 0 {
 			s.log.Info("resolved dead letters past retention deleted", "service", "pipeline", "dead_letters", n)
+		}
+		if n, err := s.Box.Expire(ctx, ids, time.Now().Add(-s.retention.Messages)); err != nil {
+			s.log.Warn("expire transport messages", "service", "msgbox", "error", err)
+		} else if n > 0 {
+			s.log.Info("transport messages past retention deleted", "service", "msgbox", "messages", n)
 		}
 		r, err := s.Store.EraseExpired(ctx)
 		switch {
