@@ -3,7 +3,10 @@
 // encryption, process cards and feedback codes, in client and intermediary
 // roles.
 //
-// Built so far: the MIME reader (ParseMIME, ReadMIME). An OSCI message is
+// Built so far: the MIME reader (ParseMIME, ReadMIME), the request parser
+// (ParseRequest: transport decryption, order and dialog control,
+// certificates, the client signature and what it covers) and the feedback
+// codes with their texts (Code). An OSCI message is
 // the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose
 // other parts (attachments, the transport-encrypted message) are named by
