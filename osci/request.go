@@ -124,10 +124,13 @@ type Options struct {
 	Keys []*keys.KeyPair
 	// MaxBytes bounds the message (default 64 MiB).
 	MaxBytes int64
-	// At is the time the client's signature certificate must be valid at
-	// (zero: now); a certificate outside its validity is reported by
-	// CheckCertificates, not here.
+	// At is the signing time (zero: now). Whether the client's
+	// certificates are trusted and valid then is the certificate check's
+	// question, not the parse's.
 	At time.Time
+	// SkipSignature leaves the client signature unchecked (Signature stays
+	// nil), for tools that show a refused request.
+	SkipSignature bool
 }
 
 // ParseRequest reads an OSCI request as the HTTP body carries it: it
@@ -260,7 +263,7 @@ func parseOrder(msg *MIMEMessage, env *xmlsafe.Document, opt Options) (*Request,
 	if r.Control, err = parseControlBlock(control); err != nil {
 		return nil, err
 	}
-	if clientSig != nil {
+	if clientSig != nil && !opt.SkipSignature {
 		if r.Signature, err = verifyClientSignature(msg, env, clientSig, r.Headers, opt.At); err != nil {
 			return nil, err
 		}
