@@ -329,8 +329,7 @@ func (o *DeadLetters) Expire(ctx context.Context, tenantIDs []string, before tim
 				return err
 			}
 			total += tag.RowsAffected()
-			a := tenant.Actor{Tenant: t, Kind: "retention", Subject: "parzelle", Role: "-", Purpose: "retention"}
-			return register.AuditTx(ctx, tx, a, t, "dead-letter expired",
+			return register.AuditTx(ctx, tx, register.RetentionActor(t), t, "dead-letter expired",
 				fmt.Sprintf("%d dead letters resolved before %s deleted", tag.RowsAffected(), before.UTC().Format(time.RFC3339)))
 		})
 		if err != nil {

@@ -156,9 +156,9 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 
 // Start starts the River client and the node's background work, until ctx
 // ends: the certificate expiry watch, the expiry of access logs, evidence
-// tokens, finished transport messages and resolved dead letters, the erasure of register data past
-// retention, and the sealing of data an earlier version stored in
-// plaintext.
+// tokens, finished transport messages and resolved dead letters, the
+// erasure of register data past retention, and the sealing of data an
+// earlier version stored in plaintext.
 func (s *Services) Start(ctx context.Context) error {
 	if err := s.Jobs.Start(ctx); err != nil {
 		return fmt.Errorf("start jobs: %w", err)

@@ -69,6 +69,12 @@ func eraseRecord(ctx context.Context, tx pgx.Tx, id string) (Erased, error) {
 	return e, nil
 }
 
+// RetentionActor is who the audit log names for what the node deletes on
+// its own once a retention period has passed.
+func RetentionActor(tenantID string) tenant.Actor {
+	return tenant.Actor{Tenant: tenantID, Kind: "retention", Subject: "parzelle", Role: "-", Purpose: "retention"}
+}
+
 // Retained counts what EraseExpired erased.
 type Retained struct {
 	Records, Versions int64
@@ -90,7 +96,7 @@ func (s *Store) EraseExpired(ctx context.Context) (Retained, error) {
 	for _, t := range s.tenants().Tenants() {
 		for _, decl := range t.Registers() {
 			ret := decl.Retention
-			a := tenant.Actor{Tenant: t.ID, Kind: "retention", Subject: "parzelle", Role: "-", Purpose: "retention"}
+			a := RetentionActor(t.ID)
 			entry := func(id, detail string) *AuditEntry {
 				return &AuditEntry{Tenant: t.ID, Actor: a, LegalBasis: ret.LegalBasis, Operation: "erase", Register: decl.Name,
 					RecordID: id, Outcome: OutcomeGranted, Detail: detail}
