@@ -181,6 +181,12 @@ func TestEraseFunctionsStayInTheirTenant(t *testing.T) {
 	ctx := t.Context()
 	d := h.mustCreate(t, "duesseldorf", isolationPerson("d-erase", idnr("6312345678"), "Rheinländer"))
 	before := h.rowsOf(t, d.ID)
+	// Without a tenant entered, every deleting function refuses to run.
+	for _, q := range []string{`SELECT parzelle_erase_record($1::uuid)`, `SELECT parzelle_erase_versions($1::uuid, 'infinity')`, `SELECT parzelle_expire_messages('infinity', 1 + 0 * length($1))`} {
+		if _, err := h.pool.Exec(ctx, q, d.ID); err == nil || !strings.Contains(err.Error(), "no tenant entered") {
+			t.Errorf("%s without a tenant: %v", q, err)
+		}
+	}
 	tx, err := h.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -7,18 +7,30 @@
 -- the caller in the same transaction) names the record, never its values;
 -- the access log of the record's disclosures stays until it expires.
 
+-- parzelle_entered_tenant is the tenant the transaction entered
+-- (db.InTenant); it fails when there is none, so that a definer function
+-- never runs for no tenant.
+CREATE FUNCTION parzelle_entered_tenant() RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t text := current_setting('parzelle.tenant_id', true);
+BEGIN
+    IF t IS NULL OR t = '' THEN
+        RAISE EXCEPTION 'no tenant entered';
+    END IF;
+    RETURN t;
+END
+$$;
+
 -- parzelle_erase_record erases record rec of the current tenant and the
 -- records merged into it, and returns how many records, versions, facts
 -- and index entries it deleted (all 0 when the tenant has no such record).
 CREATE FUNCTION parzelle_erase_record(rec uuid, OUT records bigint, OUT versions bigint, OUT facts bigint, OUT indexes bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
-    t   text := current_setting('parzelle.tenant_id', true);
+    t   text := parzelle_entered_tenant();
     ids uuid[];
 BEGIN
-    IF t IS NULL OR t = '' THEN
-        RAISE EXCEPTION 'parzelle_erase_record: no tenant entered';
-    END IF;
     WITH RECURSIVE tree (id) AS (
         SELECT id FROM register_record WHERE tenant_id = t AND id = rec
         UNION
@@ -43,12 +55,9 @@ $$;
 CREATE FUNCTION parzelle_erase_versions(rec uuid, cutoff timestamptz) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
-    t text := current_setting('parzelle.tenant_id', true);
+    t text := parzelle_entered_tenant();
     n bigint;
 BEGIN
-    IF t IS NULL OR t = '' THEN
-        RAISE EXCEPTION 'parzelle_erase_versions: no tenant entered';
-    END IF;
     DELETE FROM register_version WHERE tenant_id = t AND record_id = rec AND superseded_at < cutoff;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -9,12 +9,9 @@
 CREATE FUNCTION parzelle_expire_messages(cutoff timestamptz, lim integer) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
-    t text := current_setting('parzelle.tenant_id', true);
+    t text := parzelle_entered_tenant();
     n bigint;
 BEGIN
-    IF t IS NULL OR t = '' THEN
-        RAISE EXCEPTION 'parzelle_expire_messages: no tenant entered';
-    END IF;
     WITH done AS (
         SELECT m.id FROM xta_message m
         WHERE m.tenant_id = t AND m.sent_at < cutoff AND (
