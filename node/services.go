@@ -16,6 +16,7 @@ import (
 	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/msgbox"
+	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/sealing"
 	"github.com/parzelle/parzelle/tenant"
@@ -39,6 +40,7 @@ type Services struct {
 	Letters  *jobs.DeadLetters
 	Evidence *xnachweis.Service
 	XTA      *xta.Server
+	OSCI     *osci.Intermediary
 	Jobs     *river.Client[pgx.Tx]
 	Console  *console.Console
 
@@ -125,6 +127,8 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	s.XTA = xta.NewServer(xta.Config{Pool: pool, Box: s.Box, Tenants: tenants.Current, Principal: PrincipalFrom, Schemas: s.Schemas,
 		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory}, Log: log.With("service", "xta"), Metrics: reg, Identity: identity})
 	evidenceInbox.XTA = s.XTA
+	s.OSCI = &osci.Intermediary{Pool: pool, Box: s.Box, Tenants: tenants.Current, Dialogs: &osci.Dialogs{Pool: pool}, Log: log.With("service", "osci"),
+		Metrics: osci.NewMetrics(reg)}
 
 	workers := river.NewWorkers()
 	s.Box.AddWorkers(workers)
@@ -149,6 +153,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	n.HandleOps(console.Prefix, s.Console)
 
 	s.XTA.Mount(n.HandleTransport)
+	s.OSCI.Mount(n.HandleTransport)
 	register.NewAPI(s.Store, PrincipalFrom).Mount(n.HandleTransport)
 	n.HandleTransport(xnachweis.Path, s.Evidence.Handler(PrincipalFrom))
 	return s, nil
@@ -184,6 +189,9 @@ func (s *Services) Start(ctx context.Context) error {
 			s.log.Warn("expire resolved dead letters", "service", "pipeline", "error", err)
 		} else if n > 0 {
 			s.log.Info("resolved dead letters past retention deleted", "service", "pipeline", "dead_letters", n)
+		}
+		if err := s.OSCI.Expire(ctx, ids); err != nil {
+			s.log.Warn("expire OSCI dialogs and MessageIds", "service", "osci", "error", err)
 		}
 		if n, err := s.Box.Expire(ctx, ids, time.Now().Add(-s.retention.Messages)); err != nil {
 			s.log.Warn("expire transport messages", "service", "msgbox", "error", err)

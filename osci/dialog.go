@@ -55,8 +55,20 @@ func (d *Dialogs) idle() time.Duration {
 	return 15 * time.Minute
 }
 
+// Dialog is where a request stands in its dialog: the ControlBlock of the
+// response, and the cipher certificate the dialog's opener presented in
+// initDialog (its SHA-256; nil outside an explicit dialog), whose postbox
+// the dialog's fetch orders collect.
+type Dialog struct {
+	Control ControlBlock
+	Cipher  []byte
+	// Received is the MessageId of the delivery the dialog fetched last,
+	// which this request confirms as received ("" for none).
+	Received string
+}
+
 // Step applies the dialog rules to a request in tenantID's transaction tx
-// and returns the ControlBlock of the response:
+// and returns the dialog with the ControlBlock of the response:
 //   - initDialog opens a dialog: it must name no conversation; the answer
 //     has a new ConversationId (a number, as the schemas want), SequenceNumber 0, the client's Challenge
 //     as Response and a new Challenge;
@@ -71,61 +83,80 @@ func (d *Dialogs) idle() time.Duration {
 // Every request must carry a Challenge. A request that breaks a rule is
 // refused with 9400 (9802 for an explicit order outside a dialog) and
 // leaves the dialog as it was, as long as tx is rolled back.
-func (d *Dialogs) Step(ctx context.Context, tx pgx.Tx, tenantID string, r *Request) (ControlBlock, error) {
+func (d *Dialogs) Step(ctx context.Context, tx pgx.Tx, tenantID string, r *Request) (Dialog, error) {
 	c := r.Control
 	if c.Challenge == "" {
-		return ControlBlock{}, refuse(CodeWrongDialog, "the ControlBlock carries no Challenge")
+		return Dialog{}, refuse(CodeWrongDialog, "the ControlBlock carries no Challenge")
 	}
 	client := clientOf(r)
 	switch {
 	case r.Order == OrderInitDialog:
 		if c.ConversationID != "" || c.Response != "" {
-			return ControlBlock{}, refuse(CodeWrongDialog, "initDialog opens a dialog: it names no ConversationId and answers no Challenge")
+			return Dialog{}, refuse(CodeWrongDialog, "initDialog opens a dialog: it names no ConversationId and answers no Challenge")
 		}
 		id, challenge := newConversationID(), newToken(12)
-		if _, err := tx.Exec(ctx, `INSERT INTO osci_dialog (tenant_id, conversation_id, sequence_number, challenge, client, opened_at, last_at)
-			VALUES ($1, $2, 0, $3, $4, $5, $5)`, tenantID, id, challenge, client, d.now()); err != nil {
-			return ControlBlock{}, fmt.Errorf("osci: open dialog: %w", err)
+		var cipher []byte
+		if certs := r.Certificates["CipherCertificateOriginator"]; len(certs) == 1 {
+			h := sha256.Sum256(certs[0].Raw)
+			cipher = h[:]
 		}
-		return ControlBlock{ConversationID: id, SequenceNumber: 0, Response: c.Challenge, Challenge: challenge}, nil
+		if _, err := tx.Exec(ctx, `INSERT INTO osci_dialog (tenant_id, conversation_id, sequence_number, challenge, client, cipher, opened_at, last_at)
+			VALUES ($1, $2, 0, $3, $4, $5, $6, $6)`, tenantID, id, challenge, client, cipher, d.now()); err != nil {
+			return Dialog{}, fmt.Errorf("osci: open dialog: %w", err)
+		}
+		return Dialog{Control: ControlBlock{ConversationID: id, SequenceNumber: 0, Response: c.Challenge, Challenge: challenge}, Cipher: cipher}, nil
 	case c.ConversationID == "":
 		if r.Order.Explicit() {
-			return ControlBlock{}, refuse(CodeExplicitDialogRequired, "%s needs an explicit dialog: open one with initDialog", r.Order)
+			return Dialog{}, refuse(CodeExplicitDialogRequired, "%s needs an explicit dialog: open one with initDialog", r.Order)
 		}
 		if c.SequenceNumber != 0 || c.Response != "" {
-			return ControlBlock{}, refuse(CodeWrongDialog, "a request without ConversationId is an implicit dialog: SequenceNumber 0 and no Response")
+			return Dialog{}, refuse(CodeWrongDialog, "a request without ConversationId is an implicit dialog: SequenceNumber 0 and no Response")
 		}
 		// The response still names a conversation (the schemas require
 		// one); nothing continues it.
-		return ControlBlock{ConversationID: newConversationID(), SequenceNumber: 0, Response: c.Challenge}, nil
+		return Dialog{Control: ControlBlock{ConversationID: newConversationID(), SequenceNumber: 0, Response: c.Challenge}}, nil
 	}
 	var seq int
 	var challenge string
-	var opener []byte
+	var opener, cipher []byte
 	var last time.Time
-	err := tx.QueryRow(ctx, `SELECT sequence_number, challenge, client, last_at FROM osci_dialog
-		WHERE tenant_id = $1 AND conversation_id = $2 AND closed_at IS NULL FOR UPDATE`, tenantID, c.ConversationID).Scan(&seq, &challenge, &opener, &last)
+	var received *string
+	err := tx.QueryRow(ctx, `SELECT sequence_number, challenge, client, cipher, fetched, last_at FROM osci_dialog
+		WHERE tenant_id = $1 AND conversation_id = $2 AND closed_at IS NULL FOR UPDATE`, tenantID, c.ConversationID).Scan(&seq, &challenge, &opener, &cipher, &received, &last)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return ControlBlock{}, refuse(CodeWrongDialog, "there is no open dialog %q", c.ConversationID)
+		return Dialog{}, refuse(CodeWrongDialog, "there is no open dialog %q", c.ConversationID)
 	case err != nil:
-		return ControlBlock{}, fmt.Errorf("osci: read dialog: %w", err)
+		return Dialog{}, fmt.Errorf("osci: read dialog: %w", err)
 	case d.now().Sub(last) > d.idle():
-		return ControlBlock{}, refuse(CodeWrongDialog, "dialog %q ended after %s without a request: open a new one", c.ConversationID, d.idle())
+		return Dialog{}, refuse(CodeWrongDialog, "dialog %q ended after %s without a request: open a new one", c.ConversationID, d.idle())
 	case opener != nil && subtle.ConstantTimeCompare(opener, client) != 1:
-		return ControlBlock{}, refuse(CodeWrongDialog, "dialog %q was opened by another client", c.ConversationID)
+		return Dialog{}, refuse(CodeWrongDialog, "dialog %q was opened by another client", c.ConversationID)
 	case c.SequenceNumber != seq+1:
-		return ControlBlock{}, refuse(CodeWrongDialog, "dialog %q expects SequenceNumber %d, not %d", c.ConversationID, seq+1, c.SequenceNumber)
+		return Dialog{}, refuse(CodeWrongDialog, "dialog %q expects SequenceNumber %d, not %d", c.ConversationID, seq+1, c.SequenceNumber)
 	case subtle.ConstantTimeCompare([]byte(c.Response), []byte(challenge)) != 1:
-		return ControlBlock{}, refuse(CodeWrongDialog, "the Response does not answer the intermediary's last Challenge in dialog %q", c.ConversationID)
+		return Dialog{}, refuse(CodeWrongDialog, "the Response does not answer the intermediary's last Challenge in dialog %q", c.ConversationID)
 	}
 	next := newToken(12)
 	closed := map[bool]string{true: ", closed_at = $5"}[r.Order == OrderExitDialog]
-	if _, err := tx.Exec(ctx, `UPDATE osci_dialog SET sequence_number = $3, challenge = $4, last_at = $5`+closed+`
+	if _, err := tx.Exec(ctx, `UPDATE osci_dialog SET sequence_number = $3, challenge = $4, last_at = $5, fetched = NULL`+closed+`
 		WHERE tenant_id = $1 AND conversation_id = $2`, tenantID, c.ConversationID, c.SequenceNumber, next, d.now()); err != nil {
-		return ControlBlock{}, fmt.Errorf("osci: advance dialog: %w", err)
+		return Dialog{}, fmt.Errorf("osci: advance dialog: %w", err)
 	}
-	return ControlBlock{ConversationID: c.ConversationID, SequenceNumber: c.SequenceNumber, Response: c.Challenge, Challenge: next}, nil
+	dl := Dialog{Control: ControlBlock{ConversationID: c.ConversationID, SequenceNumber: c.SequenceNumber, Response: c.Challenge, Challenge: next}, Cipher: cipher}
+	if received != nil {
+		dl.Received = *received
+	}
+	return dl, nil
+}
+
+// Fetched records in tx that the dialog handed out the delivery with the
+// MessageId: the dialog's next request confirms its reception.
+func (d *Dialogs) Fetched(ctx context.Context, tx pgx.Tx, tenantID, conversationID, messageID string) error {
+	if _, err := tx.Exec(ctx, `UPDATE osci_dialog SET fetched = $3 WHERE tenant_id = $1 AND conversation_id = $2`, tenantID, conversationID, messageID); err != nil {
+		return fmt.Errorf("osci: record the fetched delivery: %w", err)
+	}
+	return nil
 }
 
 // Expire deletes the tenants' dialogs closed or idle longer than the idle

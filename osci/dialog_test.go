@@ -33,7 +33,9 @@ func step(t *testing.T, d *osci.Dialogs, tenantID string, r *osci.Request) (osci
 	t.Helper()
 	var cb osci.ControlBlock
 	err := db.InTenant(t.Context(), d.Pool, tenantID, func(tx pgx.Tx) (err error) {
-		cb, err = d.Step(t.Context(), tx, tenantID, r)
+		var dl osci.Dialog
+		dl, err = d.Step(t.Context(), tx, tenantID, r)
+		cb = dl.Control
 		return err
 	})
 	return cb, err

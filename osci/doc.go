@@ -6,10 +6,14 @@
 // Built so far: the MIME reader (ParseMIME, ReadMIME), the request parser
 // (ParseRequest: transport decryption, order and dialog control,
 // certificates, the client signature and what it covers), the dialog
-// rules with their state in PostgreSQL (Dialogs), signed responses for the
-// orders whose answer carries no delivery yet (Response: initDialog,
-// exitDialog, getMessageId, storeDelivery, forwardDelivery) and the
-// feedback codes with their texts (Code). An OSCI message is
+// rules with their state in PostgreSQL (Dialogs), signed responses
+// (Response: initDialog, exitDialog, getMessageId, storeDelivery,
+// fetchDelivery, fetchProcessCard, forwardDelivery), the feedback codes
+// with their texts (Code), and the intermediary role on POST /osci
+// (Intermediary): postboxes of the tenants' OSCI identities in package
+// msgbox, addressed by cipher certificate, with process cards. Not yet:
+// forwardDelivery, mediateDelivery and passive recipients, partial
+// deliveries, and transport encryption of responses. An OSCI message is
 // the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose
 // other parts (attachments, the transport-encrypted message) are named by

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/parzelle/parzelle/c14n"
 	"github.com/parzelle/parzelle/xmldsig"
@@ -34,17 +35,63 @@ type Response struct {
 	// Certificate is the intermediary's signature certificate, sent in
 	// IntermediaryCertificates (optional).
 	Certificate *x509.Certificate
+	// ProcessCards are the process cards the response carries: the
+	// stored delivery's, the fetched delivery's, or those fetchProcessCard
+	// selected.
+	ProcessCards []ProcessCard
+	// Selection is the fetch order's selection, echoed in the response
+	// (fetchDelivery, fetchProcessCard): the order element's children,
+	// canonical.
+	Selection []byte
+	// Delivery is the delivery a fetchDelivery response hands out.
+	Delivery *Delivery
+}
+
+// ProcessCard is a delivery's process card (Laufzettel): when the
+// intermediary received it (Creation), handed it to its addressee
+// (Forwarding) and the addressee confirmed it (Reception), its subject,
+// and the inspections of the certificates it carried.
+type ProcessCard struct {
+	MessageID             string
+	RecentModification    time.Time
+	Creation              time.Time
+	Forwarding, Reception *time.Time
+	Subject               string
+	Inspections           []Inspection
+}
+
+// Inspection is the intermediary's check of one certificate of a
+// delivery, as its InspectionReport shows it.
+type Inspection struct {
+	At                      time.Time `json:"at"`
+	Subject, Issuer, Serial string
+	// Math is the check of the issuer's signature over the certificate,
+	// Offline its validity and chain ("valid", "invalid" or
+	// "indeterminate").
+	Math, Offline string
 }
 
 // The ControlBlock attributes a response of each order carries, as the
 // response schemas require them, for the orders Build answers so far
 // (the others need process cards and deliveries in their answers).
 var responseControl = map[Order]struct{ conversation, sequence, challenge bool }{
-	OrderInitDialog:      {true, false, true},
-	OrderExitDialog:      {true, true, false},
-	OrderGetMessageID:    {true, true, false},
-	OrderStoreDelivery:   {true, true, false},
-	OrderForwardDelivery: {true, true, false},
+	OrderInitDialog:       {true, false, true},
+	OrderExitDialog:       {true, true, false},
+	OrderGetMessageID:     {true, true, false},
+	OrderStoreDelivery:    {true, true, false},
+	OrderForwardDelivery:  {true, true, false},
+	OrderFetchDelivery:    {true, true, true},
+	OrderFetchProcessCard: {true, true, true},
+}
+
+// cardElements are the process card elements each response schema
+// allows after Creation: a stored delivery was neither forwarded nor
+// received yet, a fetched one not received.
+var cardElements = map[Order]struct{ forwarding, reception bool }{
+	OrderStoreDelivery:    {false, false},
+	OrderForwardDelivery:  {true, true},
+	OrderFetchDelivery:    {true, false},
+	OrderFetchProcessCard: {true, true},
 }
 
 // ResponseElement is the name of the order's response element
@@ -102,12 +149,21 @@ func (r *Response) Build(signer *xmldsig.Signer) ([]byte, error) {
 		x.element("ds:X509Certificate", base64.StdEncoding.EncodeToString(r.Certificate.Raw))
 		x.raw(`</ds:X509Data></osci:SignatureCertificateIntermediary></osci:IntermediaryCertificates>`)
 	}
+	if d := r.Delivery; d != nil {
+		for _, h := range d.Headers {
+			ids = append(ids, h.ID)
+			x.Write(h.XML)
+		}
+	}
 	x.raw(`</soap:Header><soap:Body Id="body">`)
 	ids = append(ids, "body")
 	if r.Order.InBody() {
 		x.raw(`<osci:` + block + `>`)
 		r.writeContent(&x)
 		x.raw(`</osci:` + block + `>`)
+	}
+	if r.Delivery != nil {
+		x.Write(r.Delivery.Content)
 	}
 	x.raw(`</soap:Body></soap:Envelope>`)
 	envelope := x.Bytes()
@@ -120,7 +176,11 @@ func (r *Response) Build(signer *xmldsig.Signer) ([]byte, error) {
 			return nil, fmt.Errorf("osci: sign the response to %s: %w", r.Order, err)
 		}
 	}
-	return packMIME(envelope), nil
+	var attachments []Attachment
+	if r.Delivery != nil {
+		attachments = r.Delivery.Attachments
+	}
+	return packMIME(envelope, attachments...), nil
 }
 
 // writeContent writes the response element's content: the feedback and
@@ -141,11 +201,63 @@ func (r *Response) writeContent(x *xmlWriter) {
 	if r.Order == OrderGetMessageID && r.MessageID != "" {
 		x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(r.MessageID)))
 	}
+	if r.Order == OrderFetchDelivery || r.Order == OrderFetchProcessCard {
+		x.raw("<osci:" + string(r.Order) + ">")
+		x.Write(r.Selection)
+		x.raw("</osci:" + string(r.Order) + ">")
+	}
+	for _, c := range r.ProcessCards {
+		r.writeCard(x, c)
+	}
+}
+
+// writeCard writes a ProcessCardBundle with the elements the response's
+// schema allows.
+func (r *Response) writeCard(x *xmlWriter, c ProcessCard) {
+	allowed := cardElements[r.Order]
+	x.raw("<osci:ProcessCardBundle>")
+	x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(c.MessageID)))
+	x.raw(`<osci:ProcessCard RecentModification="` + c.RecentModification.UTC().Format(time.RFC3339) + `">`)
+	timestamp := func(name string, at time.Time) {
+		x.raw("<osci:" + name + ">")
+		x.element("osci:Plain", at.UTC().Format(time.RFC3339))
+		x.raw("</osci:" + name + ">")
+	}
+	timestamp("Creation", c.Creation)
+	if c.Forwarding != nil && allowed.forwarding {
+		timestamp("Forwarding", *c.Forwarding)
+	}
+	if c.Reception != nil && allowed.reception {
+		timestamp("Reception", *c.Reception)
+	}
+	if c.Subject != "" {
+		x.element("osci:Subject", c.Subject)
+	}
+	x.raw("</osci:ProcessCard><osci:InspectionReport>")
+	for _, in := range c.Inspections {
+		x.raw("<osci:Inspection>")
+		timestamp("Timestamp", in.At)
+		x.element("osci:X509SubjectName", in.Subject)
+		x.element("osci:X509IssuerName", in.Issuer)
+		x.element("osci:X509SerialNumber", in.Serial)
+		x.raw(`<osci:CertType Type="unknown"></osci:CertType>`)
+		x.raw(`<osci:MathResult Result="` + in.Math + `"></osci:MathResult><osci:OfflineResult Result="` + in.Offline + `"></osci:OfflineResult>`)
+		x.raw("</osci:Inspection>")
+	}
+	x.raw("</osci:InspectionReport></osci:ProcessCardBundle>")
+}
+
+// Attachment is a MIME part of a delivery beside the envelope, named by
+// its Content-ID, its bytes as the author sent them.
+type Attachment struct {
+	ContentID, ContentType string
+	Data                   []byte
 }
 
 // packMIME wraps an envelope as an OSCI MIME message: the MIME headers as
-// the first lines, the envelope as the root part.
-func packMIME(envelope []byte) []byte {
+// the first lines, the envelope as the root part, then the attachments
+// (binary).
+func packMIME(envelope []byte, attachments ...Attachment) []byte {
 	var b [18]byte
 	_, _ = rand.Read(b[:])
 	boundary := "MIME_boundary_" + base64.RawURLEncoding.EncodeToString(b[:])
@@ -154,6 +266,10 @@ func packMIME(envelope []byte) []byte {
 	out.WriteString("--" + boundary + "\r\nContent-Type: text/xml; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\nContent-ID: <osci@message>\r\n\r\n")
 	out.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\r\n")
 	out.Write(envelope)
+	for _, a := range attachments {
+		out.WriteString("\r\n--" + boundary + "\r\nContent-Type: " + a.ContentType + "\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <" + a.ContentID + ">\r\n\r\n")
+		out.Write(a.Data)
+	}
 	out.WriteString("\r\n--" + boundary + "--\r\n")
 	return out.Bytes()
 }

@@ -74,7 +74,28 @@ type Identity struct {
 	Type       string   `yaml:"type" conf:"required"`
 	Category   string   `yaml:"category" conf:"required"`
 	Transports []string `yaml:"transports" conf:"required"`
+	// OSCI makes the identity an OSCI postbox (transport osci).
+	OSCI OSCIPostbox `yaml:"osci"`
 }
+
+// OSCIPostbox names the certificates of an OSCI addressee, files (PEM or
+// DER) relative to the tenant file: OSCI clients address the postbox by
+// its cipher certificate (content is end-to-end encrypted to it), and only
+// requests signed with its signature certificate collect from it.
+type OSCIPostbox struct {
+	CipherCertificate    string `yaml:"cipherCertificate"`
+	SignatureCertificate string `yaml:"signatureCertificate"`
+
+	cipher, signature *x509.Certificate
+}
+
+// Cipher is the postbox's cipher certificate, nil for an identity without
+// a postbox.
+func (p *OSCIPostbox) Cipher() *x509.Certificate { return p.cipher }
+
+// Signature is the certificate whose signed requests collect from the
+// postbox.
+func (p *OSCIPostbox) Signature() *x509.Certificate { return p.signature }
 
 // Client is a client certificate that may act for some of the tenant's
 // identities. It is recognised by its subject (as `openssl x509 -noout
@@ -142,6 +163,7 @@ func Parse(file string, data []byte) (*Config, error) {
 				pos.Errorf(fmt.Sprintf("%s.transports[%d]", field, j), "unknown transport %q (known: %s)", tr, strings.Join(knownTransports, ", "))
 			}
 		}
+		c.checkPostbox(pos, h, field, &c.Identities[i])
 	}
 	for i, cl := range c.Clients {
 		field := fmt.Sprintf("clients[%d]", i)

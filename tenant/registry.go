@@ -154,7 +154,7 @@ func (r *Registry) Reload(ctx context.Context) (Report, error) {
 }
 
 // resolveConflicts rejects (into rejected) a changed file that claims a
-// transport identity another tenant owns; unchanged tenants keep what they
+// transport identity or OSCI postbox another tenant owns; unchanged tenants keep what they
 // have, and among changed files the first in name order wins.
 func (r *Registry) resolveConflicts(next map[string]*Config, fresh []string, rejected map[string]error) {
 	isFresh := map[string]bool{}
@@ -172,28 +172,46 @@ func (r *Registry) resolveConflicts(next map[string]*Config, fresh []string, rej
 	order = append(order, fresh...)
 	for _, p := range order {
 		c := next[p]
-		conflict := -1
-		for i, id := range c.Identities {
-			if other, taken := owner[id.ID]; taken && other != c.ID {
-				conflict = i
-				rejected[p] = &strictyaml.Error{File: p, Line: c.pos.Line(fmt.Sprintf("identities[%d].id", i)), Field: fmt.Sprintf("identities[%d].id", i),
-					Msg: fmt.Sprintf("identity %q already belongs to tenant %s", id.ID, other)}
-				break
-			}
-		}
-		if conflict < 0 {
-			for _, id := range c.Identities {
-				owner[id.ID] = c.ID
-			}
+		err := conflictOf(c, owner)
+		if err == nil {
+			claim(c, owner)
 			continue
 		}
+		rejected[p] = err
 		if old := r.accepted[p]; old != nil {
 			next[p] = old
-			for _, id := range old.Identities {
-				owner[id.ID] = old.ID
-			}
+			claim(old, owner)
 		} else {
 			delete(next, p)
+		}
+	}
+}
+
+// conflictOf reports the first claim of c that another tenant in owner
+// holds: an identity, or an OSCI postbox's cipher certificate.
+func conflictOf(c *Config, owner map[string]string) error {
+	for i, id := range c.Identities {
+		field := fmt.Sprintf("identities[%d].id", i)
+		if other, taken := owner[id.ID]; taken && other != c.ID {
+			return &strictyaml.Error{File: c.File, Line: c.pos.Line(field), Field: field, Msg: fmt.Sprintf("identity %q already belongs to tenant %s", id.ID, other)}
+		}
+		if key, ok := postboxClaim(&id); ok {
+			if other, taken := owner[key]; taken && other != c.ID {
+				field = fmt.Sprintf("identities[%d].osci.cipherCertificate", i)
+				return &strictyaml.Error{File: c.File, Line: c.pos.Line(field), Field: field,
+					Msg: fmt.Sprintf("the cipher certificate addresses an OSCI postbox of tenant %s already; each postbox needs its own", other)}
+			}
+		}
+	}
+	return nil
+}
+
+// claim records c's identities and postboxes as c's in owner.
+func claim(c *Config, owner map[string]string) {
+	for _, id := range c.Identities {
+		owner[id.ID] = c.ID
+		if key, ok := postboxClaim(&id); ok {
+			owner[key] = c.ID
 		}
 	}
 }

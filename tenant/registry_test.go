@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parzelle/parzelle/db/dbtest"
+	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/strictyaml"
 )
@@ -235,5 +236,50 @@ func TestAuthenticate(t *testing.T) {
 		if (err == nil) != tc.want {
 			t.Errorf("authenticate at %v: %v, want accepted %v", tc.at.Sub(now), err, tc.want)
 		}
+	}
+}
+
+// TestRegistryPostboxConflict: two tenants cannot have postboxes with the
+// same cipher certificate, since OSCI clients address a postbox by it;
+// the first in name order keeps it and the other is rejected, naming the
+// field.
+func TestRegistryPostboxConflict(t *testing.T) {
+	pool := dbtest.New(t)
+	dir := t.TempDir()
+	testCA(t, dir, "CA")
+	certs, err := filepath.Abs("../../shared/specs/osci/testcerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	postbox := func(id, identity string) string {
+		return fmt.Sprintf(`id: %s
+name: %s
+identities:
+  - id: %s
+    type: osci
+    category: Postfach
+    transports: [osci]
+    osci:
+      cipherCertificate: %s/bob_cipher_4096.cer
+      signatureCertificate: %s/bob_signature_4096.cer
+`, id, id, identity, certs, certs)
+	}
+	write(t, filepath.Join(dir, "alpha.yaml"), postbox("alpha", "osci:bob"))
+	write(t, filepath.Join(dir, "beta.yaml"), postbox("beta", "osci:bob-again"))
+	reg := NewRegistry(dir, pool, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	rep, err := reg.Reload(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rejected) != 1 || !strings.Contains(rep.Rejected[0].Error(), "beta.yaml:9: identities[0].osci.cipherCertificate: the cipher certificate addresses an OSCI postbox of tenant alpha already") {
+		t.Fatalf("rejected %v", rep.Rejected)
+	}
+	cert, err := keys.LoadCertificates(filepath.Join(certs, "bob_cipher_4096.cer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, ok := reg.Current().Postbox(CertificateID(cert[0]))
+	if !ok || box.Tenant.ID != "alpha" || box.Identity.ID != "osci:bob" || box.Identity.OSCI.Signature() == nil {
+		t.Errorf("postbox %+v %v", box, ok)
 	}
 }

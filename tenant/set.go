@@ -18,6 +18,7 @@ type Set struct {
 	tenants    map[string]*Config
 	ordered    []*Config // by id
 	byIdentity map[string]*Config
+	postboxes  map[[32]byte]Postbox
 	clientCAs  *x509.CertPool
 	versions   map[string]int
 	issuers    map[string][]tokenIssuerOf // token issuers by iss, tenants by id
@@ -60,12 +61,15 @@ func NewSet(configs ...*Config) *Set {
 }
 
 func newSet(configs map[string]*Config, versions map[string]int) *Set {
-	s := &Set{tenants: map[string]*Config{}, byIdentity: map[string]*Config{}, clientCAs: x509.NewCertPool(), versions: versions, issuers: map[string][]tokenIssuerOf{}}
+	s := &Set{tenants: map[string]*Config{}, byIdentity: map[string]*Config{}, postboxes: map[[32]byte]Postbox{}, clientCAs: x509.NewCertPool(), versions: versions, issuers: map[string][]tokenIssuerOf{}}
 	for _, c := range configs {
 		s.tenants[c.ID] = c
 		s.ordered = append(s.ordered, c)
-		for _, id := range c.Identities {
+		for i, id := range c.Identities {
 			s.byIdentity[id.ID] = c
+			if id.OSCI.cipher != nil {
+				s.postboxes[CertificateID(id.OSCI.cipher)] = Postbox{Tenant: c, Identity: &c.Identities[i]}
+			}
 		}
 		for _, ca := range c.caCerts {
 			s.clientCAs.AddCert(ca)

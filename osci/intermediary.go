@@ -1,0 +1,603 @@
+package osci
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/msgbox"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xmldsig"
+)
+
+// Path is where the intermediary listens on the transport listener: POST
+// Path for transport-encrypted requests (the tenant whose cipher
+// certificate the request is encrypted to answers), POST Path/{tenant}
+// for a tenant's intermediary identity, plain or encrypted.
+const Path = "/osci"
+
+// TransportName is the msgbox transport name of OSCI postboxes.
+const TransportName = "osci"
+
+// Record codes of an OSCI delivery's report (its process card).
+const (
+	// RecordProcessCard holds the delivery's subject and the inspections
+	// of its certificates (sealed, JSON).
+	RecordProcessCard = "OSCI_PROCESS_CARD"
+)
+
+// Intermediary is the OSCI-Transport 1.2 intermediary role: postboxes for
+// the tenants' OSCI identities, addressed by their cipher certificates,
+// kept as msgbox boxes; each tenant answers as its own intermediary
+// identity, with its decryption keys (transport layer) and its signing key
+// (SupplierSignature), which rotate with its tenant file.
+type Intermediary struct {
+	Pool    *pgxpool.Pool
+	Box     *msgbox.Store
+	Tenants func() *tenant.Set
+	Dialogs *Dialogs
+	Log     *slog.Logger
+	Metrics *Metrics
+	// MaxBytes bounds a request (default 64 MiB).
+	MaxBytes int64
+}
+
+// Metrics are the intermediary's requests per tenant, order and feedback
+// code, and their durations.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the intermediary's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parzelle_osci_requests_total",
+			Help: "OSCI requests answered, by intermediary tenant, order and the outcome's feedback code."}, []string{"tenant", "order", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "parzelle_osci_request_seconds",
+			Help: "Time to answer an OSCI request, by order.", Buckets: prometheus.ExponentialBuckets(0.002, 2, 14)}, []string{"order"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// Mount serves the intermediary through handle (node.HandleTransport).
+func (in *Intermediary) Mount(handle func(string, http.Handler)) {
+	handle("POST "+Path, in)
+	handle("POST "+Path+"/{tenant}", in)
+}
+
+// exchange is one request on its way through the intermediary.
+type exchange struct {
+	tenant  *tenant.Config
+	req     *Request
+	dialog  Dialog
+	resp    *Response
+	set     *tenant.Set
+	started time.Time
+}
+
+// ServeHTTP answers one OSCI request: a signed response with the order's
+// feedback, or a SOAP fault (HTTP 500) for the codes 9000–9503.
+func (in *Intermediary) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{set: in.Tenants(), started: time.Now()}
+	out, err := in.serve(r, x)
+	order, tenantID := "unknown", ""
+	if x.req != nil {
+		order = string(x.req.Order)
+	}
+	if x.tenant != nil {
+		tenantID = x.tenant.ID
+	}
+	code := CodeInternal
+	if err != nil {
+		var oe *Error
+		if !errors.As(err, &oe) {
+			in.Log.Error("osci request failed", "tenant", tenantID, "order", order, "error", err)
+			oe = &Error{Code: CodeInternal}
+		} else {
+			in.Log.Warn("osci request refused", "tenant", tenantID, "order", order, "code", string(oe.Code), "detail", oe.Detail, "remote", r.RemoteAddr)
+		}
+		code = oe.Code
+		w.Header().Set("Content-Type", "text/xml; charset=UTF-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write(faultMessage(oe))
+	} else {
+		code = x.resp.Feedback[0]
+		w.Header().Set("Content-Type", "text/xml; charset=UTF-8")
+		_, _ = w.Write(out)
+		in.Log.Info("osci request answered", "tenant", tenantID, "order", order, "code", string(code),
+			"conversation_id", x.resp.Control.ConversationID, "message_id", x.messageID(), "seconds", time.Since(x.started).Seconds())
+	}
+	if in.Metrics != nil && tenantID != "" {
+		in.Metrics.requests.WithLabelValues(tenantID, order, string(code)).Inc()
+		in.Metrics.duration.WithLabelValues(order).Observe(time.Since(x.started).Seconds())
+	}
+}
+
+// messageID is the MessageId the exchange handed out or carried, for logs.
+func (x *exchange) messageID() string {
+	switch {
+	case x.resp.MessageID != "":
+		return x.resp.MessageID
+	case x.resp.Delivery != nil:
+		return x.resp.Delivery.MessageID
+	case len(x.resp.ProcessCards) > 0:
+		return x.resp.ProcessCards[0].MessageID
+	}
+	return ""
+}
+
+// serve reads, checks and answers the request; an *Error whose code is a
+// fault code is refused as a SOAP fault, the others are feedback.
+func (in *Intermediary) serve(r *http.Request, x *exchange) ([]byte, error) {
+	limit := in.MaxBytes
+	if limit == 0 {
+		limit = maxMessageDefault
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, refuse(CodeNoOSCIMessage, "the message is larger than the %d bytes this intermediary takes", limit)
+	case err != nil:
+		return nil, refuse(CodeNoOSCIMessage, "reading the request: %v", err)
+	}
+	var pairs []*keys.KeyPair
+	owner := map[*keys.KeyPair]*tenant.Config{}
+	if name := r.PathValue("tenant"); name != "" {
+		if x.tenant = x.set.Tenant(name); x.tenant == nil {
+			return nil, refuse(CodeNoDecryptionKey, "this node has no intermediary identity %q", name)
+		}
+		pairs = x.tenant.DecryptionKeys()
+	} else {
+		for _, t := range x.set.Tenants() {
+			for _, kp := range t.DecryptionKeys() {
+				pairs = append(pairs, kp)
+				owner[kp] = t
+			}
+		}
+	}
+	if x.req, err = ParseRequest(body, Options{Keys: pairs, MaxBytes: limit}); err != nil {
+		return nil, err
+	}
+	if x.tenant == nil {
+		if x.req.Transport == nil {
+			return nil, refuse(CodeNoDecryptionKey, "a plain request names its intermediary in the URL: POST %s/{tenant}", Path)
+		}
+		x.tenant = owner[x.req.Transport.Recipient]
+	}
+	signing := x.tenant.SigningKey()
+	if signing == nil {
+		return nil, fmt.Errorf("osci: tenant %s has no signing key for its SupplierSignature", x.tenant.ID)
+	}
+	err = in.answer(r.Context(), x)
+	var oe *Error
+	switch {
+	case errors.As(err, &oe) && !oe.Code.Fault() && x.resp == nil:
+		// Refused before the dialog moved on (a missing signature, an
+		// explicit order outside a dialog): feedback, not a fault, in a
+		// response that names the request's conversation.
+		in.Log.Warn("osci order refused", "tenant", x.tenant.ID, "order", string(x.req.Order), "code", string(oe.Code), "detail", oe.Detail)
+		c := x.req.Control
+		if c.ConversationID == "" {
+			c.ConversationID = newConversationID()
+		}
+		x.resp = &Response{Order: x.req.Order, Control: ControlBlock{ConversationID: c.ConversationID, SequenceNumber: c.SequenceNumber, Response: c.Challenge},
+			Feedback: []Code{oe.Code}, Language: language(x.req.Languages)}
+	case err != nil:
+		return nil, err
+	}
+	x.resp.Certificate = signing.Certificate()
+	return x.resp.Build(&xmldsig.Signer{Key: signing.Key, Certificates: signing.Chain})
+}
+
+// signedOrders must be signed by the client: they store, collect or
+// inspect deliveries.
+var signedOrders = []Order{OrderStoreDelivery, OrderForwardDelivery, OrderFetchDelivery, OrderFetchProcessCard, OrderPartialStoreDelivery, OrderPartialFetchDelivery}
+
+// answer applies the dialog rules and carries out the order, leaving the
+// response in x.resp. Refusals of the request itself (before the dialog
+// step) are errors; an order that fails after it is feedback in a response
+// that carries the dialog on.
+func (in *Intermediary) answer(ctx context.Context, x *exchange) error {
+	req := x.req
+	if req.Signature == nil && slices.Contains(signedOrders, req.Order) {
+		return refuse(CodeUnsigned, "%s must carry a ClientSignature", req.Order)
+	}
+	err := db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) (err error) {
+		x.dialog, err = in.Dialogs.Step(ctx, tx, x.tenant.ID, req)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	x.resp = &Response{Order: req.Order, Control: x.dialog.Control, Language: language(req.Languages)}
+	done := CodeDoneDialogOpen
+	if req.Order == OrderExitDialog || req.Control.ConversationID == "" && req.Order != OrderInitDialog {
+		done = CodeDoneDialogClosed
+	}
+	if x.dialog.Received != "" && req.Order != OrderFetchDelivery {
+		in.confirm(ctx, x)
+	}
+	var warnings []Code
+	switch req.Order {
+	case OrderInitDialog, OrderExitDialog:
+	case OrderGetMessageID:
+		err = in.issueMessageID(ctx, x)
+	case OrderStoreDelivery:
+		warnings, err = in.store(ctx, x)
+	case OrderFetchDelivery:
+		warnings, err = in.fetch(ctx, x)
+	case OrderFetchProcessCard:
+		err = in.processCards(ctx, x)
+	default:
+		err = refuse(CodeOrderInternal, "this intermediary does not carry out %s yet", req.Order)
+	}
+	var oe *Error
+	switch {
+	case errors.As(err, &oe) && oe.Code.Fault():
+		return err
+	case errors.As(err, &oe):
+		in.Log.Warn("osci order refused", "tenant", x.tenant.ID, "order", string(req.Order), "code", string(oe.Code), "detail", oe.Detail,
+			"conversation_id", x.dialog.Control.ConversationID)
+		x.resp.Feedback = []Code{oe.Code}
+	case err != nil:
+		return err
+	default:
+		x.resp.Feedback = append([]Code{done}, warnings...)
+	}
+	return nil
+}
+
+// language is the client's first desired language the intermediary
+// speaks, German by default.
+func language(desired []string) string {
+	for _, l := range desired {
+		if l == "de" || l == "en" {
+			return l
+		}
+	}
+	return "de"
+}
+
+// authorOf names an OSCI author in the message boxes: its signature
+// certificate's SHA-256, so that its process cards are found by the same
+// certificate.
+func authorOf(cert *x509.Certificate) string {
+	h := sha256.Sum256(cert.Raw)
+	return "osci:" + hex.EncodeToString(h[:])
+}
+
+// issueMessageID hands out a new MessageId and remembers it for the
+// storeDelivery that uses it.
+func (in *Intermediary) issueMessageID(ctx context.Context, x *exchange) error {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	id := "parzelle-" + base64.RawURLEncoding.EncodeToString(b[:])
+	err := db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO osci_message_id (tenant_id, message_id) VALUES ($1, $2)`, x.tenant.ID, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("osci: remember MessageId: %w", err)
+	}
+	x.resp.MessageID = id
+	return nil
+}
+
+// cardNote is what a delivery's report keeps for its process card.
+type cardNote struct {
+	Subject     string       `json:"subject,omitempty"`
+	Inspections []Inspection `json:"inspections"`
+}
+
+// store puts a storeDelivery's delivery into the addressee's postbox, as
+// received, and answers with its process card.
+func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) {
+	req := x.req
+	d, err := DeliveryOf(req)
+	if err != nil {
+		return nil, err
+	}
+	addressee := req.Certificates["CipherCertificateAddressee"]
+	if len(addressee) != 1 {
+		return nil, refuse(CodeNoValidRequest, "a storeDelivery names one CipherCertificateAddressee, not %d", len(addressee))
+	}
+	box, ok := x.set.Postbox(tenant.CertificateID(addressee[0]))
+	if !ok {
+		return nil, refuse(CodeNoValidRequest, "no postbox of this intermediary has the addressee's cipher certificate %q", addressee[0].Subject)
+	}
+	var issued bool
+	err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM osci_message_id WHERE tenant_id = $1 AND message_id = $2)`, x.tenant.ID, d.MessageID).Scan(&issued)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("osci: look up MessageId: %w", err)
+	}
+	if !issued {
+		return nil, refuse(CodeIllegalMessageID, "the MessageId %q was not handed out by this intermediary, or was used already", d.MessageID)
+	}
+	now := in.Box.Now()
+	note := cardNote{Subject: d.Subject, Inspections: inspect(req, now)}
+	noteJSON, _ := json.Marshal(note)
+	m := &msgbox.Message{AuthorTenant: x.tenant.ID, MessageID: d.MessageID, Author: authorOf(req.Signer()), Reader: box.Identity.ID, Transport: TransportName,
+		Service: "urn:parzelle:osci:storeDelivery", MessageType: "osci:delivery", SentAt: now,
+		Records: []msgbox.Record{
+			{At: now, Level: "info", Code: msgbox.RecordAccepted, Reason: "OSCI-Zustellung vom Intermediär angenommen"},
+			{At: now, Level: "info", Code: RecordProcessCard, Reason: string(noteJSON)},
+		}}
+	if req.MetaData != nil {
+		m.Metadata = string(canonical(req.MetaData))
+	}
+	first := d.Marshal()
+	m.Parts = append(m.Parts, msgbox.Part{ContentType: DeliveryContentType, Data: first, Size: int64(len(first))})
+	for _, a := range d.Attachments {
+		m.Parts = append(m.Parts, msgbox.Part{Attachment: true, ContentType: a.ContentType, Ref: a.ContentID, Data: a.Data, Size: int64(len(a.Data))})
+	}
+	var be *msgbox.Error
+	if err := in.Box.Accept(ctx, m); errors.As(err, &be) && be.Kind == msgbox.KindMessageIDUsed {
+		return nil, refuse(CodeIllegalMessageID, "the MessageId %q was used already", d.MessageID)
+	} else if err != nil {
+		return nil, fmt.Errorf("osci: store delivery %s: %w", d.MessageID, err)
+	}
+	err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND message_id = $2`, x.tenant.ID, d.MessageID)
+		return err
+	})
+	if err != nil {
+		// The delivery is stored; the MessageId's uniqueness in the boxes
+		// refuses a second use all the same.
+		in.Log.Warn("osci: forget used MessageId", "tenant", x.tenant.ID, "message_id", d.MessageID, "error", err)
+	}
+	x.resp.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: now, Subject: d.Subject, Inspections: note.Inspections}}
+	return expiryWarnings(req, now), nil
+}
+
+// inspect checks the certificates a delivery carries, for its process
+// card: time validity; whether an issuer signed them is indeterminate
+// here, as the intermediary holds no OSCI CA list yet.
+func inspect(req *Request, at time.Time) []Inspection {
+	var out []Inspection
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for k := range req.Certificates {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		for _, c := range req.Certificates[name] {
+			offline := "valid"
+			if at.Before(c.NotBefore) || at.After(c.NotAfter) {
+				offline = "invalid"
+			}
+			math := "indeterminate"
+			if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+				math = "ok"
+			}
+			out = append(out, Inspection{At: at, Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: c.SerialNumber.String(), Math: math, Offline: offline})
+		}
+	}
+	return out
+}
+
+// expiryWarnings are the 37xx warnings for a delivery's certificates that
+// are outside their validity.
+func expiryWarnings(req *Request, at time.Time) []Code {
+	codes := map[string]Code{"SignatureCertificateOriginator": CodeAuthorSignerExpired, "CipherCertificateOriginator": CodeAuthorCipherExpired,
+		"CipherCertificateAddressee": CodeRecipientCipherExpired, "CipherCertificateOtherReader": CodeReaderCipherExpired}
+	var out []Code
+	for name, code := range codes {
+		for _, c := range req.Certificates[name] {
+			if (at.Before(c.NotBefore) || at.After(c.NotAfter)) && !slices.Contains(out, code) {
+				out = append(out, code)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// postbox is the postbox of the dialog's opener, which its signed fetch
+// orders collect; a signer other than the postbox's owner finds nothing.
+func (in *Intermediary) postbox(x *exchange, none Code) (tenant.Postbox, error) {
+	if x.dialog.Cipher == nil {
+		return tenant.Postbox{}, refuse(CodeNoClientCipherCert, "the dialog's initDialog carried no CipherCertificateOriginator, so it has no postbox to collect")
+	}
+	box, ok := x.set.Postbox([32]byte(x.dialog.Cipher))
+	if !ok {
+		return box, refuse(none, "no postbox of this intermediary has the dialog's cipher certificate")
+	}
+	if owner, signer := box.Identity.OSCI.Signature(), x.req.Signer(); owner == nil || signer == nil || !bytes.Equal(owner.Raw, signer.Raw) {
+		in.Log.Warn("osci: a client that does not own the postbox tried to collect from it", "tenant", box.Tenant.ID, "identity", box.Identity.ID,
+			"signed", signer != nil)
+		return box, refuse(none, "the request is not signed by the postbox's signature certificate")
+	}
+	return box, nil
+}
+
+// confirm closes the delivery the dialog fetched last: the client's next
+// request shows that the response reached it.
+func (in *Intermediary) confirm(ctx context.Context, x *exchange) {
+	box, err := in.postbox(x, CodeNoDelivery)
+	if err == nil {
+		err = in.Box.Close(ctx, box.Tenant.ID, box.Identity.ID, []string{x.dialog.Received})
+	}
+	var be *msgbox.Error
+	if err != nil && !(errors.As(err, &be) && be.Kind == msgbox.KindNoMessage) {
+		in.Log.Warn("osci: confirm reception", "tenant", x.tenant.ID, "message_id", x.dialog.Received, "error", err)
+	}
+}
+
+// selection reads a fetch order's SelectionRule: a MessageId, or
+// deliveries received since a time; and echoes the order's children.
+func (in *Intermediary) selection(x *exchange) (msgbox.Selector, error) {
+	var sel msgbox.Selector
+	for _, ch := range x.req.OrderElement.Children {
+		x.resp.Selection = append(x.resp.Selection, canonical(ch)...)
+	}
+	id, err := messageIDOf(x.req.OrderElement)
+	if err != nil {
+		return sel, err
+	}
+	if id != "" {
+		sel.IDs = []string{id}
+	}
+	if rule := x.req.OrderElement.Child(Namespace, "SelectionRule"); rule != nil {
+		if since := rule.Child(Namespace, "ReceptionOfDelivery"); since != nil {
+			t, err := time.Parse(time.RFC3339Nano, since.TrimmedText())
+			if err != nil {
+				return sel, refuse(CodeNoValidRequest, "ReceptionOfDelivery %q is no xsd:dateTime", since.TrimmedText())
+			}
+			sel.From = &t
+		}
+	}
+	return sel, nil
+}
+
+// fetch hands the next delivery of the dialog's postbox (or the one
+// selected) to its addressee, with 3800 while more wait. The delivery
+// counts as received with the dialog's next request.
+func (in *Intermediary) fetch(ctx context.Context, x *exchange) ([]Code, error) {
+	box, err := in.postbox(x, CodeNoDelivery)
+	if err != nil {
+		return nil, err
+	}
+	sel, err := in.selection(x)
+	if err != nil {
+		return nil, err
+	}
+	var received []string
+	if x.dialog.Received != "" {
+		received = []string{x.dialog.Received}
+	}
+	var pending int64
+	now := in.Box.Now()
+	err = in.Box.Fetch(ctx, box.Tenant.ID, box.Identity.ID, sel, 0, received, func(f msgbox.Fetched) error {
+		var first bytes.Buffer
+		if err := f.Content(0, &first); err != nil {
+			return err
+		}
+		d, err := UnmarshalDelivery(first.Bytes())
+		if err != nil {
+			return err
+		}
+		for i, p := range f.Parts[1:] {
+			var b bytes.Buffer
+			if err := f.Content(i+1, &b); err != nil {
+				return err
+			}
+			d.Attachments = append(d.Attachments, Attachment{ContentID: p.Ref, ContentType: p.ContentType, Data: b.Bytes()})
+		}
+		x.resp.Delivery, pending = d, f.Pending
+		x.resp.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: f.Entry.Sent, Forwarding: &now, Subject: d.Subject}}
+		return nil
+	})
+	var be *msgbox.Error
+	switch {
+	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
+		return nil, refuse(CodeNoDelivery, "%s", be.Detail)
+	case err != nil:
+		return nil, fmt.Errorf("osci: fetch from %s: %w", box.Identity.ID, err)
+	}
+	err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
+		return in.Dialogs.Fetched(ctx, tx, x.tenant.ID, x.dialog.Control.ConversationID, x.resp.Delivery.MessageID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if pending > 0 {
+		return []Code{CodeMoreDeliveries}, nil
+	}
+	return nil, nil
+}
+
+// processCards answers fetchProcessCard with the process card of the
+// delivery the SelectionRule's MessageId names, if the client signed it.
+func (in *Intermediary) processCards(ctx context.Context, x *exchange) error {
+	sel, err := in.selection(x)
+	if err != nil {
+		return err
+	}
+	if len(sel.IDs) == 0 {
+		return refuse(CodeNoProcessCard, "this intermediary selects process cards by MessageId only")
+	}
+	out, err := in.Box.Report(ctx, x.tenant.ID, authorOf(x.req.Signer()), sel.IDs[0])
+	var be *msgbox.Error
+	switch {
+	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
+		return refuse(CodeNoProcessCard, "no delivery %q of this client", sel.IDs[0])
+	case err != nil:
+		return fmt.Errorf("osci: process card of %s: %w", sel.IDs[0], err)
+	}
+	card := ProcessCard{MessageID: sel.IDs[0], Creation: out.Sent, Forwarding: out.Fetched, Reception: out.Closed, RecentModification: out.Sent}
+	for _, r := range out.Records {
+		if r.Code == RecordProcessCard {
+			var note cardNote
+			if err := json.Unmarshal([]byte(r.Reason), &note); err == nil {
+				card.Subject, card.Inspections = note.Subject, note.Inspections
+			}
+		}
+	}
+	for _, t := range []*time.Time{out.Fetched, out.Closed} {
+		if t != nil && t.After(card.RecentModification) {
+			card.RecentModification = *t
+		}
+	}
+	x.resp.ProcessCards = []ProcessCard{card}
+	return nil
+}
+
+// Expire deletes the tenants' ended dialogs and the MessageIds handed out
+// more than a day ago and never used.
+func (in *Intermediary) Expire(ctx context.Context, tenantIDs []string) error {
+	if _, err := in.Dialogs.Expire(ctx, tenantIDs); err != nil {
+		return err
+	}
+	for _, t := range tenantIDs {
+		err := db.InTenant(ctx, in.Pool, t, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND issued_at < $2`, t, time.Now().Add(-24*time.Hour))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("osci: expire MessageIds of %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// faultMessage is the SOAP 1.1 fault for a refused request: faultcode
+// soap:Client for what the client sent (soap:Server for 9000 and 9503),
+// the OSCI code and its text in faultstring, the code in detail.
+func faultMessage(e *Error) []byte {
+	var x xmlWriter
+	side := "soap:Client"
+	if e.Code == CodeInternal || e.Code == CodeClientCipherCheck {
+		side = "soap:Server"
+	}
+	x.raw(`<soap:Envelope xmlns:soap="` + SOAPNamespace + `" xmlns:osci="` + Namespace + `"><soap:Body><soap:Fault>`)
+	x.element("faultcode", side)
+	x.element("faultstring", string(e.Code)+" "+e.Code.Text("en"))
+	x.raw("<detail>")
+	x.element("osci:Code", string(e.Code))
+	x.raw("</detail></soap:Fault></soap:Body></soap:Envelope>")
+	return packMIME(x.Bytes())
+}
