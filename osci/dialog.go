@@ -57,8 +57,8 @@ func (d *Dialogs) idle() time.Duration {
 
 // Dialog is where a request stands in its dialog: the ControlBlock of the
 // response, and the cipher certificate the dialog's opener presented in
-// initDialog (its SHA-256; nil outside an explicit dialog), whose postbox
-// the dialog's fetch orders collect.
+// initDialog (DER; nil outside an explicit dialog), whose postbox the
+// dialog's fetch orders collect and to which encrypted answers go.
 type Dialog struct {
 	Control ControlBlock
 	Cipher  []byte
@@ -97,8 +97,7 @@ func (d *Dialogs) Step(ctx context.Context, tx pgx.Tx, tenantID string, r *Reque
 		id, challenge := newConversationID(), newToken(12)
 		var cipher []byte
 		if certs := r.Certificates["CipherCertificateOriginator"]; len(certs) == 1 {
-			h := sha256.Sum256(certs[0].Raw)
-			cipher = h[:]
+			cipher = certs[0].Raw
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO osci_dialog (tenant_id, conversation_id, sequence_number, challenge, client, cipher, opened_at, last_at)
 			VALUES ($1, $2, 0, $3, $4, $5, $6, $6)`, tenantID, id, challenge, client, cipher, d.now()); err != nil {

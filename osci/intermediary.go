@@ -207,7 +207,28 @@ func (in *Intermediary) serve(r *http.Request, x *exchange) ([]byte, error) {
 		return nil, err
 	}
 	x.resp.Certificate = signing.Certificate()
-	return x.resp.Build(&xmldsig.Signer{Key: signing.Key, Certificates: signing.Chain})
+	out, err := x.resp.Build(&xmldsig.Signer{Key: signing.Key, Certificates: signing.Chain})
+	if err != nil || x.req.Transport == nil {
+		return out, err
+	}
+	to, err := x.clientCipher()
+	if err != nil {
+		return nil, err
+	}
+	return EncryptTransport(out, to)
+}
+
+// clientCipher is the certificate an answer to a transport-encrypted
+// request is encrypted to: the client's CipherCertificateOriginator in the
+// request, else the one that opened the dialog (9500 when there is none).
+func (x *exchange) clientCipher() (*x509.Certificate, error) {
+	if certs := x.req.Certificates["CipherCertificateOriginator"]; len(certs) > 0 {
+		return certs[0], nil
+	}
+	if x.dialog.Cipher != nil {
+		return x509.ParseCertificate(x.dialog.Cipher)
+	}
+	return nil, refuse(CodeNoClientCipherCert, "a transport-encrypted request names the client's CipherCertificateOriginator (in it, or in its dialog's initDialog) for the encrypted answer")
 }
 
 // signedOrders must be signed by the client: they store, collect or
@@ -231,6 +252,11 @@ func (in *Intermediary) answer(ctx context.Context, x *exchange) error {
 		return err
 	}
 	x.resp = &Response{Order: req.Order, Control: x.dialog.Control, Language: language(req.Languages)}
+	if req.Transport != nil {
+		if _, err := x.clientCipher(); err != nil {
+			return err
+		}
+	}
 	done := CodeDoneDialogOpen
 	if req.Order == OrderExitDialog || req.Control.ConversationID == "" && req.Order != OrderInitDialog {
 		done = CodeDoneDialogClosed
@@ -422,7 +448,7 @@ func (in *Intermediary) postbox(x *exchange, none Code) (tenant.Postbox, error) 
 	if x.dialog.Cipher == nil {
 		return tenant.Postbox{}, refuse(CodeNoClientCipherCert, "the dialog's initDialog carried no CipherCertificateOriginator, so it has no postbox to collect")
 	}
-	box, ok := x.set.Postbox([32]byte(x.dialog.Cipher))
+	box, ok := x.set.Postbox(sha256.Sum256(x.dialog.Cipher))
 	if !ok {
 		return box, refuse(none, "no postbox of this intermediary has the dialog's cipher certificate")
 	}

@@ -89,6 +89,9 @@ type answer struct {
 	env      *xmlsafe.Document
 	feedback []string
 	control  *xmlsafe.Element
+	// encryptedTo names the key the answer was transport-encrypted to,
+	// "" for a plain answer.
+	encryptedTo string
 }
 
 // text is the text of the first element named local in the osci
@@ -119,7 +122,22 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 	if status != http.StatusOK {
 		t.Fatalf("HTTP %d: %s", status, out)
 	}
-	msg, err := osci.ParseMIME(out)
+	// An answer to an encrypted request is encrypted to the client's
+	// cipher certificate: alice's or bob's.
+	inner, enc, err := osci.DecryptTransport(out, []*keys.KeyPair{demoKey(t, "alice_cipher_4096"), demoKey(t, "bob_cipher_4096")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc != nil {
+		outer, err := osci.ParseMIME(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := osciSchemas(t).Validate(xmlschema.OSCI12("MessageEncrypted"), outer.Root().Body); err != nil {
+			t.Errorf("transport layer: %v", err)
+		}
+	}
+	msg, err := osci.ParseMIME(inner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +150,9 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 		t.Fatal(err)
 	}
 	a := &answer{msg: msg, env: env, control: findAll(env.Root, osci.Namespace, "ControlBlock")[0]}
+	if enc != nil {
+		a.encryptedTo = enc.Recipient.Certificate().Subject.CommonName
+	}
 	var supplier *xmlsafe.Element
 	for _, sig := range findAll(env.Root, xmldsig.Namespace, "Signature") {
 		if sig.Parent.Name.Local == "SupplierSignature" {
@@ -167,12 +188,12 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 // fetched before stays recorded.
 func (ix *intermediary) prepareDialog(t *testing.T, signer, cipher string) {
 	t.Helper()
-	client, box := sha256.Sum256(demoCert(t, signer).Raw), sha256.Sum256(demoCert(t, cipher).Raw)
+	client := sha256.Sum256(demoCert(t, signer).Raw)
 	err := db.InTenant(t.Context(), ix.Pool, "bremen", func(tx pgx.Tx) error {
 		_, err := tx.Exec(t.Context(), `INSERT INTO osci_dialog (tenant_id, conversation_id, sequence_number, challenge, client, cipher)
 			VALUES ('bremen', '4711', 1, 'PrevChallengeFromIntermediary', $1, $2)
 			ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET sequence_number = 1, challenge = 'PrevChallengeFromIntermediary',
-				client = $1, cipher = $2, closed_at = NULL, last_at = now()`, client[:], box[:])
+				client = $1, cipher = $2, closed_at = NULL, last_at = now()`, client[:], demoCert(t, cipher).Raw)
 		return err
 	})
 	if err != nil {
@@ -214,7 +235,17 @@ func TestIntermediarySamples(t *testing.T) {
 	send := func(order osci.Order, r request) *answer {
 		t.Helper()
 		status, out := ix.post(t, r.path, r.body)
-		return check(t, order, status, out)
+		a := check(t, order, status, out)
+		// Encrypted requests get encrypted answers, to the client that
+		// signed them.
+		signer := "Alice"
+		if order == osci.OrderFetchDelivery {
+			signer = "Bob"
+		}
+		if want := map[bool]string{true: signer + " Cipher 4096"}[r.path == "/osci"]; a.encryptedTo != want {
+			t.Errorf("%s answer encrypted to %q, want %q", order, a.encryptedTo, want)
+		}
+		return a
 	}
 	wantFeedback := func(a *answer, codes ...string) {
 		t.Helper()

@@ -152,21 +152,11 @@ func ParseRequest(data []byte, opt Options) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	body := env.Root.Child(SOAPNamespace, "Body")
-	if ed := body.Child(xmlenc.Namespace, "EncryptedData"); ed != nil {
-		if len(body.Children) != 1 || env.Root.Child(SOAPNamespace, "Header") != nil {
-			return nil, refuse(CodeNoOSCIMessage, "a transport-encrypted message carries only the EncryptedData in its body")
-		}
-		if len(opt.Keys) == 0 {
-			return nil, refuse(CodeNoDecryptionKey, "the message is transport-encrypted and this intermediary has no cipher key")
-		}
-		res, err := xmlenc.Decrypt(ed, xmlenc.DecryptOptions{Keys: opt.Keys, Resolve: msg.Resolve, Document: env.Root})
-		switch {
-		case errors.Is(err, xmlenc.ErrNoKey):
-			return nil, refuse(CodeNoDecryptionKey, "the message is encrypted to none of this intermediary's cipher certificates: %v", err)
-		case err != nil:
-			return nil, refuse(CodeUndecryptable, "%v", err)
-		}
+	res, err := decryptTransport(msg, env, opt.Keys)
+	if err != nil {
+		return nil, err
+	}
+	if res != nil {
 		inner, innerEnv, err := parseEnvelope(res.Plaintext)
 		if err != nil {
 			return nil, err
@@ -182,6 +172,30 @@ func ParseRequest(data []byte, opt Options) (*Request, error) {
 		return r, nil
 	}
 	return parseOrder(msg, env, opt)
+}
+
+// decryptTransport decrypts a transport-encrypted message with one of the
+// keys; it returns nil for a plain message.
+func decryptTransport(msg *MIMEMessage, env *xmlsafe.Document, pairs []*keys.KeyPair) (*xmlenc.Result, error) {
+	body := env.Root.Child(SOAPNamespace, "Body")
+	ed := body.Child(xmlenc.Namespace, "EncryptedData")
+	if ed == nil {
+		return nil, nil
+	}
+	if len(body.Children) != 1 || env.Root.Child(SOAPNamespace, "Header") != nil {
+		return nil, refuse(CodeNoOSCIMessage, "a transport-encrypted message carries only the EncryptedData in its body")
+	}
+	if len(pairs) == 0 {
+		return nil, refuse(CodeNoDecryptionKey, "the message is transport-encrypted and there is no cipher key to decrypt it")
+	}
+	res, err := xmlenc.Decrypt(ed, xmlenc.DecryptOptions{Keys: pairs, Resolve: msg.Resolve, Document: env.Root})
+	switch {
+	case errors.Is(err, xmlenc.ErrNoKey):
+		return nil, refuse(CodeNoDecryptionKey, "the message is encrypted to none of the cipher certificates here: %v", err)
+	case err != nil:
+		return nil, refuse(CodeUndecryptable, "%v", err)
+	}
+	return res, nil
 }
 
 // parseEnvelope reads the MIME message and its root part's SOAP 1.1

@@ -1,6 +1,6 @@
 -- OSCI postboxes: a dialog remembers the cipher certificate its opener
--- presented in initDialog (SHA-256; a fetchDelivery in the dialog collects
--- that certificate's postbox) and the MessageId of the delivery it fetched
+-- presented in initDialog (DER: a fetchDelivery in the dialog collects
+-- that certificate's postbox, and encrypted answers go to it) and the MessageId of the delivery it fetched
 -- last, which counts as received with the dialog's next request (a lost
 -- response leaves it to be fetched again); the intermediary remembers the
 -- MessageIds it handed out with getMessageId until a storeDelivery uses
