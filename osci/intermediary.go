@@ -157,7 +157,7 @@ func (in *Intermediary) serve(r *http.Request, x *exchange) ([]byte, error) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return nil, refuse(CodeNoOSCIMessage, "the message is larger than the %d bytes this intermediary takes", limit)
+		return nil, refuse(CodeMessageTooLarge, "the message is larger than the %d bytes this intermediary takes", limit)
 	case err != nil:
 		return nil, refuse(CodeNoOSCIMessage, "reading the request: %v", err)
 	}
@@ -176,8 +176,18 @@ func (in *Intermediary) serve(r *http.Request, x *exchange) ([]byte, error) {
 			}
 		}
 	}
-	if x.req, err = ParseRequest(body, Options{Keys: pairs, MaxBytes: limit}); err != nil {
-		return nil, err
+	x.req, err = ParseRequest(body, Options{Keys: pairs, MaxBytes: limit})
+	refused := err
+	if err != nil {
+		var oe *Error
+		if !errors.As(err, &oe) || oe.Code.Fault() {
+			return nil, err
+		}
+		// A signature that fails is feedback, not a fault: answer the
+		// request as read without its signature, refusing it.
+		if x.req, _ = ParseRequest(body, Options{Keys: pairs, MaxBytes: limit, SkipSignature: true}); x.req == nil {
+			return nil, err
+		}
 	}
 	if x.tenant == nil {
 		if x.req.Transport == nil {
@@ -189,7 +199,9 @@ func (in *Intermediary) serve(r *http.Request, x *exchange) ([]byte, error) {
 	if signing == nil {
 		return nil, fmt.Errorf("osci: tenant %s has no signing key for its SupplierSignature", x.tenant.ID)
 	}
-	err = in.answer(r.Context(), x)
+	if err = refused; err == nil {
+		err = in.answer(r.Context(), x)
+	}
 	var oe *Error
 	switch {
 	case errors.As(err, &oe) && !oe.Code.Fault() && x.resp == nil:

@@ -1,0 +1,420 @@
+package osci_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parzelle/parzelle/c14n"
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/xmldsig"
+	"github.com/parzelle/parzelle/xmlenc"
+)
+
+// testClient is an OSCI client written for the tests, as a Fachverfahren
+// would: it builds its requests from text and signs them with the
+// signature key (only the XML signature and encryption libraries are
+// shared with the intermediary).
+type testClient struct {
+	ix             *intermediary
+	sign, cipher   *keys.KeyPair
+	plain          bool // no transport encryption, to /osci/bremen
+	conversation   string
+	seq            int
+	lastChallenge  string
+	tamperSigned   bool // change a signed byte after signing
+	unsigned       bool
+	encryptToOther *x509.Certificate
+}
+
+func newClient(t *testing.T, ix *intermediary, who string) *testClient {
+	return &testClient{ix: ix, sign: demoKey(t, who+"_signature_4096"), cipher: demoKey(t, who+"_cipher_4096")}
+}
+
+const ns = `xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:osci="http://www.osci.de/2002/04/osci" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"`
+
+const next = `soap:actor="http://schemas.xmlsoap.org/soap/actor/next" soap:mustUnderstand="1"`
+
+func certElement(name, id string, cert *x509.Certificate) string {
+	return `<osci:` + name + ` Id="` + id + `"><ds:X509Data><ds:X509Certificate>` + base64.StdEncoding.EncodeToString(cert.Raw) +
+		`</ds:X509Certificate></ds:X509Data></osci:` + name + `>`
+}
+
+func randomToken() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// mime writes an OSCI MIME message: the envelope, then the attachments.
+func mime(envelope []byte, attachments map[string][]byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: Multipart/Related; boundary=test-boundary-4711; type=text/xml\r\n\r\n")
+	b.WriteString("--test-boundary-4711\r\nContent-Type: text/xml; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\nContent-ID: <osci@message>\r\n\r\n")
+	b.Write(envelope)
+	for id, data := range attachments {
+		b.WriteString("\r\n--test-boundary-4711\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <" + id + ">\r\n\r\n")
+		b.Write(data)
+	}
+	b.WriteString("\r\n--test-boundary-4711--\r\n")
+	return b.Bytes()
+}
+
+// build makes a signed request: the order block in the header (headerOrder)
+// or the body, the client's certificates (certs: the addressee's, which
+// the schema places between the originator's two), and attachments.
+func (c *testClient) build(t *testing.T, headerOrder, orderID, body string, certs string, attachments map[string][]byte) []byte {
+	t.Helper()
+	var env strings.Builder
+	env.WriteString(`<soap:Envelope ` + ns + `><soap:Header><osci:ControlBlock Id="controlblock" ` + next)
+	if c.conversation != "" {
+		env.WriteString(` ConversationId="` + c.conversation + `" SequenceNumber="` + strconv.Itoa(c.seq) + `"`)
+	} else if headerOrder != "" || !strings.Contains(body, "initDialog") {
+		env.WriteString(` SequenceNumber="0"`)
+	}
+	env.WriteString(">")
+	if c.lastChallenge != "" {
+		env.WriteString("<osci:Response>" + c.lastChallenge + "</osci:Response>")
+	}
+	env.WriteString("<osci:Challenge>" + randomToken() + "</osci:Challenge></osci:ControlBlock>")
+	ids := []string{"controlblock", "desiredlanguages"}
+	if !c.unsigned {
+		env.WriteString(`<osci:ClientSignature Id="clientsignature" ` + next + `></osci:ClientSignature>`)
+	}
+	env.WriteString(`<osci:DesiredLanguages Id="desiredlanguages" LanguagesList="de" ` + next + `></osci:DesiredLanguages>`)
+	if headerOrder != "" {
+		env.WriteString(headerOrder)
+		ids = append(ids, orderID)
+	}
+	env.WriteString(`<osci:NonIntermediaryCertificates Id="nonintermediarycertificates" soap:actor="http://www.w3.org/2001/12/soap-envelope/actor/none" soap:mustUnderstand="1">`)
+	env.WriteString(certElement("CipherCertificateOriginator", "originator_cipher", c.cipher.Certificate()) + certs)
+	env.WriteString(certElement("SignatureCertificateOriginator", "originator_signature", c.sign.Certificate()))
+	env.WriteString(`</osci:NonIntermediaryCertificates>`)
+	ids = append(ids, "nonintermediarycertificates", "body")
+	env.WriteString(`</soap:Header><soap:Body Id="body">` + body + `</soap:Body></soap:Envelope>`)
+	doc := []byte(env.String())
+	if !c.unsigned {
+		var external []xmldsig.External
+		for id, data := range attachments {
+			external = append(external, xmldsig.External{URI: "cid:" + id, Data: data})
+		}
+		var err error
+		signer := &xmldsig.Signer{Key: c.sign.Key, Certificates: c.sign.Chain[:1]}
+		if doc, err = signer.SignDetached(doc, "clientsignature", ids, external, c14n.Method{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.tamperSigned {
+		doc = bytes.Replace(doc, []byte(`LanguagesList="de"`), []byte(`LanguagesList="en"`), 1)
+	}
+	msg := mime(doc, attachments)
+	if c.plain {
+		return msg
+	}
+	to := demoCert(t, "osci_manager_cipher_4096")
+	if c.encryptToOther != nil {
+		to = c.encryptToOther
+	}
+	enc, err := xmlenc.Encrypt(msg, []*x509.Certificate{to}, xmlenc.EncryptOptions{MimeType: "Multipart/Related", CipherReference: "cid:osci_enc", OSCIIvLength: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mime([]byte(`<soap:Envelope `+ns+`><soap:Body>`+string(enc.XML)+`</soap:Body></soap:Envelope>`), map[string][]byte{"osci_enc": enc.Cipher})
+}
+
+// do sends a request and checks the answer; it follows the dialog.
+func (c *testClient) do(t *testing.T, order osci.Order, req []byte) *answer {
+	t.Helper()
+	path := "/osci"
+	if c.plain {
+		path = "/osci/bremen"
+	}
+	status, out := c.ix.post(t, path, req)
+	a := check(t, order, status, out)
+	if c.plain != (a.encryptedTo == "") {
+		t.Errorf("answer encrypted to %q", a.encryptedTo)
+	}
+	if order == osci.OrderInitDialog {
+		c.conversation, _ = a.control.Attribute("ConversationId")
+		c.seq = 0
+	}
+	if order == osci.OrderExitDialog {
+		c.conversation, c.lastChallenge = "", ""
+	} else if c.conversation != "" {
+		c.lastChallenge = a.text("Challenge")
+		c.seq++
+	}
+	return a
+}
+
+func (c *testClient) initDialog(t *testing.T) *answer {
+	return c.do(t, osci.OrderInitDialog, c.build(t, "", "", `<osci:initDialog></osci:initDialog>`, "", nil))
+}
+
+func (c *testClient) exitDialog(t *testing.T) *answer {
+	return c.do(t, osci.OrderExitDialog, c.build(t, "", "", `<osci:exitDialog></osci:exitDialog>`, "", nil))
+}
+
+func (c *testClient) getMessageID(t *testing.T) string {
+	t.Helper()
+	a := c.do(t, osci.OrderGetMessageID, c.build(t, "", "", `<osci:getMessageId></osci:getMessageId>`, "", nil))
+	id, err := base64.StdEncoding.DecodeString(a.text("MessageId"))
+	if err != nil || len(id) == 0 {
+		t.Fatalf("getMessageId: %q %v (feedback %v)", a.text("MessageId"), err, a.feedback)
+	}
+	return string(id)
+}
+
+// content is a delivery's content: a ContentContainer with a text and an
+// attachment, signed by the author, encrypted to the reader.
+func (c *testClient) content(t *testing.T, text string, attachment []byte, reader *x509.Certificate) string {
+	t.Helper()
+	container := `<osci:ContentContainer ` + ns + ` Id="contentcontainer0"><osci:Content><osci:Base64Content Id="content0">` +
+		base64.StdEncoding.EncodeToString([]byte(text)) + `</osci:Base64Content></osci:Content><osci:Content Id="content1" href="cid:anlage"></osci:Content></osci:ContentContainer>`
+	signer := &xmldsig.Signer{Key: c.sign.Key, Certificates: c.sign.Chain[:1]}
+	signed, err := signer.SignDetached([]byte(container), "contentcontainer0", []string{"content0"}, []xmldsig.External{{URI: "cid:anlage", Data: attachment}}, c14n.Method{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := xmlenc.Encrypt(signed, []*x509.Certificate{reader}, xmlenc.EncryptOptions{MimeType: "text/xml", ID: "encdata_0", OSCIIvLength: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return `<osci:ContentPackage>` + string(enc.XML) + `</osci:ContentPackage>`
+}
+
+// storeDelivery stores a delivery for the reader's postbox.
+func (c *testClient) storeDelivery(t *testing.T, messageID, subject, text string, attachment []byte, reader *x509.Certificate) *answer {
+	t.Helper()
+	order := `<osci:storeDelivery Id="storedelivery" ` + next + `><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(messageID)) +
+		`</osci:MessageId><osci:Subject>` + subject + `</osci:Subject></osci:storeDelivery>`
+	certs := certElement("CipherCertificateAddressee", "addressee_cipher", reader)
+	return c.do(t, osci.OrderStoreDelivery, c.build(t, order, "storedelivery", c.content(t, text, attachment, reader), certs, map[string][]byte{"anlage": attachment}))
+}
+
+func (c *testClient) fetchDelivery(t *testing.T) *answer {
+	return c.do(t, osci.OrderFetchDelivery, c.build(t, `<osci:fetchDelivery Id="fetchdelivery" `+next+`></osci:fetchDelivery>`, "fetchdelivery", "", "", nil))
+}
+
+func (c *testClient) fetchProcessCard(t *testing.T, messageID string) *answer {
+	body := `<osci:fetchProcessCard><osci:SelectionRule><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(messageID)) +
+		`</osci:MessageId></osci:SelectionRule></osci:fetchProcessCard>`
+	return c.do(t, osci.OrderFetchProcessCard, c.build(t, "", "", body, "", nil))
+}
+
+// opened decrypts a fetched delivery's content with the reader's key and
+// verifies the author's signature over it and the attachment: the text.
+func opened(t *testing.T, a *answer, reader *keys.KeyPair, author *x509.Certificate) string {
+	t.Helper()
+	eds := findAll(a.env.Root, xmlenc.Namespace, "EncryptedData")
+	if len(eds) != 1 {
+		t.Fatalf("%d EncryptedData in the delivery", len(eds))
+	}
+	res, err := xmlenc.Decrypt(eds[0], xmlenc.DecryptOptions{Keys: []*keys.KeyPair{reader}})
+	if err != nil {
+		t.Fatalf("the reader cannot decrypt the content: %v", err)
+	}
+	doc, err := xmldsig.ParseDocument(bytes.NewReader(res.Plaintext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{author}), Resolve: a.msg.Resolve}
+	if _, err := v.Verify(doc, findAll(doc.Root, xmldsig.Namespace, "Signature")[0]); err != nil {
+		t.Fatalf("the author's content signature: %v", err)
+	}
+	text, _ := base64.StdEncoding.DecodeString(findAll(doc.Root, osci.Namespace, "Base64Content")[0].TrimmedText())
+	return string(text)
+}
+
+// TestIntermediaryCycle runs a delivery's whole life with the test client:
+// alice opens a dialog, gets MessageIds and stores two deliveries with
+// signed content encrypted to bob and an attachment; bob collects them
+// (3800 while more wait) until none is left, decrypting each and checking
+// alice's signature; alice's process card shows creation, forwarding and
+// reception. Then the bad-input table: each refusal has its code and
+// changes nothing.
+func TestIntermediaryCycle(t *testing.T) {
+	ix := startIntermediary(t)
+	bobCipher := demoCert(t, "bob_cipher_4096")
+	alice, bob := newClient(t, ix, "alice"), newClient(t, ix, "bob")
+
+	alice.initDialog(t)
+	first, second := alice.getMessageID(t), alice.getMessageID(t)
+	attachment := []byte("%PDF-1.4 Anlage zur Meldung\x00\xff binary")
+	if a := alice.storeDelivery(t, first, "Meldung 1", "Inhalt der ersten Zustellung", attachment, bobCipher); strings.Join(a.feedback, " ") != "0801" {
+		t.Fatalf("storeDelivery: %v", a.feedback)
+	}
+	if a := alice.storeDelivery(t, second, "Meldung 2", "Inhalt der zweiten Zustellung", attachment, bobCipher); strings.Join(a.feedback, " ") != "0801" {
+		t.Fatalf("storeDelivery: %v", a.feedback)
+	}
+	alice.exitDialog(t)
+
+	bob.plain = true // plain dialogs work the same
+	bob.initDialog(t)
+	var got []string
+	for i := 0; ; i++ {
+		a := bob.fetchDelivery(t)
+		if a.feedback[0] == "9803" {
+			break
+		}
+		if i > 2 {
+			t.Fatal("bob keeps fetching")
+		}
+		wantMore := map[bool]string{true: "0801 3800", false: "0801"}[i == 0]
+		if strings.Join(a.feedback, " ") != wantMore {
+			t.Errorf("fetch %d: feedback %v, want %s", i, a.feedback, wantMore)
+		}
+		if a.msg.Part("anlage") == nil || !bytes.Equal(a.msg.Part("anlage").Body, attachment) {
+			t.Error("the attachment did not come back as sent")
+		}
+		got = append(got, opened(t, a, demoKey(t, "bob_cipher_4096"), demoCert(t, "alice_signature_4096")))
+	}
+	bob.exitDialog(t)
+	if strings.Join(got, "|") != "Inhalt der ersten Zustellung|Inhalt der zweiten Zustellung" {
+		t.Errorf("bob received %q", got)
+	}
+
+	alice.initDialog(t)
+	a := alice.fetchProcessCard(t, first)
+	if a.time("Creation") == "" || a.time("Forwarding") == "" || a.time("Reception") == "" || a.text("Subject") != "Meldung 1" {
+		t.Errorf("process card: creation %q forwarding %q reception %q subject %q", a.time("Creation"), a.time("Forwarding"), a.time("Reception"), a.text("Subject"))
+	}
+	alice.exitDialog(t)
+
+	t.Run("bad input", func(t *testing.T) { badInput(t, ix) })
+}
+
+// badInput sends one bad request of each kind: each gets its code, as a
+// SOAP fault or as feedback, and leaves the boxes, the dialogs and the
+// handed-out MessageIds as they were.
+func badInput(t *testing.T, ix *intermediary) {
+	bobCipher := demoCert(t, "bob_cipher_4096")
+	// A delivery for bob waits; alice has a dialog open.
+	alice := newClient(t, ix, "alice")
+	alice.initDialog(t)
+	waiting := alice.getMessageID(t)
+	alice.storeDelivery(t, waiting, "wartet", "wartet auf bob", []byte("x"), bobCipher)
+	issued := alice.getMessageID(t)
+
+	state := func() string {
+		var s string
+		err := db.InTenant(t.Context(), ix.Pool, "bremen", func(tx pgx.Tx) error {
+			return tx.QueryRow(t.Context(), `SELECT concat_ws(' ', (SELECT count(*) FROM xta_message), (SELECT count(*) FROM xta_part),
+			(SELECT string_agg(conversation_id || ':' || sequence_number || ':' || challenge || ':' || (closed_at IS NULL), ',' ORDER BY conversation_id) FROM osci_dialog),
+			(SELECT string_agg(message_id, ',' ORDER BY message_id) FROM osci_message_id))`).Scan(&s)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// copyOf is a client in alice's dialog, changed by the case.
+	copyOf := func(change func(c *testClient)) *testClient {
+		c := *alice
+		change(&c)
+		return &c
+	}
+	fetchOrder := `<osci:fetchDelivery Id="fetchdelivery" ` + next + `></osci:fetchDelivery>`
+	storeOrder := func(id string) string {
+		return `<osci:storeDelivery Id="storedelivery" ` + next + `><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(id)) + `</osci:MessageId></osci:storeDelivery>`
+	}
+	addressee := certElement("CipherCertificateAddressee", "addressee_cipher", bobCipher)
+	content := `<osci:ContentPackage><osci:ContentContainer Id="cc"><osci:Content Id="c0"><osci:Base64Content>eA==</osci:Base64Content></osci:Content></osci:ContentContainer></osci:ContentPackage>`
+	exit := `<osci:exitDialog></osci:exitDialog>`
+	for _, c := range []struct {
+		name  string
+		req   func(t *testing.T) []byte
+		code  osci.Code
+		fault bool
+	}{
+		{"wrong ConversationId", func(t *testing.T) []byte {
+			return copyOf(func(c *testClient) { c.conversation = "123456789012345678" }).build(t, "", "", exit, "", nil)
+		}, osci.CodeWrongDialog, true},
+		{"wrong SequenceNumber", func(t *testing.T) []byte {
+			return copyOf(func(c *testClient) { c.seq += 5 }).build(t, "", "", exit, "", nil)
+		}, osci.CodeWrongDialog, true},
+		{"wrong Response to the Challenge", func(t *testing.T) []byte {
+			return copyOf(func(c *testClient) { c.lastChallenge = randomToken() }).build(t, "", "", exit, "", nil)
+		}, osci.CodeWrongDialog, true},
+		{"unsigned storeDelivery", func(t *testing.T) []byte {
+			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge, c.unsigned = "", "", true }).build(t, storeOrder(issued), "storedelivery", content, addressee, nil)
+		}, osci.CodeUnsigned, false},
+		{"broken signature", func(t *testing.T) []byte {
+			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge, c.tamperSigned = "", "", true }).build(t, storeOrder(issued), "storedelivery", content, addressee, nil)
+		}, osci.CodeSignatureInvalid, false},
+		{"transport layer encrypted to another", func(t *testing.T) []byte {
+			return copyOf(func(c *testClient) { c.encryptToOther = bobCipher }).build(t, "", "", exit, "", nil)
+		}, osci.CodeNoDecryptionKey, true},
+		{"MessageId not handed out", func(t *testing.T) []byte {
+			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge = "", "" }).build(t, storeOrder("erfunden"), "storedelivery", content, addressee, nil)
+		}, osci.CodeIllegalMessageID, false},
+		{"fetch from another's postbox", func(t *testing.T) []byte {
+			// alice opens a dialog presenting bob's (public) cipher
+			// certificate: she still cannot collect his postbox.
+			thief := newClient(t, ix, "alice")
+			thief.cipher = demoKey(t, "bob_cipher_4096")
+			thief.plain = true
+			thief.initDialog(t)
+			return thief.build(t, fetchOrder, "fetchdelivery", "", "", nil)
+		}, osci.CodeNoDelivery, false},
+		{"oversize", func(t *testing.T) []byte { return bytes.Repeat([]byte("x"), 65<<20) }, osci.CodeMessageTooLarge, true},
+		{"malformed MIME", func(t *testing.T) []byte {
+			return []byte("MIME-Version: 1.0\r\nContent-Type: Multipart/Related; boundary=b\r\n\r\n--b\r\nContent-Type: text/xml\r\n\r\n<soap:Envelope")
+		}, osci.CodeNoOSCIMessage, true},
+		{"XXE", func(t *testing.T) []byte {
+			return mime([]byte(`<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><soap:Envelope `+ns+`><soap:Body>&e;</soap:Body></soap:Envelope>`), nil)
+		}, osci.CodeNoOSCIMessage, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req := c.req(t) // may open a dialog of its own
+			before := state()
+			path := "/osci"
+			if bytes.HasPrefix(req, []byte("MIME")) && !bytes.Contains(req, []byte("osci_enc")) {
+				path = "/osci/bremen"
+			}
+			status, out := ix.post(t, path, req)
+			if c.fault {
+				wantFault(t, status, out, c.code)
+			} else {
+				inner, _, err := osci.DecryptTransport(out, []*keys.KeyPair{demoKey(t, "alice_cipher_4096"), demoKey(t, "bob_cipher_4096")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if status != http.StatusOK || !bytes.Contains(inner, []byte("<osci:Code>"+string(c.code)+"</osci:Code>")) {
+					t.Errorf("want feedback %s, got HTTP %d %s", c.code, status, truncated(inner))
+				}
+			}
+			after := state()
+			if c.name == "fetch from another's postbox" {
+				// The dialog moved on; nothing else changed.
+				before, after = before[:strings.Index(before, " ")], after[:strings.Index(after, " ")]
+			}
+			if before != after {
+				t.Errorf("the refusal changed what is stored:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+	// bob's delivery is still there for him.
+	bob := newClient(t, ix, "bob")
+	bob.initDialog(t)
+	if a := bob.fetchDelivery(t); a.feedback[0] != "0801" || opened(t, a, demoKey(t, "bob_cipher_4096"), demoCert(t, "alice_signature_4096")) != "wartet auf bob" {
+		t.Errorf("bob's waiting delivery: %v", a.feedback)
+	}
+}
+
+func truncated(b []byte) string {
+	if len(b) > 600 {
+		return fmt.Sprintf("%s … (%d bytes)", b[:600], len(b))
+	}
+	return string(b)
+}
