@@ -128,7 +128,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory}, Log: log.With("service", "xta"), Metrics: reg, Identity: identity})
 	evidenceInbox.XTA = s.XTA
 	s.OSCI = &osci.Intermediary{Pool: pool, Box: s.Box, Tenants: tenants.Current, Dialogs: &osci.Dialogs{Pool: pool}, Log: log.With("service", "osci"),
-		Metrics: osci.NewMetrics(reg)}
+		Metrics: osci.NewMetrics(reg), Schemas: s.Schemas}
 
 	workers := river.NewWorkers()
 	s.Box.AddWorkers(workers)

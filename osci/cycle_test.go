@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,10 +71,13 @@ func mime(envelope []byte, attachments map[string][]byte) []byte {
 	return b.Bytes()
 }
 
+// blockID finds the Ids of header blocks.
+var blockID = regexp.MustCompile(`<osci:[A-Za-z]+ Id="([^"]+)"`)
+
 // build makes a signed request: the order block in the header (headerOrder)
 // or the body, the client's certificates (certs: the addressee's, which
 // the schema places between the originator's two), and attachments.
-func (c *testClient) build(t *testing.T, headerOrder, orderID, body string, certs string, attachments map[string][]byte) []byte {
+func (c *testClient) build(t *testing.T, headerOrder, body string, certs string, attachments map[string][]byte) []byte {
 	t.Helper()
 	var env strings.Builder
 	env.WriteString(`<soap:Envelope ` + ns + `><soap:Header><osci:ControlBlock Id="controlblock" ` + next)
@@ -92,12 +96,17 @@ func (c *testClient) build(t *testing.T, headerOrder, orderID, body string, cert
 		env.WriteString(`<osci:ClientSignature Id="clientsignature" ` + next + `></osci:ClientSignature>`)
 	}
 	env.WriteString(`<osci:DesiredLanguages Id="desiredlanguages" LanguagesList="de" ` + next + `></osci:DesiredLanguages>`)
-	if headerOrder != "" {
-		env.WriteString(headerOrder)
-		ids = append(ids, orderID)
+	env.WriteString(headerOrder)
+	for _, m := range blockID.FindAllStringSubmatch(headerOrder, -1) {
+		ids = append(ids, m[1])
 	}
 	env.WriteString(`<osci:NonIntermediaryCertificates Id="nonintermediarycertificates" soap:actor="http://www.w3.org/2001/12/soap-envelope/actor/none" soap:mustUnderstand="1">`)
-	env.WriteString(certElement("CipherCertificateOriginator", "originator_cipher", c.cipher.Certificate()) + certs)
+	// The originator's cipher certificate goes with the orders whose
+	// schema has it: the intermediary answers (and collects) with it.
+	if strings.Contains(body, "initDialog") || strings.Contains(body, "getMessageId") || strings.Contains(headerOrder, "storeDelivery") {
+		env.WriteString(certElement("CipherCertificateOriginator", "originator_cipher", c.cipher.Certificate()))
+	}
+	env.WriteString(certs)
 	env.WriteString(certElement("SignatureCertificateOriginator", "originator_signature", c.sign.Certificate()))
 	env.WriteString(`</osci:NonIntermediaryCertificates>`)
 	ids = append(ids, "nonintermediarycertificates", "body")
@@ -158,16 +167,16 @@ func (c *testClient) do(t *testing.T, order osci.Order, req []byte) *answer {
 }
 
 func (c *testClient) initDialog(t *testing.T) *answer {
-	return c.do(t, osci.OrderInitDialog, c.build(t, "", "", `<osci:initDialog></osci:initDialog>`, "", nil))
+	return c.do(t, osci.OrderInitDialog, c.build(t, "", `<osci:initDialog></osci:initDialog>`, "", nil))
 }
 
 func (c *testClient) exitDialog(t *testing.T) *answer {
-	return c.do(t, osci.OrderExitDialog, c.build(t, "", "", `<osci:exitDialog></osci:exitDialog>`, "", nil))
+	return c.do(t, osci.OrderExitDialog, c.build(t, "", `<osci:exitDialog></osci:exitDialog>`, "", nil))
 }
 
 func (c *testClient) getMessageID(t *testing.T) string {
 	t.Helper()
-	a := c.do(t, osci.OrderGetMessageID, c.build(t, "", "", `<osci:getMessageId></osci:getMessageId>`, "", nil))
+	a := c.do(t, osci.OrderGetMessageID, c.build(t, "", `<osci:getMessageId></osci:getMessageId>`, "", nil))
 	id, err := base64.StdEncoding.DecodeString(a.text("MessageId"))
 	if err != nil || len(id) == 0 {
 		t.Fatalf("getMessageId: %q %v (feedback %v)", a.text("MessageId"), err, a.feedback)
@@ -193,23 +202,28 @@ func (c *testClient) content(t *testing.T, text string, attachment []byte, reade
 	return `<osci:ContentPackage>` + string(enc.XML) + `</osci:ContentPackage>`
 }
 
+// qualityOfTimestamps ask for plain creation and reception times, as a
+// storeDelivery must.
+const qualityOfTimestamps = `<osci:QualityOfTimestamp Id="qualityoftimestamp_creation" Quality="plain" Service="creation" ` + next + `></osci:QualityOfTimestamp>` +
+	`<osci:QualityOfTimestamp Id="qualityoftimestamp_reception" Quality="plain" Service="reception" ` + next + `></osci:QualityOfTimestamp>`
+
 // storeDelivery stores a delivery for the reader's postbox.
 func (c *testClient) storeDelivery(t *testing.T, messageID, subject, text string, attachment []byte, reader *x509.Certificate) *answer {
 	t.Helper()
-	order := `<osci:storeDelivery Id="storedelivery" ` + next + `><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(messageID)) +
+	order := qualityOfTimestamps + `<osci:storeDelivery Id="storedelivery" ` + next + `><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(messageID)) +
 		`</osci:MessageId><osci:Subject>` + subject + `</osci:Subject></osci:storeDelivery>`
 	certs := certElement("CipherCertificateAddressee", "addressee_cipher", reader)
-	return c.do(t, osci.OrderStoreDelivery, c.build(t, order, "storedelivery", c.content(t, text, attachment, reader), certs, map[string][]byte{"anlage": attachment}))
+	return c.do(t, osci.OrderStoreDelivery, c.build(t, order, c.content(t, text, attachment, reader), certs, map[string][]byte{"anlage": attachment}))
 }
 
 func (c *testClient) fetchDelivery(t *testing.T) *answer {
-	return c.do(t, osci.OrderFetchDelivery, c.build(t, `<osci:fetchDelivery Id="fetchdelivery" `+next+`></osci:fetchDelivery>`, "fetchdelivery", "", "", nil))
+	return c.do(t, osci.OrderFetchDelivery, c.build(t, `<osci:fetchDelivery Id="fetchdelivery" `+next+`></osci:fetchDelivery>`, "", "", nil))
 }
 
 func (c *testClient) fetchProcessCard(t *testing.T, messageID string) *answer {
 	body := `<osci:fetchProcessCard><osci:SelectionRule><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(messageID)) +
 		`</osci:MessageId></osci:SelectionRule></osci:fetchProcessCard>`
-	return c.do(t, osci.OrderFetchProcessCard, c.build(t, "", "", body, "", nil))
+	return c.do(t, osci.OrderFetchProcessCard, c.build(t, "", body, "", nil))
 }
 
 // opened decrypts a fetched delivery's content with the reader's key and
@@ -326,10 +340,10 @@ func badInput(t *testing.T, ix *intermediary) {
 	}
 	fetchOrder := `<osci:fetchDelivery Id="fetchdelivery" ` + next + `></osci:fetchDelivery>`
 	storeOrder := func(id string) string {
-		return `<osci:storeDelivery Id="storedelivery" ` + next + `><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(id)) + `</osci:MessageId></osci:storeDelivery>`
+		return qualityOfTimestamps + `<osci:storeDelivery Id="storedelivery" ` + next + `><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(id)) + `</osci:MessageId></osci:storeDelivery>`
 	}
 	addressee := certElement("CipherCertificateAddressee", "addressee_cipher", bobCipher)
-	content := `<osci:ContentPackage><osci:ContentContainer Id="cc"><osci:Content Id="c0"><osci:Base64Content>eA==</osci:Base64Content></osci:Content></osci:ContentContainer></osci:ContentPackage>`
+	content := `<osci:ContentPackage><osci:ContentContainer Id="cc"><osci:Content><osci:Base64Content Id="c0">eA==</osci:Base64Content></osci:Content></osci:ContentContainer></osci:ContentPackage>`
 	exit := `<osci:exitDialog></osci:exitDialog>`
 	for _, c := range []struct {
 		name  string
@@ -338,25 +352,25 @@ func badInput(t *testing.T, ix *intermediary) {
 		fault bool
 	}{
 		{"wrong ConversationId", func(t *testing.T) []byte {
-			return copyOf(func(c *testClient) { c.conversation = "123456789012345678" }).build(t, "", "", exit, "", nil)
+			return copyOf(func(c *testClient) { c.conversation = "123456789012345678" }).build(t, "", exit, "", nil)
 		}, osci.CodeWrongDialog, true},
 		{"wrong SequenceNumber", func(t *testing.T) []byte {
-			return copyOf(func(c *testClient) { c.seq += 5 }).build(t, "", "", exit, "", nil)
+			return copyOf(func(c *testClient) { c.seq += 5 }).build(t, "", exit, "", nil)
 		}, osci.CodeWrongDialog, true},
 		{"wrong Response to the Challenge", func(t *testing.T) []byte {
-			return copyOf(func(c *testClient) { c.lastChallenge = randomToken() }).build(t, "", "", exit, "", nil)
+			return copyOf(func(c *testClient) { c.lastChallenge = randomToken() }).build(t, "", exit, "", nil)
 		}, osci.CodeWrongDialog, true},
 		{"unsigned storeDelivery", func(t *testing.T) []byte {
-			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge, c.unsigned = "", "", true }).build(t, storeOrder(issued), "storedelivery", content, addressee, nil)
+			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge, c.unsigned = "", "", true }).build(t, storeOrder(issued), content, addressee, nil)
 		}, osci.CodeUnsigned, false},
 		{"broken signature", func(t *testing.T) []byte {
-			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge, c.tamperSigned = "", "", true }).build(t, storeOrder(issued), "storedelivery", content, addressee, nil)
+			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge, c.tamperSigned = "", "", true }).build(t, storeOrder(issued), content, addressee, nil)
 		}, osci.CodeSignatureInvalid, false},
 		{"transport layer encrypted to another", func(t *testing.T) []byte {
-			return copyOf(func(c *testClient) { c.encryptToOther = bobCipher }).build(t, "", "", exit, "", nil)
+			return copyOf(func(c *testClient) { c.encryptToOther = bobCipher }).build(t, "", exit, "", nil)
 		}, osci.CodeNoDecryptionKey, true},
 		{"MessageId not handed out", func(t *testing.T) []byte {
-			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge = "", "" }).build(t, storeOrder("erfunden"), "storedelivery", content, addressee, nil)
+			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge = "", "" }).build(t, storeOrder("erfunden"), content, addressee, nil)
 		}, osci.CodeIllegalMessageID, false},
 		{"fetch from another's postbox", func(t *testing.T) []byte {
 			// alice opens a dialog presenting bob's (public) cipher
@@ -365,8 +379,12 @@ func badInput(t *testing.T, ix *intermediary) {
 			thief.cipher = demoKey(t, "bob_cipher_4096")
 			thief.plain = true
 			thief.initDialog(t)
-			return thief.build(t, fetchOrder, "fetchdelivery", "", "", nil)
+			return thief.build(t, fetchOrder, "", "", nil)
 		}, osci.CodeNoDelivery, false},
+		{"not valid against the schema", func(t *testing.T) []byte {
+			order := strings.Replace(storeOrder(issued), "</osci:storeDelivery>", "<osci:Bogus></osci:Bogus></osci:storeDelivery>", 1)
+			return copyOf(func(c *testClient) { c.conversation, c.lastChallenge = "", "" }).build(t, order, content, addressee, nil)
+		}, osci.CodeNoValidRequest, true},
 		{"oversize", func(t *testing.T) []byte { return bytes.Repeat([]byte("x"), 65<<20) }, osci.CodeMessageTooLarge, true},
 		{"malformed MIME", func(t *testing.T) []byte {
 			return []byte("MIME-Version: 1.0\r\nContent-Type: Multipart/Related; boundary=b\r\n\r\n--b\r\nContent-Type: text/xml\r\n\r\n<soap:Envelope")
@@ -413,8 +431,8 @@ func badInput(t *testing.T, ix *intermediary) {
 }
 
 func truncated(b []byte) string {
-	if len(b) > 600 {
-		return fmt.Sprintf("%s … (%d bytes)", b[:600], len(b))
+	if len(b) > 1600 {
+		return fmt.Sprintf("%s … (%d bytes)", b[:1600], len(b))
 	}
 	return string(b)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmldsig"
+	"github.com/parzelle/parzelle/xmlschema"
 )
 
 // Path is where the intermediary listens on the transport listener: POST
@@ -56,6 +57,10 @@ type Intermediary struct {
 	Dialogs *Dialogs
 	Log     *slog.Logger
 	Metrics *Metrics
+	// Schemas, when they hold the OSCI 1.2 schemas, check every request
+	// (decrypted) against its order's envelope schema: a delivery that is
+	// not valid is refused (9300) rather than passed on to its addressee.
+	Schemas *xmlschema.Registry
 	// MaxBytes bounds a request (default 64 MiB).
 	MaxBytes int64
 }
@@ -189,6 +194,17 @@ func (in *Intermediary) serve(r *http.Request, x *exchange) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if refused == nil && x.req.Signature == nil && slices.Contains(signedOrders, x.req.Order) {
+		refused = refuse(CodeUnsigned, "%s must carry a ClientSignature", x.req.Order)
+	}
+	if refused == nil && in.Schemas != nil {
+		set := xmlschema.OSCI12(x.req.Order.schemaName())
+		if in.Schemas.Has(set) {
+			if err := in.Schemas.Validate(set, x.req.MIME.Root().Body); err != nil {
+				return nil, refuse(CodeNoValidRequest, "the %s request does not match the OSCI 1.2 schema: %v", x.req.Order, err)
+			}
+		}
+	}
 	if x.tenant == nil {
 		if x.req.Transport == nil {
 			return nil, refuse(CodeNoDecryptionKey, "a plain request names its intermediary in the URL: POST %s/{tenant}", Path)
@@ -253,9 +269,6 @@ var signedOrders = []Order{OrderStoreDelivery, OrderForwardDelivery, OrderFetchD
 // that carries the dialog on.
 func (in *Intermediary) answer(ctx context.Context, x *exchange) error {
 	req := x.req
-	if req.Signature == nil && slices.Contains(signedOrders, req.Order) {
-		return refuse(CodeUnsigned, "%s must carry a ClientSignature", req.Order)
-	}
 	err := db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) (err error) {
 		x.dialog, err = in.Dialogs.Step(ctx, tx, x.tenant.ID, req)
 		return err
@@ -624,7 +637,8 @@ func (in *Intermediary) Expire(ctx context.Context, tenantIDs []string) error {
 
 // faultMessage is the SOAP 1.1 fault for a refused request: faultcode
 // soap:Client for what the client sent (soap:Server for 9000 and 9503),
-// the OSCI code and its text in faultstring, the code in detail.
+// the OSCI code, its text and what was wrong in faultstring, the code in
+// detail.
 func faultMessage(e *Error) []byte {
 	var x xmlWriter
 	side := "soap:Client"
@@ -633,7 +647,11 @@ func faultMessage(e *Error) []byte {
 	}
 	x.raw(`<soap:Envelope xmlns:soap="` + SOAPNamespace + `" xmlns:osci="` + Namespace + `"><soap:Body><soap:Fault>`)
 	x.element("faultcode", side)
-	x.element("faultstring", string(e.Code)+" "+e.Code.Text("en"))
+	text := string(e.Code) + " " + e.Code.Text("en")
+	if e.Detail != "" && e.Code != CodeInternal {
+		text += ": " + e.Detail // what the client sent; an internal error's cause stays in the log
+	}
+	x.element("faultstring", text)
 	x.raw("<detail>")
 	x.element("osci:Code", string(e.Code))
 	x.raw("</detail></soap:Fault></soap:Body></soap:Envelope>")

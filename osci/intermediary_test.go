@@ -58,7 +58,7 @@ func startIntermediary(t *testing.T) *intermediary {
 		t.Fatal(err)
 	}
 	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(intermediaryTenant, certs)},
-		Files: map[string][]byte{"pin": []byte("123456\n")}, Clients: []string{"osci-client"}})
+		Files: map[string][]byte{"pin": []byte("123456\n")}, Clients: []string{"osci-client"}, Schemas: osciSchemas(t)})
 	return &intermediary{Node: n, client: n.HTTP("osci-client")}
 }
 

@@ -96,9 +96,10 @@ var cardElements = map[Order]struct{ forwarding, reception bool }{
 
 // ResponseElement is the name of the order's response element
 // (responseToInitDialog, …).
-func (o Order) ResponseElement() string {
-	return "responseTo" + strings.ToUpper(string(o[:1])) + string(o[1:])
-}
+func (o Order) ResponseElement() string { return "responseTo" + o.schemaName() }
+
+// schemaName is the order's name in the OSCI schema files (InitDialog …).
+func (o Order) schemaName() string { return strings.ToUpper(string(o[:1])) + string(o[1:]) }
 
 // Build returns the response as an OSCI MIME message. With a signer it
 // carries a SupplierSignature over every header block and the body
