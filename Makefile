@@ -20,7 +20,7 @@ FUZZTIME ?=
 FUZZ_TARGETS := ./xmlsafe:FuzzParse:30000x ./xmlsafe:FuzzDifferential:60000x ./c14n:FuzzCanonicalize:100000x \
 	./xmldsig:FuzzVerify:1000x ./xmlenc:FuzzDecrypt:100x
 
-.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline bench-xnachweis bench-console fuzz faults soak
+.PHONY: run test build deps bench-xta bench-xml bench-register bench-pipeline bench-xnachweis bench-console bench-osci fuzz faults soak
 
 run: build
 	$(BIN) pki demo --out var/pki
@@ -93,6 +93,14 @@ bench-xnachweis: build
 # over 300 requests each (goals: list under 200 ms, overview under 100 ms).
 bench-console: build
 	$(BIN) pg temp -- $(GO) test ./console -run '^$$' -bench BenchmarkConsole -benchtime 1x
+
+# OSCI storeDelivery per second at 16 concurrent HTTPS clients (10 KB
+# content, transport-encrypted and signed, Governikus demo RSA-4096 keys),
+# p50/p99 and CPU per delivery, beside the raw rate of the same
+# cryptography per delivery in the same run (goal: at least half of it);
+# OSCI_BENCH_N=… (800) OSCI_BENCH_CLIENTS=… (16) size it.
+bench-osci: build
+	GOGC=$${GOGC:-400} $(BIN) pg temp -- $(GO) test ./osci -run '^$$' -bench BenchmarkStoreDelivery -benchtime 1x
 
 # The fault suite, full form: a real node (a subprocess) on its own
 # PostgreSQL under XTA load into a register inbox, through kill -9 of the

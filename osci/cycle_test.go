@@ -38,7 +38,7 @@ type testClient struct {
 	encryptToOther *x509.Certificate
 }
 
-func newClient(t *testing.T, ix *intermediary, who string) *testClient {
+func newClient(t testing.TB, ix *intermediary, who string) *testClient {
 	return &testClient{ix: ix, sign: demoKey(t, who+"_signature_4096"), cipher: demoKey(t, who+"_cipher_4096")}
 }
 
@@ -77,7 +77,7 @@ var blockID = regexp.MustCompile(`<osci:[A-Za-z]+ Id="([^"]+)"`)
 // build makes a signed request: the order block in the header (headerOrder)
 // or the body, the client's certificates (certs: the addressee's, which
 // the schema places between the originator's two), and attachments.
-func (c *testClient) build(t *testing.T, headerOrder, body string, certs string, attachments map[string][]byte) []byte {
+func (c *testClient) build(t testing.TB, headerOrder, body string, certs string, attachments map[string][]byte) []byte {
 	t.Helper()
 	var env strings.Builder
 	env.WriteString(`<soap:Envelope ` + ns + `><soap:Header><osci:ControlBlock Id="controlblock" ` + next)
@@ -186,7 +186,7 @@ func (c *testClient) getMessageID(t *testing.T) string {
 
 // content is a delivery's content: a ContentContainer with a text and an
 // attachment, signed by the author, encrypted to the reader.
-func (c *testClient) content(t *testing.T, text string, attachment []byte, reader *x509.Certificate) string {
+func (c *testClient) content(t testing.TB, text string, attachment []byte, reader *x509.Certificate) string {
 	t.Helper()
 	container := `<osci:ContentContainer ` + ns + ` Id="contentcontainer0"><osci:Content><osci:Base64Content Id="content0">` +
 		base64.StdEncoding.EncodeToString([]byte(text)) + `</osci:Base64Content></osci:Content><osci:Content Id="content1" href="cid:anlage"></osci:Content></osci:ContentContainer>`
@@ -210,10 +210,15 @@ const qualityOfTimestamps = `<osci:QualityOfTimestamp Id="qualityoftimestamp_cre
 // storeDelivery stores a delivery for the reader's postbox.
 func (c *testClient) storeDelivery(t *testing.T, messageID, subject, text string, attachment []byte, reader *x509.Certificate) *answer {
 	t.Helper()
+	return c.do(t, osci.OrderStoreDelivery, c.storeRequest(t, messageID, subject, text, attachment, reader))
+}
+
+// storeRequest is a storeDelivery request.
+func (c *testClient) storeRequest(t testing.TB, messageID, subject, text string, attachment []byte, reader *x509.Certificate) []byte {
 	order := qualityOfTimestamps + `<osci:storeDelivery Id="storedelivery" ` + next + `><osci:MessageId>` + base64.StdEncoding.EncodeToString([]byte(messageID)) +
 		`</osci:MessageId><osci:Subject>` + subject + `</osci:Subject></osci:storeDelivery>`
 	certs := certElement("CipherCertificateAddressee", "addressee_cipher", reader)
-	return c.do(t, osci.OrderStoreDelivery, c.build(t, order, c.content(t, text, attachment, reader), certs, map[string][]byte{"anlage": attachment}))
+	return c.build(t, order, c.content(t, text, attachment, reader), certs, map[string][]byte{"anlage": attachment})
 }
 
 func (c *testClient) fetchDelivery(t *testing.T) *answer {

@@ -52,7 +52,7 @@ type intermediary struct {
 	client *http.Client
 }
 
-func startIntermediary(t *testing.T) *intermediary {
+func startIntermediary(t testing.TB) *intermediary {
 	certs, err := filepath.Abs(osciCerts)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ type request struct {
 }
 
 // post sends an OSCI message to path and returns the HTTP status and body.
-func (ix *intermediary) post(t *testing.T, path string, body []byte) (int, []byte) {
+func (ix *intermediary) post(t testing.TB, path string, body []byte) (int, []byte) {
 	t.Helper()
 	resp, err := ix.client.Post(ix.Base+path, "text/xml", bytes.NewReader(body))
 	if err != nil {
@@ -203,7 +203,7 @@ func (ix *intermediary) prepareDialog(t *testing.T, signer, cipher string) {
 
 // issue makes the intermediary know MessageIds as if it had handed them
 // out (the samples use fixed ones).
-func (ix *intermediary) issue(t *testing.T, ids ...string) {
+func (ix *intermediary) issue(t testing.TB, ids ...string) {
 	t.Helper()
 	err := db.InTenant(t.Context(), ix.Pool, "bremen", func(tx pgx.Tx) error {
 		for _, id := range ids {

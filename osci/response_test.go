@@ -19,7 +19,7 @@ var (
 )
 
 // osciSchemas are the official OSCI 1.2 schemas beside the checkout.
-func osciSchemas(t *testing.T) *xmlschema.Registry {
+func osciSchemas(t testing.TB) *xmlschema.Registry {
 	t.Helper()
 	schemasOnce.Do(func() { schemas, schemasErr = xmlschema.Load([]string{"../../shared/specs/osci"}, nil) })
 	if schemasErr != nil {
