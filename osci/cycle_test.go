@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -310,7 +311,52 @@ func TestIntermediaryCycle(t *testing.T) {
 	}
 	alice.exitDialog(t)
 
+	// Operators see each order's outcome per tenant.
+	mf, err := ix.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := 0.0
+	for _, f := range mf {
+		if f.GetName() != "parzelle_osci_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["tenant"] == "bremen" && labels["order"] == "storeDelivery" && labels["code"] == "0801" {
+				stored = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if stored != 2 {
+		t.Errorf("parzelle_osci_requests_total{tenant=bremen,order=storeDelivery,code=0801} = %v, want 2", stored)
+	}
+
 	t.Run("bad input", func(t *testing.T) { badInput(t, ix) })
+
+	// A day later, unused MessageIds and ended dialogs are gone.
+	count := func() (ids, dialogs int) {
+		err := db.InTenant(t.Context(), ix.Pool, "bremen", func(tx pgx.Tx) error {
+			return tx.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM osci_message_id), (SELECT count(*) FROM osci_dialog WHERE closed_at IS NOT NULL)`).Scan(&ids, &dialogs)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids, dialogs
+	}
+	if ids, dialogs := count(); ids == 0 || dialogs == 0 {
+		t.Fatalf("nothing to expire: %d MessageIds, %d ended dialogs", ids, dialogs)
+	}
+	ix.OSCI.Dialogs.Now = func() time.Time { return time.Now().Add(25 * time.Hour) }
+	if err := ix.OSCI.Expire(t.Context(), []string{"bremen"}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, dialogs := count(); ids != 0 || dialogs != 0 {
+		t.Errorf("after expiry: %d MessageIds, %d ended dialogs", ids, dialogs)
+	}
 }
 
 // badInput sends one bad request of each kind: each gets its code, as a

@@ -625,7 +625,7 @@ func (in *Intermediary) Expire(ctx context.Context, tenantIDs []string) error {
 	}
 	for _, t := range tenantIDs {
 		err := db.InTenant(ctx, in.Pool, t, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND issued_at < $2`, t, time.Now().Add(-24*time.Hour))
+			_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND issued_at < $2`, t, in.Dialogs.now().Add(-24*time.Hour))
 			return err
 		})
 		if err != nil {
