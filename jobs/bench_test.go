@@ -3,7 +3,6 @@ package jobs_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,14 +17,6 @@ import (
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/xta"
 )
-
-// envInt reads a positive integer setting of the benchmark.
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
-}
 
 // letters spells n in letters, for names that must be DIN 91379 text.
 func letters(n int) string {
@@ -65,7 +56,7 @@ func moveIns(t testing.TB, n int) [][]byte {
 // INSERT+COMMIT each); and pure mapping throughput on one core. It runs once
 // whatever b.N is; PIPELINE_BENCH_N and PIPELINE_BENCH_CLIENTS size it.
 func BenchmarkPipeline(b *testing.B) {
-	n, clients := envInt("PIPELINE_BENCH_N", 2000), envInt("PIPELINE_BENCH_CLIENTS", 16)
+	n, clients := nodetest.EnvInt(b, "PIPELINE_BENCH_N", 2000), nodetest.EnvInt(b, "PIPELINE_BENCH_CLIENTS", 16)
 	node := startNode(b, map[string]string{"duesseldorf": tenantWith(b, "duesseldorf", "zuzug")})
 	ctx := context.Background()
 	docs := moveIns(b, n)
@@ -127,7 +118,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		return ids, accept, applied
 	}
-	warm := moveIns(b, n+envInt("PIPELINE_BENCH_WARMUP", 1000))[n:]
+	warm := moveIns(b, n+nodetest.EnvInt(b, "PIPELINE_BENCH_WARMUP", 1000))[n:]
 	sendAll(warm)
 	if _, err := node.Pool.Exec(ctx, `ANALYZE`); err != nil {
 		b.Fatal(err)

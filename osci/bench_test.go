@@ -9,24 +9,16 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// benchEnv reads a positive integer from the environment, def otherwise.
-func benchEnv(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
-}
+	"github.com/parzelle/parzelle/node/nodetest"
+)
 
 // processCPU is the CPU time this process spent so far (user and system).
 func processCPU() time.Duration {
@@ -49,7 +41,7 @@ func processCPU() time.Duration {
 // cores, in the same run. Goal: at least half the raw rate.
 // OSCI_BENCH_N (800) and OSCI_BENCH_CLIENTS (16) size it.
 func BenchmarkStoreDelivery(b *testing.B) {
-	n, clients := benchEnv("OSCI_BENCH_N", 800), benchEnv("OSCI_BENCH_CLIENTS", 16)
+	n, clients := nodetest.EnvInt(b, "OSCI_BENCH_N", 800), nodetest.EnvInt(b, "OSCI_BENCH_CLIENTS", 16)
 	ix := startIntermediary(b)
 	alice := newClient(b, ix, "alice")
 	bob := demoCert(b, "bob_cipher_4096")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/register"
 )
 
@@ -16,7 +17,7 @@ import (
 // round trips per call. REGISTER_BENCH_WORKERS (default 1) callers apply at
 // once, each call in a transaction of its own.
 func BenchmarkApply(b *testing.B) {
-	workers := envInt(b, "REGISTER_BENCH_WORKERS", 1)
+	workers := nodetest.EnvInt(b, "REGISTER_BENCH_WORKERS", 1)
 	h := startHarness(b)
 	store, trips := countingStore(b, h, int32(workers+1))
 	var next atomic.Int64

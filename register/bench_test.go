@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 )
@@ -35,7 +36,7 @@ import (
 // callers; default 8) and REGISTER_BENCH_MODES (encrypted,plaintext) tune
 // it; a single mode is for profiling that path.
 func BenchmarkRegister(b *testing.B) {
-	n, rounds, workers := envInt(b, "REGISTER_BENCH_N", 100), envInt(b, "REGISTER_BENCH_ROUNDS", 10), envInt(b, "REGISTER_BENCH_WORKERS", 8)
+	n, rounds, workers := nodetest.EnvInt(b, "REGISTER_BENCH_N", 100), nodetest.EnvInt(b, "REGISTER_BENCH_ROUNDS", 10), nodetest.EnvInt(b, "REGISTER_BENCH_WORKERS", 8)
 	h := startHarness(b)
 	ctx := context.Background()
 
@@ -303,15 +304,3 @@ func (t *tripCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatch
 }
 
 func (t *tripCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
-func envInt(b *testing.B, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		b.Fatalf("%s=%q is not a positive number", name, v)
-	}
-	return n
-}

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -29,8 +28,8 @@ import (
 // rate. Beside it, in the same run, raw RSA signatures per second with the
 // tenant's signing key on every core. Run it with make bench-xnachweis.
 func BenchmarkEvidence(b *testing.B) {
-	n := envInt("XNACHWEIS_BENCH_N", 2000)
-	clients := envInt("XNACHWEIS_BENCH_CLIENTS", 16)
+	n := nodetest.EnvInt(b, "XNACHWEIS_BENCH_N", 2000)
+	clients := nodetest.EnvInt(b, "XNACHWEIS_BENCH_CLIENTS", 16)
 	w := newWorld(b, worldOptions{messages: family})
 	key, err := w.Keys.SigningKey(context.Background(), "duesseldorf")
 	if err != nil {
@@ -152,10 +151,3 @@ func pct(ds []time.Duration, p int) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,4 +108,18 @@ func procCPU(pid string) time.Duration {
 	user, _ := strconv.ParseInt(f[11], 10, 64)
 	sys, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(user+sys) * time.Second / clockTicks
+}
+
+// EnvInt reads a load command's positive integer setting from the
+// environment (def when unset); anything else fails the benchmark.
+func EnvInt(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		tb.Fatalf("%s=%q is not a positive number", name, v)
+	}
+	return n
 }
