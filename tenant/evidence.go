@@ -341,6 +341,9 @@ func (c *Config) checkEvidence(pos *strictyaml.Positions, h hash.Hash) {
 		owned := false
 		for _, id := range c.Identities {
 			owned = owned || (id.ID == e.Identity && slices.Contains(id.Transports, "xta"))
+			if id.ID == e.Identity && id.OSCI.CipherCertificate != "" {
+				pos.Errorf("evidence.identity", "%q has an OSCI postbox; evidence requests come over HTTPS or XTA only", e.Identity)
+			}
 		}
 		if !owned {
 			pos.Errorf("evidence.identity", "%q is not one of this tenant's identities reachable over xta", e.Identity)

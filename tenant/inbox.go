@@ -68,6 +68,9 @@ func (c *Config) checkInboxes(pos *strictyaml.Positions) {
 		for _, id := range c.Identities {
 			if id.ID == in.Identity {
 				owned = slices.Contains(id.Transports, "xta")
+				if id.OSCI.CipherCertificate != "" {
+					pos.Errorf(field+".identity", "%q has an OSCI postbox; register inboxes take XTA messages only (OSCI deliveries into the register are not built yet)", in.Identity)
+				}
 			}
 		}
 		if !owned {
