@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -388,7 +389,8 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 		return nil, refuse(CodeIllegalMessageID, "the MessageId %q was not handed out by this intermediary, or was used already", d.MessageID)
 	}
 	now := in.Box.Now()
-	note := cardNote{Subject: d.Subject, Inspections: inspect(req, now)}
+	inspections, warnings := inspect(req, x.tenant.SignerTrust(""), now)
+	note := cardNote{Subject: d.Subject, Inspections: inspections}
 	noteJSON, _ := json.Marshal(note)
 	m := &msgbox.Message{AuthorTenant: x.tenant.ID, MessageID: d.MessageID, Author: authorOf(req.Signer()), Reader: box.Identity.ID, Transport: TransportName,
 		Service: "urn:parzelle:osci:storeDelivery", MessageType: "osci:delivery", SentAt: now,
@@ -420,51 +422,46 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 		in.Log.Warn("osci: forget used MessageId", "tenant", x.tenant.ID, "message_id", d.MessageID, "error", err)
 	}
 	x.resp.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: now, Subject: d.Subject, Inspections: note.Inspections}}
-	return expiryWarnings(req, now), nil
+	return warnings, nil
 }
 
-// inspect checks the certificates a delivery carries, for its process
-// card: time validity; whether an issuer signed them is indeterminate
-// here, as the intermediary holds no OSCI CA list yet.
-func inspect(req *Request, at time.Time) []Inspection {
+// expiredCodes are the 37xx warnings for a delivery's certificates
+// outside their validity, by the certificate's role.
+var expiredCodes = map[string]Code{"SignatureCertificateOriginator": CodeAuthorSignerExpired, "CipherCertificateOriginator": CodeAuthorCipherExpired,
+	"CipherCertificateAddressee": CodeRecipientCipherExpired, "CipherCertificateOtherReader": CodeReaderCipherExpired}
+
+// inspect checks the certificates a delivery carries against the
+// intermediary tenant's trusted signers (keys.trust.signers: OSCI CAs as
+// anchors, or certificates pinned), for the process card, and returns the
+// warnings: 37xx for a certificate outside its validity, 3707 when a
+// certificate could not be checked (no anchor here for it).
+func inspect(req *Request, trust *keys.TrustStore, at time.Time) ([]Inspection, []Code) {
 	var out []Inspection
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for k := range req.Certificates {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
-		for _, c := range req.Certificates[name] {
-			offline := "valid"
-			if at.Before(c.NotBefore) || at.After(c.NotAfter) {
-				offline = "invalid"
-			}
-			math := "indeterminate"
-			if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
-				math = "ok"
-			}
-			out = append(out, Inspection{At: at, Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: c.SerialNumber.String(), Math: math, Offline: offline})
+	var warnings []Code
+	warn := func(c Code) {
+		if !slices.Contains(warnings, c) {
+			warnings = append(warnings, c)
 		}
 	}
-	return out
-}
-
-// expiryWarnings are the 37xx warnings for a delivery's certificates that
-// are outside their validity.
-func expiryWarnings(req *Request, at time.Time) []Code {
-	codes := map[string]Code{"SignatureCertificateOriginator": CodeAuthorSignerExpired, "CipherCertificateOriginator": CodeAuthorCipherExpired,
-		"CipherCertificateAddressee": CodeRecipientCipherExpired, "CipherCertificateOtherReader": CodeReaderCipherExpired}
-	var out []Code
-	for name, code := range codes {
+	for _, name := range slices.Sorted(maps.Keys(req.Certificates)) {
 		for _, c := range req.Certificates[name] {
-			if (at.Before(c.NotBefore) || at.After(c.NotAfter)) && !slices.Contains(out, code) {
-				out = append(out, code)
+			in := Inspection{At: at, Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: c.SerialNumber.String(), Math: "indeterminate", Offline: "indeterminate"}
+			switch _, err := trust.Verify(c, nil, at); {
+			case err == nil:
+				in.Math, in.Offline = "ok", "valid"
+			case at.Before(c.NotBefore) || at.After(c.NotAfter):
+				in.Offline = "invalid"
+				if code, ok := expiredCodes[name]; ok {
+					warn(code)
+				}
+			default:
+				warn(CodeCertCheckIncomplete)
 			}
+			out = append(out, in)
 		}
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(warnings)
+	return out, warnings
 }
 
 // postbox is the postbox of the dialog's opener, which its signed fetch

@@ -37,6 +37,9 @@ identities:
 trust:
   clientCAs: ["{{CA}}"]
 keys:
+  trust:
+    # The OSCI parties this intermediary knows (pinned; dave is not).
+    signers: [%[1]s/alice_signature_4096.cer, %[1]s/alice_cipher_4096.cer, %[1]s/bob_signature_4096.cer, %[1]s/bob_cipher_4096.cer]
   signing:
     - pkcs12: %[1]s/osci_manager_signature_4096.p12
       passwordFile: "{{DIR}}/pin"
@@ -271,10 +274,22 @@ func TestIntermediarySamples(t *testing.T) {
 	// goes in; the same MessageId again is refused; 0003 brings the XTA
 	// MessageMetaData. The sample MessageIds are known as issued.
 	ix.issue(t, "mock-msgid-0001", "mock-msgid-0003")
+	// dave, another reader, is not among the intermediary's trusted
+	// certificates: his inspection is indeterminate, and 3707 says so.
 	a := send(osci.OrderStoreDelivery, encrypted("03-StoreDelivery"))
-	wantFeedback(a, "0800")
-	if a.text("Subject") != "Testnachricht OSCI 1.2" || a.time("Creation") == "" || len(findAll(a.env.Root, osci.Namespace, "Inspection")) != 4 {
-		t.Errorf("process card: subject %q, creation %q, %d inspections", a.text("Subject"), a.time("Creation"), len(findAll(a.env.Root, osci.Namespace, "Inspection")))
+	wantFeedback(a, "0800", "3707")
+	if a.text("Subject") != "Testnachricht OSCI 1.2" || a.time("Creation") == "" {
+		t.Errorf("process card: subject %q, creation %q", a.text("Subject"), a.time("Creation"))
+	}
+	var verdicts []string
+	for _, in := range findAll(a.env.Root, osci.Namespace, "Inspection") {
+		cn := strings.TrimPrefix(strings.Split(in.Child(osci.Namespace, "X509SubjectName").TrimmedText(), ",")[0], "CN=")
+		math, _ := in.Child(osci.Namespace, "MathResult").Attribute("Result")
+		offline, _ := in.Child(osci.Namespace, "OfflineResult").Attribute("Result")
+		verdicts = append(verdicts, cn+" "+math+"/"+offline)
+	}
+	if got := strings.Join(verdicts, "; "); got != "Bob Cipher 4096 ok/valid; Alice Cipher 4096 ok/valid; Dave Cipher 4096 indeterminate/indeterminate; Alice Signature 4096 ok/valid" {
+		t.Errorf("inspections: %s", got)
 	}
 	wantFeedback(send(osci.OrderStoreDelivery, plain("03-StoreDelivery")), "9801")
 	wantFeedback(send(osci.OrderStoreDelivery, plain("08-StoreDelivery-XTA-MessageMetaData")), "0800")
