@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -351,6 +352,34 @@ func TestIntermediarySamples(t *testing.T) {
 		r := form("07-ExitDialog")
 		status, out := ix.post(t, r.path, r.body)
 		wantFault(t, status, out, osci.CodeWrongDialog)
+	}
+
+	// A new signing key in the tenant file signs the next answer, without
+	// a restart.
+	file := filepath.Join(ix.Dir, "tenants", "bremen.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte("osci_manager_signature_4096.p12"), []byte("bob_signature_4096.p12"), 1)
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := ix.Tenants.Reload(t.Context()); err != nil || len(rep.Applied) != 1 {
+		t.Fatalf("reload: %+v %v", rep, err)
+	}
+	rotated, body := ix.post(t, "/osci/bremen", sample(t, "01-InitDialog.plain.mime"))
+	msg, err := osci.ParseMIME(body)
+	if err != nil || rotated != http.StatusOK {
+		t.Fatalf("HTTP %d %v", rotated, err)
+	}
+	env, err := xmldsig.ParseDocument(bytes.NewReader(msg.Root().Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{demoCert(t, "bob_signature_4096")})}
+	if _, err := v.Verify(env, findAll(env.Root, xmldsig.Namespace, "Signature")[0]); err != nil {
+		t.Errorf("the answer after the key rotation is not signed with the new key: %v", err)
 	}
 }
 
