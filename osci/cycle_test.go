@@ -454,6 +454,11 @@ func badInput(t *testing.T, ix *intermediary) {
 			status, out := ix.post(t, path, req)
 			if c.fault {
 				wantFault(t, status, out, c.code)
+				// A fault tells the client what it did wrong, not which
+				// keys (and so which tenants) this node holds.
+				if bytes.Contains(out, []byte("OSCI-Manager Cipher")) {
+					t.Errorf("the fault names the intermediary's own cipher certificate: %s", truncated(out))
+				}
 			} else {
 				inner, _, err := osci.DecryptTransport(out, []*keys.KeyPair{demoKey(t, "alice_cipher_4096"), demoKey(t, "bob_cipher_4096")})
 				if err != nil {

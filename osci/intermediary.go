@@ -120,7 +120,7 @@ func (in *Intermediary) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			in.Log.Error("osci request failed", "tenant", tenantID, "order", order, "error", err)
 			oe = &Error{Code: CodeInternal}
 		} else {
-			in.Log.Warn("osci request refused", "tenant", tenantID, "order", order, "code", string(oe.Code), "detail", oe.Detail, "remote", r.RemoteAddr)
+			in.Log.Warn("osci request refused", "tenant", tenantID, "order", order, "code", string(oe.Code), "detail", oe.Detail, "cause", oe.Err, "remote", r.RemoteAddr)
 		}
 		code = oe.Code
 		w.Header().Set("Content-Type", "text/xml; charset=UTF-8")

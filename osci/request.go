@@ -191,7 +191,9 @@ func decryptTransport(msg *MIMEMessage, env *xmlsafe.Document, pairs []*keys.Key
 	res, err := xmlenc.Decrypt(ed, xmlenc.DecryptOptions{Keys: pairs, Resolve: msg.Resolve, Document: env.Root})
 	switch {
 	case errors.Is(err, xmlenc.ErrNoKey):
-		return nil, refuse(CodeNoDecryptionKey, "the message is encrypted to none of the cipher certificates here: %v", err)
+		// The detail goes back to the client: it names no key of this
+		// node (which would tell who else is hosted here); the log has it.
+		return nil, &Error{Code: CodeNoDecryptionKey, Detail: "the message is encrypted to none of the cipher certificates here", Err: err}
 	case err != nil:
 		return nil, refuse(CodeUndecryptable, "%v", err)
 	}
