@@ -23,6 +23,10 @@ type Message struct {
 	// message waits for forwarding).
 	AuthorTenant                                                      string
 	MessageID, Author, Reader, Service, BusinessScenario, MessageType string
+	// Account is the outbox the author's report is kept in, when it is
+	// not Author's own (OSCI: the signer's, while Author is the XTA author
+	// the reader's tenant knows).
+	Account string
 	// Transport names the transport the reader must be reachable by
 	// ("xta").
 	Transport string
@@ -261,7 +265,11 @@ func (m *accepted) addRows(set *rowSet, keys map[string]*sealing.DataKey) error 
 		in.peerTenant, in.peerID = &authorTenant, &outbox
 	}
 	author := set.tenant(m.AuthorTenant)
-	author.messages.add(m.outbox, "outbox", m.Author, out)
+	account := m.Account
+	if account == "" {
+		account = m.Author
+	}
+	author.messages.add(m.outbox, "outbox", account, out)
 	if err := author.records.add(keys[m.AuthorTenant], m.outbox, m.Records...); err != nil {
 		return err
 	}

@@ -35,6 +35,24 @@ type sendMeta struct {
 	test                                   bool
 }
 
+// MetaData is what an oscimeta:MessageMetaData says of its message, as
+// sendMessage reads it (and an OSCI delivery carries it as a custom
+// header).
+type MetaData struct {
+	Author, Reader, MessageID, Service, BusinessScenario, MessageType string
+}
+
+// ReadMetaData reads a MessageMetaData element; an error (an XTA *Fault)
+// names what is missing or malformed.
+func ReadMetaData(m *xmlsafe.Element) (MetaData, error) {
+	sm, f := readSendMeta(m)
+	if f != nil {
+		return MetaData{}, f
+	}
+	return MetaData{Author: sm.author.ID, Reader: sm.reader.ID, MessageID: sm.messageID, Service: sm.service,
+		BusinessScenario: sm.businessScenario, MessageType: sm.messageType}, nil
+}
+
 func readSendMeta(m *xmlsafe.Element) (*sendMeta, *Fault) {
 	if m == nil {
 		return nil, xtaFault(CodeNoParameter, "the oscimeta:MessageMetaData header is missing")
