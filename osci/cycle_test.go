@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,7 +19,10 @@ import (
 	"github.com/parzelle/parzelle/c14n"
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlenc"
 )
@@ -37,10 +41,15 @@ type testClient struct {
 	tamperSigned   bool // change a signed byte after signing
 	unsigned       bool
 	encryptToOther *x509.Certificate
+	// intermediary is the tenant plain requests go to.
+	intermediary string
+	// customHeaders are header blocks after the certificates (the XTA
+	// MessageMetaData), signed like the others.
+	customHeaders string
 }
 
 func newClient(t testing.TB, ix *intermediary, who string) *testClient {
-	return &testClient{ix: ix, sign: demoKey(t, who+"_signature_4096"), cipher: demoKey(t, who+"_cipher_4096")}
+	return &testClient{ix: ix, sign: demoKey(t, who+"_signature_4096"), cipher: demoKey(t, who+"_cipher_4096"), intermediary: "bremen"}
 }
 
 const ns = `xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:osci="http://www.osci.de/2002/04/osci" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"`
@@ -73,7 +82,7 @@ func mime(envelope []byte, attachments map[string][]byte) []byte {
 }
 
 // blockID finds the Ids of header blocks.
-var blockID = regexp.MustCompile(`<osci:[A-Za-z]+ Id="([^"]+)"`)
+var blockID = regexp.MustCompile(`<[a-z0-9]+:[A-Za-z]+ [^>]*Id="([^"]+)"`)
 
 // build makes a signed request: the order block in the header (headerOrder)
 // or the body, the client's certificates (certs: the addressee's, which
@@ -109,8 +118,12 @@ func (c *testClient) build(t testing.TB, headerOrder, body string, certs string,
 	}
 	env.WriteString(certs)
 	env.WriteString(certElement("SignatureCertificateOriginator", "originator_signature", c.sign.Certificate()))
-	env.WriteString(`</osci:NonIntermediaryCertificates>`)
-	ids = append(ids, "nonintermediarycertificates", "body")
+	env.WriteString(`</osci:NonIntermediaryCertificates>` + c.customHeaders)
+	ids = append(ids, "nonintermediarycertificates")
+	for _, m := range blockID.FindAllStringSubmatch(c.customHeaders, -1) {
+		ids = append(ids, m[1])
+	}
+	ids = append(ids, "body")
 	env.WriteString(`</soap:Header><soap:Body Id="body">` + body + `</soap:Body></soap:Envelope>`)
 	doc := []byte(env.String())
 	if !c.unsigned {
@@ -147,7 +160,7 @@ func (c *testClient) do(t *testing.T, order osci.Order, req []byte) *answer {
 	t.Helper()
 	path := "/osci"
 	if c.plain {
-		path = "/osci/bremen"
+		path = "/osci/" + c.intermediary
 	}
 	status, out := c.ix.post(t, path, req)
 	a := check(t, order, status, out)
@@ -491,4 +504,89 @@ func truncated(b []byte) string {
 		return fmt.Sprintf("%s … (%d bytes)", b[:1600], len(b))
 	}
 	return string(b)
+}
+
+// metaData is an XTA MessageMetaData custom header for a delivery.
+func metaData(author, reader, messageType string) string {
+	return `<oscimeta:MessageMetaData xmlns:oscimeta="http://www.osci.eu/ws/2014/10/transport" xmlns:wsa="http://www.w3.org/2005/08/addressing" Id="MetaData">` +
+		`<oscimeta:Originators><oscimeta:Author><oscimeta:Identifier type="xoev">` + author + `</oscimeta:Identifier></oscimeta:Author></oscimeta:Originators>` +
+		`<oscimeta:Destinations><oscimeta:Reader><oscimeta:Identifier type="xoev">` + reader + `</oscimeta:Identifier></oscimeta:Reader></oscimeta:Destinations>` +
+		`<oscimeta:MsgIdentification><wsa:MessageID>urn:de:xta:messageid:osci-test:` + randomToken() + `</wsa:MessageID></oscimeta:MsgIdentification>` +
+		`<oscimeta:Qualifier><oscimeta:Service>urn:xoev-de:xmeld</oscimeta:Service><oscimeta:BusinessScenario><oscimeta:Defined listURI="urn:de:xta:codeliste:business.scenario" listVersionID="3.6"><code>XMELD_DATA</code></oscimeta:Defined></oscimeta:BusinessScenario>` +
+		`<oscimeta:MessageType listURI="urn:de:payloadSchema:elementName" listVersionID="1.0" payloadSchema="` + nodetest.XMeldNS + `"><code>` + messageType + `</code></oscimeta:MessageType></oscimeta:Qualifier></oscimeta:MessageMetaData>`
+}
+
+// TestIntermediaryRegisterInbox: a Fachverfahren delivers an XMeld message
+// over OSCI to Düsseldorf's register inbox, content signed by its author
+// and encrypted to the register's key (here the demo PKI's carol), with the
+// XTA MessageMetaData naming author and message type: the person appears
+// in the register, as over XTA. A client whose signature the tenant does
+// not trust for the author is refused (9700) and nothing is stored.
+func TestIntermediaryRegisterInbox(t *testing.T) {
+	certs, err := filepath.Abs(osciCerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := nodetest.MelderegisterTenant(t, "duesseldorf", "zuzug")
+	file = strings.Replace(file, `  - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta]}`,
+		`  - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta, osci], osci: {cipherCertificate: `+certs+`/carol_cipher_4096.cer, signatureCertificate: `+certs+`/carol_signature_4096.cer}}`, 1)
+	file += fmt.Sprintf(`keys:
+  signing: [{pkcs12: %[1]s/carol_signature_4096.p12, passwordFile: "{{DIR}}/pin"}]
+  decryption: [{pkcs12: %[1]s/carol_cipher_4096.p12, passwordFile: "{{DIR}}/pin"}]
+  trust:
+    # alice's OSCI signature speaks for the Fachverfahren ags:05111000.
+    counterparts: [{identity: "ags:05111000", signers: [%[1]s/alice_signature_4096.cer]}]
+`, certs)
+	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": file}, Files: map[string][]byte{"pin": []byte("123456\n")},
+		Clients: []string{"osci-client"}, Schemas: nodetest.Schemas(t)})
+	ix := &intermediary{Node: n, client: n.HTTP("osci-client")}
+	carol := demoCert(t, "carol_cipher_4096")
+	typ, doc := nodetest.XMeld(t, "01")
+	deliver := func(who string) *answer {
+		c := newClient(t, ix, who)
+		c.plain, c.intermediary = true, "duesseldorf"
+		c.customHeaders = metaData("ags:05111000", "register:05111000", typ)
+		id := c.getMessageID(t)
+		return c.do(t, osci.OrderStoreDelivery, c.storeRequest(t, id, "Rückmeldung", string(doc), []byte("Anlage"), carol))
+	}
+	before := countMessages(t, ix, "duesseldorf")
+	if a := deliver("bob"); strings.Join(a.feedback, " ") != "9700" {
+		t.Errorf("bob, not trusted for ags:05111000: feedback %v, want 9700", a.feedback)
+	}
+	if after := countMessages(t, ix, "duesseldorf"); after != before {
+		t.Errorf("the refused delivery left %d messages, want %d", after, before)
+	}
+	// 3707: the tenant trusts alice for one author (keys.trust.counterparts),
+	// not as an OSCI party in general (keys.trust.signers), so her
+	// certificates' inspection stays indeterminate.
+	if a := deliver("alice"); strings.Join(a.feedback, " ") != "0800 3707" {
+		t.Fatalf("alice's delivery: feedback %v", a.feedback)
+	}
+	clerk := tenant.Actor{Tenant: "duesseldorf", Kind: tenant.ActorCertificate, Subject: "test", Role: "fachverfahren", Purpose: "meldewesen"}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		found, err := n.Store.Search(t.Context(), clerk, "duesseldorf", "melderegister", register.Query{Familienname: "Ćosić", Vornamen: "Mirela Ana", Geburtsdatum: "1987-04"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(found) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the person delivered over OSCI is not in the register after a minute (%d records)", len(found))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// countMessages counts the tenant's message rows.
+func countMessages(t *testing.T, ix *intermediary, tenantID string) int {
+	var count int
+	err := db.InTenant(t.Context(), ix.Pool, tenantID, func(tx pgx.Tx) error {
+		return tx.QueryRow(t.Context(), `SELECT count(*) FROM xta_message`).Scan(&count)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return count
 }

@@ -11,9 +11,9 @@
 // fetchDelivery, fetchProcessCard, forwardDelivery), the feedback codes
 // with their texts (Code), and the intermediary role on POST /osci
 // (Intermediary): postboxes of the tenants' OSCI identities in package
-// msgbox, addressed by cipher certificate, with process cards. Not yet:
-// forwardDelivery, mediateDelivery and passive recipients, partial
-// deliveries, and transport encryption of responses. An OSCI message is
+// msgbox, addressed by cipher certificate, with process cards, and
+// deliveries into register inboxes. Not yet: forwardDelivery,
+// mediateDelivery and passive recipients, and partial deliveries. An OSCI message is
 // the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose
 // other parts (attachments, the transport-encrypted message) are named by

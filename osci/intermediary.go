@@ -16,6 +16,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,7 +28,10 @@ import (
 	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmldsig"
+	"github.com/parzelle/parzelle/xmlenc"
+	"github.com/parzelle/parzelle/xmlsafe"
 	"github.com/parzelle/parzelle/xmlschema"
+	"github.com/parzelle/parzelle/xta"
 )
 
 // Path is where the intermediary listens on the transport listener: POST
@@ -401,10 +405,16 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	if req.MetaData != nil {
 		m.Metadata = string(canonical(req.MetaData))
 	}
-	first := d.Marshal()
-	m.Parts = append(m.Parts, msgbox.Part{ContentType: DeliveryContentType, Data: first, Size: int64(len(first))})
-	for _, a := range d.Attachments {
-		m.Parts = append(m.Parts, msgbox.Part{Attachment: true, ContentType: a.ContentType, Ref: a.ContentID, Data: a.Data, Size: int64(len(a.Data))})
+	if _, ok := box.Tenant.Inbox(box.Identity.ID); ok {
+		if err := forRegister(req, box, m, now); err != nil {
+			return nil, err
+		}
+	} else {
+		first := d.Marshal()
+		m.Parts = append(m.Parts, msgbox.Part{ContentType: DeliveryContentType, Data: first, Size: int64(len(first))})
+		for _, a := range d.Attachments {
+			m.Parts = append(m.Parts, msgbox.Part{Attachment: true, ContentType: a.ContentType, Ref: a.ContentID, Data: a.Data, Size: int64(len(a.Data))})
+		}
 	}
 	var be *msgbox.Error
 	if err := in.Box.Accept(ctx, m); errors.As(err, &be) && be.Kind == msgbox.KindMessageIDUsed {
@@ -423,6 +433,83 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	}
 	x.resp.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: now, Subject: d.Subject, Inspections: note.Inspections}}
 	return warnings, nil
+}
+
+// forRegister makes a delivery to a register inbox the message the
+// register pipeline applies, as if it had come over XTA: the XTA
+// MessageMetaData header names its author (whom the signer must be
+// trusted for, through the tenant's keys.trust), reader, service and
+// message type; the content, encrypted to the tenant's decryption key,
+// is decrypted, its author's signature (if any) verified, and its first
+// content is the process message, sealed at rest like any other. The
+// signer keeps the report (its process cards).
+func forRegister(req *Request, box tenant.Postbox, m *msgbox.Message, now time.Time) error {
+	if req.MetaData == nil {
+		return refuse(CodeNoValidRequest, "a delivery to the register inbox %s names its author, service and message type in the XTA MessageMetaData header (Id=\"MetaData\")", box.Identity.ID)
+	}
+	meta, err := xta.ReadMetaData(req.MetaData)
+	if err != nil {
+		return refuse(CodeNoValidRequest, "the XTA MessageMetaData: %v", err)
+	}
+	if meta.Reader != box.Identity.ID {
+		return refuse(CodeNoValidRequest, "the MessageMetaData names the reader %s, the delivery is addressed to the postbox of %s", meta.Reader, box.Identity.ID)
+	}
+	trust := box.Tenant.SignerTrust(meta.Author)
+	if _, err := trust.Verify(req.Signer(), nil, now); err != nil {
+		return refuse(CodeClientSignerBad, "the client's signature certificate %q is not trusted for the author %s here: %v", req.Signer().Subject, meta.Author, err)
+	}
+	doc, err := registerContent(req, box.Tenant.DecryptionKeys(), trust, now)
+	if err != nil {
+		return err
+	}
+	m.Account, m.Author = m.Author, meta.Author
+	m.Service, m.BusinessScenario, m.MessageType = meta.Service, meta.BusinessScenario, meta.MessageType
+	m.Records = append(m.Records, msgbox.Record{At: now, Level: "info", Code: msgbox.RecordAccepted,
+		Reason: fmt.Sprintf("Inhalt für den Registerposteingang entschlüsselt; Autor %s (Signatur des OSCI-Clients vertrauenswürdig)", meta.Author)})
+	m.Parts = []msgbox.Part{{ContentType: "text/xml", Data: doc, Size: int64(len(doc))}}
+	return nil
+}
+
+// registerContent reads the process message from a delivery's content
+// package: one ContentContainer, plain or encrypted to one of the keys,
+// whose signatures must verify against the author's trust.
+func registerContent(req *Request, pairs []*keys.KeyPair, trust *keys.TrustStore, now time.Time) ([]byte, error) {
+	pkg := req.Body.Child(Namespace, "ContentPackage")
+	if len(pkg.Children) != 1 {
+		return nil, refuse(CodeNoValidRequest, "a delivery to a register inbox holds one content container, not %d", len(pkg.Children))
+	}
+	container, doc := pkg.Children[0], req.Envelope
+	if container.Name.Space == xmlenc.Namespace && container.Name.Local == "EncryptedData" {
+		res, err := xmlenc.Decrypt(container, xmlenc.DecryptOptions{Keys: pairs, Resolve: req.MIME.Resolve})
+		if err != nil {
+			return nil, refuse(CodeNoValidRequest, "the content is not encrypted to the register inbox's cipher certificate, or does not decrypt: %v", err)
+		}
+		if doc, err = xmldsig.ParseDocument(bytes.NewReader(res.Plaintext)); err != nil {
+			return nil, refuse(CodeNoValidRequest, "the decrypted content is no XML a hardened parser takes: %v", err)
+		}
+		container = doc.Root
+	}
+	if container.Name.Space != Namespace || container.Name.Local != "ContentContainer" {
+		return nil, refuse(CodeNoValidRequest, "the content package holds <%s>, not a ContentContainer", container.Name.Local)
+	}
+	for _, sig := range container.ChildrenNamed(xmldsig.Namespace, "Signature") {
+		v := &xmldsig.Verifier{Trust: trust, At: now, Resolve: req.MIME.Resolve}
+		if _, err := v.Verify(doc, sig); err != nil {
+			return nil, refuse(CodeSignatureInvalid, "the author's signature over the content container: %v", err)
+		}
+	}
+	var b64 *xmlsafe.Element
+	if c := container.Child(Namespace, "Content"); c != nil {
+		b64 = c.Child(Namespace, "Base64Content")
+	}
+	if b64 == nil {
+		return nil, refuse(CodeNoValidRequest, "the content container's first Content holds no Base64Content (the process message)")
+	}
+	data, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(b64.Text), ""))
+	if err != nil || len(data) == 0 {
+		return nil, refuse(CodeNoValidRequest, "the Base64Content is no base64 or empty")
+	}
+	return data, nil
 }
 
 // expiredCodes are the 37xx warnings for a delivery's certificates

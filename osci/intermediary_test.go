@@ -120,7 +120,7 @@ func (a *answer) time(local string) string {
 
 // check reads a response to the order: HTTP 200, valid against the
 // order's official response schema, its SupplierSignature by the
-// OSCI-Manager verifying and covering every header block and the body.
+// intermediary verifying and covering every header block and the body.
 func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 	t.Helper()
 	if status != http.StatusOK {
@@ -166,7 +166,8 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 	if supplier == nil {
 		t.Fatal("no SupplierSignature")
 	}
-	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{demoCert(t, "osci_manager_signature_4096")}), Resolve: msg.Resolve}
+	// The test intermediaries sign as the OSCI-Manager, or as carol.
+	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{demoCert(t, "osci_manager_signature_4096"), demoCert(t, "carol_signature_4096")}), Resolve: msg.Resolve}
 	res, err := v.Verify(env, supplier)
 	if err != nil {
 		t.Fatalf("SupplierSignature: %v", err)

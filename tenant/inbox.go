@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/strictyaml"
 )
 
@@ -68,8 +69,8 @@ func (c *Config) checkInboxes(pos *strictyaml.Positions) {
 		for _, id := range c.Identities {
 			if id.ID == in.Identity {
 				owned = slices.Contains(id.Transports, "xta")
-				if id.OSCI.CipherCertificate != "" {
-					pos.Errorf(field+".identity", "%q has an OSCI postbox; register inboxes take XTA messages only (OSCI deliveries into the register are not built yet)", in.Identity)
+				if cipher := id.OSCI.Cipher(); cipher != nil && !slices.ContainsFunc(c.DecryptionKeys(), func(kp *keys.KeyPair) bool { return kp.Certificate().Equal(cipher) }) {
+					pos.Errorf(field+".identity", "%q is an OSCI postbox whose cipher certificate is none of keys.decryption: the node must decrypt what comes to a register inbox", in.Identity)
 				}
 			}
 		}
