@@ -13,8 +13,9 @@
 // (Intermediary): postboxes of the tenants' OSCI identities in package
 // msgbox, addressed by cipher certificate, with process cards, and
 // deliveries into register inboxes. Not yet: forwardDelivery,
-// mediateDelivery and passive recipients, and partial deliveries. An OSCI message is
-// the HTTP body itself: its MIME headers are the first lines, followed by a
+// mediateDelivery and passive recipients, and partial deliveries.
+//
+// An OSCI message is the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose
 // other parts (attachments, the transport-encrypted message) are named by
 // Content-ID and resolved from "cid:" URIs. The encryption layers are
