@@ -378,7 +378,7 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	if len(addressee) != 1 {
 		return nil, refuse(CodeNoValidRequest, "a storeDelivery names one CipherCertificateAddressee, not %d", len(addressee))
 	}
-	box, ok := x.set.Postbox(tenant.CertificateID(addressee[0]))
+	box, ok := x.set.Postbox(addressee[0].Raw)
 	if !ok {
 		return nil, refuse(CodeNoValidRequest, "no postbox of this intermediary has the addressee's cipher certificate %q", addressee[0].Subject)
 	}
@@ -557,7 +557,7 @@ func (in *Intermediary) postbox(x *exchange, none Code) (tenant.Postbox, error) 
 	if x.dialog.Cipher == nil {
 		return tenant.Postbox{}, refuse(CodeNoClientCipherCert, "the dialog's initDialog carried no CipherCertificateOriginator, so it has no postbox to collect")
 	}
-	box, ok := x.set.Postbox(sha256.Sum256(x.dialog.Cipher))
+	box, ok := x.set.Postbox(x.dialog.Cipher)
 	if !ok {
 		return box, refuse(none, "no postbox of this intermediary has the dialog's cipher certificate")
 	}

@@ -51,13 +51,10 @@ type Postbox struct {
 	Identity *Identity
 }
 
-// CertificateID is a certificate's SHA-256, by which postboxes are found.
-func CertificateID(cert *x509.Certificate) [32]byte { return sha256.Sum256(cert.Raw) }
-
 // Postbox returns the OSCI postbox addressed by the cipher certificate
-// with the CertificateID, false when no tenant identity has it.
-func (s *Set) Postbox(cipher [32]byte) (Postbox, bool) {
-	p, ok := s.postboxes[cipher]
+// (DER), false when no tenant identity has it.
+func (s *Set) Postbox(cipher []byte) (Postbox, bool) {
+	p, ok := s.postboxes[sha256.Sum256(cipher)]
 	return p, ok
 }
 
@@ -67,5 +64,5 @@ func postboxClaim(id *Identity) (string, bool) {
 	if id.OSCI.cipher == nil {
 		return "", false
 	}
-	return fmt.Sprintf("osci-cipher:%x", CertificateID(id.OSCI.cipher)), true
+	return fmt.Sprintf("osci-cipher:%x", sha256.Sum256(id.OSCI.cipher.Raw)), true
 }

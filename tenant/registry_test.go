@@ -278,7 +278,7 @@ identities:
 	if err != nil {
 		t.Fatal(err)
 	}
-	box, ok := reg.Current().Postbox(CertificateID(cert[0]))
+	box, ok := reg.Current().Postbox(cert[0].Raw)
 	if !ok || box.Tenant.ID != "alpha" || box.Identity.ID != "osci:bob" || box.Identity.OSCI.Signature() == nil {
 		t.Errorf("postbox %+v %v", box, ok)
 	}

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"slices"
@@ -18,7 +19,7 @@ type Set struct {
 	tenants    map[string]*Config
 	ordered    []*Config // by id
 	byIdentity map[string]*Config
-	postboxes  map[[32]byte]Postbox
+	postboxes  map[[32]byte]Postbox // by the SHA-256 of the cipher certificate
 	clientCAs  *x509.CertPool
 	versions   map[string]int
 	issuers    map[string][]tokenIssuerOf // token issuers by iss, tenants by id
@@ -68,7 +69,7 @@ func newSet(configs map[string]*Config, versions map[string]int) *Set {
 		for i, id := range c.Identities {
 			s.byIdentity[id.ID] = c
 			if id.OSCI.cipher != nil {
-				s.postboxes[CertificateID(id.OSCI.cipher)] = Postbox{Tenant: c, Identity: &c.Identities[i]}
+				s.postboxes[sha256.Sum256(id.OSCI.cipher.Raw)] = Postbox{Tenant: c, Identity: &c.Identities[i]}
 			}
 		}
 		for _, ca := range c.caCerts {
