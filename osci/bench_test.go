@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/parzelle/parzelle/node/nodetest"
+	"github.com/parzelle/parzelle/osci/oscitest"
 )
 
 // processCPU is the CPU time this process spent so far (user and system).
@@ -44,7 +45,7 @@ func BenchmarkStoreDelivery(b *testing.B) {
 	n, clients := nodetest.EnvInt(b, "OSCI_BENCH_N", 800), nodetest.EnvInt(b, "OSCI_BENCH_CLIENTS", 16)
 	ix := startIntermediary(b)
 	alice := newClient(b, ix, "alice")
-	bob := demoCert(b, "bob_cipher_4096")
+	bob := oscitest.Certificate(b, "bob_cipher_4096")
 	text := strings.Repeat("Meldedaten ", 9<<10/11)
 	attachment := bytes.Repeat([]byte{0xA5}, 1<<10)
 
@@ -116,8 +117,8 @@ func BenchmarkStoreDelivery(b *testing.B) {
 	perMsg := cpu / time.Duration(done)
 
 	// The raw cryptography of one delivery, as the intermediary does it.
-	manager, supplier := demoKey(b, "osci_manager_cipher_4096"), demoKey(b, "osci_manager_signature_4096")
-	aliceSig, aliceCipher := demoKey(b, "alice_signature_4096"), demoCert(b, "alice_cipher_4096")
+	manager, supplier := oscitest.Key(b, "osci_manager_cipher_4096"), oscitest.Key(b, "osci_manager_signature_4096")
+	aliceSig, aliceCipher := oscitest.Key(b, "alice_signature_4096"), oscitest.Certificate(b, "alice_cipher_4096")
 	size := len(reqs[0])
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)

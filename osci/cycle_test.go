@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmldsig"
@@ -49,7 +49,7 @@ type testClient struct {
 }
 
 func newClient(t testing.TB, ix *intermediary, who string) *testClient {
-	return &testClient{ix: ix, sign: demoKey(t, who+"_signature_4096"), cipher: demoKey(t, who+"_cipher_4096"), intermediary: "bremen"}
+	return &testClient{ix: ix, sign: oscitest.Key(t, who+"_signature_4096"), cipher: oscitest.Key(t, who+"_cipher_4096"), intermediary: "bremen"}
 }
 
 const ns = `xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:osci="http://www.osci.de/2002/04/osci" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"`
@@ -144,7 +144,7 @@ func (c *testClient) build(t testing.TB, headerOrder, body string, certs string,
 	if c.plain {
 		return msg
 	}
-	to := demoCert(t, "osci_manager_cipher_4096")
+	to := oscitest.Certificate(t, "osci_manager_cipher_4096")
 	if c.encryptToOther != nil {
 		to = c.encryptToOther
 	}
@@ -278,7 +278,7 @@ func opened(t *testing.T, a *answer, reader *keys.KeyPair, author *x509.Certific
 // changes nothing.
 func TestIntermediaryCycle(t *testing.T) {
 	ix := startIntermediary(t)
-	bobCipher := demoCert(t, "bob_cipher_4096")
+	bobCipher := oscitest.Certificate(t, "bob_cipher_4096")
 	alice, bob := newClient(t, ix, "alice"), newClient(t, ix, "bob")
 
 	alice.initDialog(t)
@@ -310,7 +310,7 @@ func TestIntermediaryCycle(t *testing.T) {
 		if a.msg.Part("anlage") == nil || !bytes.Equal(a.msg.Part("anlage").Body, attachment) {
 			t.Error("the attachment did not come back as sent")
 		}
-		got = append(got, opened(t, a, demoKey(t, "bob_cipher_4096"), demoCert(t, "alice_signature_4096")))
+		got = append(got, opened(t, a, oscitest.Key(t, "bob_cipher_4096"), oscitest.Certificate(t, "alice_signature_4096")))
 	}
 	bob.exitDialog(t)
 	if strings.Join(got, "|") != "Inhalt der ersten Zustellung|Inhalt der zweiten Zustellung" {
@@ -376,7 +376,7 @@ func TestIntermediaryCycle(t *testing.T) {
 // SOAP fault or as feedback, and leaves the boxes, the dialogs and the
 // handed-out MessageIds as they were.
 func badInput(t *testing.T, ix *intermediary) {
-	bobCipher := demoCert(t, "bob_cipher_4096")
+	bobCipher := oscitest.Certificate(t, "bob_cipher_4096")
 	// A delivery for bob waits; alice has a dialog open.
 	alice := newClient(t, ix, "alice")
 	alice.initDialog(t)
@@ -440,7 +440,7 @@ func badInput(t *testing.T, ix *intermediary) {
 			// alice opens a dialog presenting bob's (public) cipher
 			// certificate: she still cannot collect his postbox.
 			thief := newClient(t, ix, "alice")
-			thief.cipher = demoKey(t, "bob_cipher_4096")
+			thief.cipher = oscitest.Key(t, "bob_cipher_4096")
 			thief.plain = true
 			thief.initDialog(t)
 			return thief.build(t, fetchOrder, "", "", nil)
@@ -473,7 +473,7 @@ func badInput(t *testing.T, ix *intermediary) {
 					t.Errorf("the fault names the intermediary's own cipher certificate: %s", truncated(out))
 				}
 			} else {
-				inner, _, err := osci.DecryptTransport(out, []*keys.KeyPair{demoKey(t, "alice_cipher_4096"), demoKey(t, "bob_cipher_4096")})
+				inner, _, err := osci.DecryptTransport(out, []*keys.KeyPair{oscitest.Key(t, "alice_cipher_4096"), oscitest.Key(t, "bob_cipher_4096")})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -494,7 +494,7 @@ func badInput(t *testing.T, ix *intermediary) {
 	// bob's delivery is still there for him.
 	bob := newClient(t, ix, "bob")
 	bob.initDialog(t)
-	if a := bob.fetchDelivery(t); a.feedback[0] != "0801" || opened(t, a, demoKey(t, "bob_cipher_4096"), demoCert(t, "alice_signature_4096")) != "wartet auf bob" {
+	if a := bob.fetchDelivery(t); a.feedback[0] != "0801" || opened(t, a, oscitest.Key(t, "bob_cipher_4096"), oscitest.Certificate(t, "alice_signature_4096")) != "wartet auf bob" {
 		t.Errorf("bob's waiting delivery: %v", a.feedback)
 	}
 }
@@ -523,10 +523,7 @@ func metaData(author, reader, messageType string) string {
 // in the register, as over XTA. A client whose signature the tenant does
 // not trust for the author is refused (9700) and nothing is stored.
 func TestIntermediaryRegisterInbox(t *testing.T) {
-	certs, err := filepath.Abs(osciCerts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs := oscitest.Certs
 	file := nodetest.MelderegisterTenant(t, "duesseldorf", "zuzug")
 	file = strings.Replace(file, `  - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta]}`,
 		`  - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta, osci], osci: {cipherCertificate: `+certs+`/carol_cipher_4096.cer, signatureCertificate: `+certs+`/carol_signature_4096.cer}}`, 1)
@@ -540,7 +537,7 @@ func TestIntermediaryRegisterInbox(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": file}, Files: map[string][]byte{"pin": []byte("123456\n")},
 		Clients: []string{"osci-client"}, Schemas: nodetest.Schemas(t)})
 	ix := &intermediary{Node: n, client: n.HTTP("osci-client")}
-	carol := demoCert(t, "carol_cipher_4096")
+	carol := oscitest.Certificate(t, "carol_cipher_4096")
 	typ, doc := nodetest.XMeld(t, "01")
 	deliver := func(who string) *answer {
 		c := newClient(t, ix, who)

@@ -14,6 +14,7 @@ import (
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/db/dbtest"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/xmldsig"
 )
 
@@ -51,9 +52,9 @@ func signedBy(cert *x509.Certificate) *xmldsig.Result { return &xmldsig.Result{C
 func TestDialogRules(t *testing.T) {
 	clock := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 	d := &osci.Dialogs{Pool: dialogDB(t), Now: func() time.Time { return clock }}
-	alice, bob := demoCert(t, "alice_signature_4096"), demoCert(t, "bob_signature_4096")
+	alice, bob := oscitest.Certificate(t, "alice_signature_4096"), oscitest.Certificate(t, "bob_signature_4096")
 
-	init, err := osci.ParseRequest(sample(t, "01-InitDialog.plain.mime"), osci.Options{})
+	init, err := osci.ParseRequest(oscitest.Sample(t, "01-InitDialog.plain.mime"), osci.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,14 +146,14 @@ func TestDialogSamples(t *testing.T) {
 		{"05-FetchProcessCard.transport-encrypted.mime", "alice"},
 		{"07-ExitDialog.plain.mime", "alice"},
 	} {
-		r, err := osci.ParseRequest(sample(t, c.file), managerOptions(t))
+		r, err := osci.ParseRequest(oscitest.Sample(t, c.file), managerOptions(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := step(t, d, "duesseldorf", r); code(err) != osci.CodeWrongDialog {
 			t.Errorf("%s without a dialog: %v", c.file, err)
 		}
-		client := sha256.Sum256(demoCert(t, c.signer+"_signature_4096").Raw)
+		client := sha256.Sum256(oscitest.Certificate(t, c.signer+"_signature_4096").Raw)
 		err = db.InTenant(context.Background(), d.Pool, "duesseldorf", func(tx pgx.Tx) error {
 			_, err := tx.Exec(t.Context(), `DELETE FROM osci_dialog WHERE tenant_id = 'duesseldorf'`)
 			if err == nil {

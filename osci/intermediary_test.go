@@ -18,6 +18,7 @@ import (
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlsafe"
 	"github.com/parzelle/parzelle/xmlschema"
@@ -57,10 +58,7 @@ type intermediary struct {
 }
 
 func startIntermediary(t testing.TB) *intermediary {
-	certs, err := filepath.Abs(osciCerts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs := oscitest.Certs
 	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(intermediaryTenant, certs)},
 		Files: map[string][]byte{"pin": []byte("123456\n")}, Clients: []string{"osci-client"}, Schemas: osciSchemas(t)})
 	return &intermediary{Node: n, client: n.HTTP("osci-client")}
@@ -128,7 +126,7 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 	}
 	// An answer to an encrypted request is encrypted to the client's
 	// cipher certificate: alice's or bob's.
-	inner, enc, err := osci.DecryptTransport(out, []*keys.KeyPair{demoKey(t, "alice_cipher_4096"), demoKey(t, "bob_cipher_4096")})
+	inner, enc, err := osci.DecryptTransport(out, []*keys.KeyPair{oscitest.Key(t, "alice_cipher_4096"), oscitest.Key(t, "bob_cipher_4096")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +165,7 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 		t.Fatal("no SupplierSignature")
 	}
 	// The test intermediaries sign as the OSCI-Manager, or as carol.
-	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{demoCert(t, "osci_manager_signature_4096"), demoCert(t, "carol_signature_4096")}), Resolve: msg.Resolve}
+	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "osci_manager_signature_4096"), oscitest.Certificate(t, "carol_signature_4096")}), Resolve: msg.Resolve}
 	res, err := v.Verify(env, supplier)
 	if err != nil {
 		t.Fatalf("SupplierSignature: %v", err)
@@ -193,12 +191,12 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 // fetched before stays recorded.
 func (ix *intermediary) prepareDialog(t *testing.T, signer, cipher string) {
 	t.Helper()
-	client := sha256.Sum256(demoCert(t, signer).Raw)
+	client := sha256.Sum256(oscitest.Certificate(t, signer).Raw)
 	err := db.InTenant(t.Context(), ix.Pool, "bremen", func(tx pgx.Tx) error {
 		_, err := tx.Exec(t.Context(), `INSERT INTO osci_dialog (tenant_id, conversation_id, sequence_number, challenge, client, cipher)
 			VALUES ('bremen', '4711', 1, 'PrevChallengeFromIntermediary', $1, $2)
 			ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET sequence_number = 1, challenge = 'PrevChallengeFromIntermediary',
-				client = $1, cipher = $2, closed_at = NULL, last_at = now()`, client[:], demoCert(t, cipher).Raw)
+				client = $1, cipher = $2, closed_at = NULL, last_at = now()`, client[:], oscitest.Certificate(t, cipher).Raw)
 		return err
 	})
 	if err != nil {
@@ -235,8 +233,10 @@ func TestIntermediarySamples(t *testing.T) {
 	ix := startIntermediary(t)
 	// Plain requests name the intermediary in the URL; encrypted ones
 	// are found by the cipher certificate they are encrypted to.
-	encrypted := func(prefix string) request { return request{"/osci", sample(t, prefix+".transport-encrypted.mime")} }
-	plain := func(prefix string) request { return request{"/osci/bremen", sample(t, prefix+".plain.mime")} }
+	encrypted := func(prefix string) request {
+		return request{"/osci", oscitest.Sample(t, prefix+".transport-encrypted.mime")}
+	}
+	plain := func(prefix string) request { return request{"/osci/bremen", oscitest.Sample(t, prefix+".plain.mime")} }
 	send := func(order osci.Order, r request) *answer {
 		t.Helper()
 		status, out := ix.post(t, r.path, r.body)
@@ -307,7 +307,7 @@ func TestIntermediarySamples(t *testing.T) {
 	if a.msg.Part("test.txt") == nil || a.msg.Part("enc_test.txt") == nil || len(findAll(a.env.Root, osci.Namespace, "NonIntermediaryCertificates")) != 1 {
 		t.Error("the fetched delivery lacks its attachments or the author's certificates")
 	}
-	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{demoCert(t, "alice_signature_4096")}), Resolve: a.msg.Resolve}
+	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "alice_signature_4096")}), Resolve: a.msg.Resolve}
 	contentSignatures := 0
 	for _, sig := range findAll(a.env.Root, xmldsig.Namespace, "Signature") {
 		if sig.Parent.Name.Local == "ContentContainer" {
@@ -323,7 +323,7 @@ func TestIntermediarySamples(t *testing.T) {
 
 	// Forwarded, not yet received (alice's report in the boxes: her
 	// requests would continue dialog 4711 too).
-	alice := "osci:" + fmt.Sprintf("%x", sha256.Sum256(demoCert(t, "alice_signature_4096").Raw))
+	alice := "osci:" + fmt.Sprintf("%x", sha256.Sum256(oscitest.Certificate(t, "alice_signature_4096").Raw))
 	if out, err := ix.Box.Report(t.Context(), "bremen", alice, "mock-msgid-0001"); err != nil || out.Fetched == nil || out.Closed != nil {
 		t.Fatalf("report after the fetch: %+v, %v", out, err)
 	}
@@ -369,7 +369,7 @@ func TestIntermediarySamples(t *testing.T) {
 	if rep, err := ix.Tenants.Reload(t.Context()); err != nil || len(rep.Applied) != 1 {
 		t.Fatalf("reload: %+v %v", rep, err)
 	}
-	rotated, body := ix.post(t, "/osci/bremen", sample(t, "01-InitDialog.plain.mime"))
+	rotated, body := ix.post(t, "/osci/bremen", oscitest.Sample(t, "01-InitDialog.plain.mime"))
 	msg, err := osci.ParseMIME(body)
 	if err != nil || rotated != http.StatusOK {
 		t.Fatalf("HTTP %d %v", rotated, err)
@@ -378,7 +378,7 @@ func TestIntermediarySamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v = &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{demoCert(t, "bob_signature_4096")})}
+	v = &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "bob_signature_4096")})}
 	if _, err := v.Verify(env, findAll(env.Root, xmldsig.Namespace, "Signature")[0]); err != nil {
 		t.Errorf("the answer after the key rotation is not signed with the new key: %v", err)
 	}

@@ -9,19 +9,19 @@ import (
 	"testing"
 
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/xmlsafe"
 )
 
 // The Governikus OSCI 1.2 samples; CI always has them beside the checkout,
 // so their absence fails the test.
-const osciSamples = "../../shared/specs/osci/samples"
 
 // TestMIMESamples reads every Governikus sample: the root part is the SOAP
 // envelope, the attachments are found by Content-ID.
 func TestMIMESamples(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(osciSamples, "*.mime"))
+	files, err := filepath.Glob(filepath.Join(oscitest.Samples, "*.mime"))
 	if err != nil || len(files) != 17 {
-		t.Fatalf("want the 17 OSCI samples in %s, found %d (%v)", osciSamples, len(files), err)
+		t.Fatalf("want the 17 OSCI samples in %s, found %d (%v)", oscitest.Samples, len(files), err)
 	}
 	for _, file := range files {
 		name := filepath.Base(file)
@@ -72,7 +72,7 @@ func TestMIMESamples(t *testing.T) {
 	}
 
 	// 03-StoreDelivery: the attachments, exactly as on the wire.
-	data, err := os.ReadFile(filepath.Join(osciSamples, "03-StoreDelivery.plain.mime"))
+	data, err := os.ReadFile(filepath.Join(oscitest.Samples, "03-StoreDelivery.plain.mime"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,58 +4,21 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlsafe"
 )
 
-const osciCerts = "../../shared/specs/osci/testcerts"
-
-var demoKeys sync.Map // file → *keys.KeyPair
-
-// demoKey loads a key pair of the Governikus demo PKI (PIN 123456).
-func demoKey(t testing.TB, name string) *keys.KeyPair {
-	t.Helper()
-	if kp, ok := demoKeys.Load(name); ok {
-		return kp.(*keys.KeyPair)
-	}
-	kp, err := keys.LoadPKCS12(filepath.Join(osciCerts, name+".p12"), "123456")
-	if err != nil {
-		t.Fatalf("demo key %s (the specs must be at %s): %v", name, osciCerts, err)
-	}
-	demoKeys.Store(name, kp)
-	return kp
-}
-
-func demoCert(t testing.TB, name string) *x509.Certificate {
-	t.Helper()
-	certs, err := keys.LoadCertificates(filepath.Join(osciCerts, name+".cer"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0]
-}
-
-func sample(t testing.TB, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(osciSamples, name))
-	if err != nil {
-		t.Fatalf("OSCI sample (the specs must be at %s): %v", osciSamples, err)
-	}
-	return data
-}
-
 // managerOptions decrypt with the intermediary's cipher key of the demo PKI.
 func managerOptions(t testing.TB) osci.Options {
-	return osci.Options{Keys: []*keys.KeyPair{demoKey(t, "osci_manager_cipher_4096")}}
+	return osci.Options{Keys: []*keys.KeyPair{oscitest.Key(t, "osci_manager_cipher_4096")}}
 }
 
 // TestParseSamples parses every request the Governikus library made, plain
@@ -82,14 +45,14 @@ func TestParseSamples(t *testing.T) {
 		{"07-ExitDialog", osci.OrderExitDialog, 2, "4711", true, "alice", false},
 		{"08-StoreDelivery-XTA-MessageMetaData", osci.OrderStoreDelivery, 0, "", false, "alice", true},
 	} {
-		files, _ := filepath.Glob(filepath.Join(osciSamples, c.prefix+".*mime"))
+		files, _ := filepath.Glob(filepath.Join(oscitest.Samples, c.prefix+".*mime"))
 		if len(files) == 0 {
 			t.Fatalf("no sample %s", c.prefix)
 		}
 		for _, file := range files {
 			name := filepath.Base(file)
 			t.Run(name, func(t *testing.T) {
-				r, err := osci.ParseRequest(sample(t, name), managerOptions(t))
+				r, err := osci.ParseRequest(oscitest.Sample(t, name), managerOptions(t))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -104,7 +67,7 @@ func TestParseSamples(t *testing.T) {
 				if ctl.SequenceNumber != c.seq || ctl.ConversationID != c.conversation || ctl.Challenge == "" || (ctl.Response != "") != c.response {
 					t.Errorf("control block %+v", ctl)
 				}
-				if !r.Signer().Equal(demoCert(t, c.signer+"_signature_4096")) {
+				if !r.Signer().Equal(oscitest.Certificate(t, c.signer+"_signature_4096")) {
 					t.Errorf("signed by %v", r.Signer().Subject)
 				}
 				if got := r.Certificates["SignatureCertificateOriginator"]; len(got) != 1 || !got[0].Equal(r.Signer()) {
@@ -115,7 +78,7 @@ func TestParseSamples(t *testing.T) {
 				}
 				// The content containers' signatures (alice's, in document
 				// context, base64 transform and cid: parts).
-				v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{demoCert(t, "alice_signature_4096")}),
+				v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "alice_signature_4096")}),
 					At: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), Resolve: r.MIME.Resolve}
 				for _, sig := range findAll(r.Envelope.Root, xmldsig.Namespace, "Signature") {
 					if sig.Parent.Name.Local == "ClientSignature" {
@@ -156,7 +119,7 @@ func code(err error) osci.Code {
 // block or an attachment the signature does not cover is refused with
 // 9602.
 func TestTamperedSignedParts(t *testing.T) {
-	data := sample(t, "03-StoreDelivery.plain.mime")
+	data := oscitest.Sample(t, "03-StoreDelivery.plain.mime")
 	r, err := osci.ParseRequest(data, osci.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -214,8 +177,8 @@ func TestTamperedSignedParts(t *testing.T) {
 // TestParseRequestRefusals: each malformed or unreadable request is
 // refused with the code the specification assigns.
 func TestParseRequestRefusals(t *testing.T) {
-	plain := sample(t, "02-GetMessageId.plain.mime")
-	encrypted := sample(t, "02-GetMessageId.transport-encrypted.mime")
+	plain := oscitest.Sample(t, "02-GetMessageId.plain.mime")
+	encrypted := oscitest.Sample(t, "02-GetMessageId.transport-encrypted.mime")
 	msg, err := osci.ParseMIME(encrypted)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +207,7 @@ func TestParseRequestRefusals(t *testing.T) {
 		{"a DTD with an external entity", replace(`<?xml version="1.0" encoding="UTF-8"?>`, `<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>`), osci.Options{}, osci.CodeNoOSCIMessage},
 		{"not SOAP 1.1", replace(`xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"`, `xmlns:soap="http://www.w3.org/2003/05/soap-envelope"`), osci.Options{}, osci.CodeNoOSCIMessage},
 		{"transport-encrypted, no key", encrypted, osci.Options{}, osci.CodeNoDecryptionKey},
-		{"transport-encrypted to another", encrypted, osci.Options{Keys: []*keys.KeyPair{demoKey(t, "bob_cipher_4096")}}, osci.CodeNoDecryptionKey},
+		{"transport-encrypted to another", encrypted, osci.Options{Keys: []*keys.KeyPair{oscitest.Key(t, "bob_cipher_4096")}}, osci.CodeNoDecryptionKey},
 		{"a changed ciphertext", brokenCipher, managerOptions(t), osci.CodeUndecryptable},
 		{"no order", replace(`<osci:getMessageId></osci:getMessageId>`, ``), osci.Options{}, osci.CodeNoValidRequest},
 		{"two orders", replace(`<osci:getMessageId></osci:getMessageId>`, `<osci:getMessageId></osci:getMessageId><osci:exitDialog></osci:exitDialog>`), osci.Options{}, osci.CodeNoValidRequest},

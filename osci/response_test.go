@@ -2,12 +2,14 @@ package osci_test
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlschema"
 )
@@ -21,7 +23,7 @@ var (
 // osciSchemas are the official OSCI 1.2 schemas beside the checkout.
 func osciSchemas(t testing.TB) *xmlschema.Registry {
 	t.Helper()
-	schemasOnce.Do(func() { schemas, schemasErr = xmlschema.Load([]string{"../../shared/specs/osci"}, nil) })
+	schemasOnce.Do(func() { schemas, schemasErr = xmlschema.Load([]string{filepath.Dir(oscitest.Samples)}, nil) })
 	if schemasErr != nil {
 		t.Fatal(schemasErr)
 	}
@@ -34,7 +36,7 @@ func osciSchemas(t testing.TB) *xmlschema.Registry {
 // SupplierSignature verifies and covers every header block and the body,
 // and its feedback is the code given, in the language asked for.
 func TestResponses(t *testing.T) {
-	manager := demoKey(t, "osci_manager_signature_4096")
+	manager := oscitest.Key(t, "osci_manager_signature_4096")
 	signer := &xmldsig.Signer{Key: manager.Key, Certificates: manager.Chain}
 	for _, r := range []osci.Response{
 		{Order: osci.OrderInitDialog, Control: osci.ControlBlock{ConversationID: "123456789012345678", Response: "Y2xpZW50", Challenge: "aW50ZXI="}, Feedback: []osci.Code{osci.CodeDoneDialogOpen}, Language: "de"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/parzelle/parzelle/db/dbtest"
 	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/strictyaml"
 )
@@ -247,10 +248,7 @@ func TestRegistryPostboxConflict(t *testing.T) {
 	pool := dbtest.New(t)
 	dir := t.TempDir()
 	testCA(t, dir, "CA")
-	certs, err := filepath.Abs("../../shared/specs/osci/testcerts")
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs := oscitest.Certs
 	postbox := func(id, identity string) string {
 		return fmt.Sprintf(`id: %s
 name: %s

@@ -6,6 +6,7 @@ import (
 
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/xmlenc"
 	"github.com/parzelle/parzelle/xmlsafe"
 )
@@ -23,11 +24,11 @@ import (
 func FuzzDecrypt(f *testing.F) {
 	r := newRecipientBits(f, "fuzz", 1024)
 	for _, name := range []string{"01-InitDialog.transport-encrypted.mime", "07-ExitDialog.transport-encrypted.mime"} {
-		msg, _, _ := transportEnvelope(f, readSample(f, name))
+		msg, _, _ := transportEnvelope(f, oscitest.Sample(f, name))
 		part, _ := msg.Resolve("cid:osci_enc")
 		f.Add(msg.Root().Body, part[:min(len(part), 512)])
 	}
-	inner := readSample(f, "03-StoreDelivery.transport-encrypted.decrypted-inner.mime")
+	inner := oscitest.Sample(f, "03-StoreDelivery.transport-encrypted.decrypted-inner.mime")
 	msg, err := osci.ParseMIME(inner)
 	if err != nil {
 		f.Fatal(err)

@@ -7,53 +7,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
 	"github.com/parzelle/parzelle/xmlenc"
 	"github.com/parzelle/parzelle/xmlsafe"
 )
 
-// The Governikus OSCI 1.2 samples and demo PKI; CI always has them beside
-// the checkout, so their absence fails the tests.
 const (
-	osciSamples = "../../shared/specs/osci/samples"
-	osciCerts   = "../../shared/specs/osci/testcerts"
-	soapNS      = "http://schemas.xmlsoap.org/soap/envelope/"
-	osciNS      = "http://www.osci.de/2002/04/osci"
+	soapNS = "http://schemas.xmlsoap.org/soap/envelope/"
+	osciNS = "http://www.osci.de/2002/04/osci"
 )
-
-var (
-	p12Once  sync.Map // file → *keys.KeyPair
-	p12Mutex sync.Mutex
-)
-
-// demoKey loads a PKCS#12 file of the Governikus demo PKI (PIN 123456).
-func demoKey(t testing.TB, name string) *keys.KeyPair {
-	t.Helper()
-	p12Mutex.Lock()
-	defer p12Mutex.Unlock()
-	if kp, ok := p12Once.Load(name); ok {
-		return kp.(*keys.KeyPair)
-	}
-	kp, err := keys.LoadPKCS12(filepath.Join(osciCerts, name), "123456")
-	if err != nil {
-		t.Fatalf("demo key %s (the specs must be at %s): %v", name, osciCerts, err)
-	}
-	p12Once.Store(name, kp)
-	return kp
-}
-
-func readSample(t testing.TB, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(osciSamples, name))
-	if err != nil {
-		t.Fatalf("OSCI sample (the specs must be at %s): %v", osciSamples, err)
-	}
-	return data
-}
 
 // transportEnvelope parses an OSCI message and returns it with the root
 // SOAP envelope and the EncryptedData in its body.
@@ -79,15 +45,15 @@ func transportEnvelope(t testing.TB, data []byte) (*osci.MIMEMessage, *xmlsafe.E
 // a SOAP envelope, and for 01 and 03 it equals the reference decryption byte
 // for byte.
 func TestOSCITransportLayer(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(osciSamples, "*.transport-encrypted.mime"))
+	files, err := filepath.Glob(filepath.Join(oscitest.Samples, "*.transport-encrypted.mime"))
 	if err != nil || len(files) != 7 {
-		t.Fatalf("want the 7 transport-encrypted samples in %s, found %d (%v)", osciSamples, len(files), err)
+		t.Fatalf("want the 7 transport-encrypted samples in %s, found %d (%v)", oscitest.Samples, len(files), err)
 	}
-	manager := demoKey(t, "osci_manager_cipher_4096.p12")
+	manager := oscitest.Key(t, "osci_manager_cipher_4096")
 	for _, file := range files {
 		name := filepath.Base(file)
 		t.Run(name, func(t *testing.T) {
-			msg, env, ed := transportEnvelope(t, readSample(t, name))
+			msg, env, ed := transportEnvelope(t, oscitest.Sample(t, name))
 			res, err := xmlenc.Decrypt(ed, xmlenc.DecryptOptions{Keys: []*keys.KeyPair{manager}, Resolve: msg.Resolve, Document: env})
 			if err != nil {
 				t.Fatal(err)
@@ -107,7 +73,7 @@ func TestOSCITransportLayer(t *testing.T) {
 				t.Fatalf("inner root part is %v, not a SOAP envelope", root.Name)
 			}
 			ref := strings.Replace(name, ".mime", ".decrypted-inner.mime", 1)
-			if want, err := os.ReadFile(filepath.Join(osciSamples, ref)); err == nil {
+			if want, err := os.ReadFile(filepath.Join(oscitest.Samples, ref)); err == nil {
 				if !bytes.Equal(res.Plaintext, want) {
 					t.Errorf("plaintext (%d bytes) differs from %s (%d bytes)", len(res.Plaintext), ref, len(want))
 				}
@@ -115,7 +81,7 @@ func TestOSCITransportLayer(t *testing.T) {
 				t.Fatalf("reference decryption: %v", err)
 			}
 			// The same message for anyone else: no key of ours is a recipient.
-			_, err = xmlenc.Decrypt(ed, xmlenc.DecryptOptions{Keys: []*keys.KeyPair{demoKey(t, "bob_cipher_4096.p12")}, Resolve: msg.Resolve, Document: env})
+			_, err = xmlenc.Decrypt(ed, xmlenc.DecryptOptions{Keys: []*keys.KeyPair{oscitest.Key(t, "bob_cipher_4096")}, Resolve: msg.Resolve, Document: env})
 			if !errors.Is(err, xmlenc.ErrNoKey) {
 				t.Errorf("bob's key: want ErrNoKey, got %v", err)
 			}
@@ -128,7 +94,7 @@ func TestOSCITransportLayer(t *testing.T) {
 // RetrievalMethod) gives an inner ContentContainer, whose encrypted
 // attachment enc_test.txt decrypts with the key in ds:MgmtData.
 func TestOSCIContentLayer(t *testing.T) {
-	data := readSample(t, "03-StoreDelivery.transport-encrypted.decrypted-inner.mime")
+	data := oscitest.Sample(t, "03-StoreDelivery.transport-encrypted.decrypted-inner.mime")
 	msg, err := osci.ParseMIME(data)
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +108,8 @@ func TestOSCIContentLayer(t *testing.T) {
 	if ed == nil {
 		t.Fatal("no EncryptedData in the ContentPackage")
 	}
-	dave := demoKey(t, "dave_cipher_4096.p12")
-	bob := demoKey(t, "bob_cipher_4096.p12")
+	dave := oscitest.Key(t, "dave_cipher_4096")
+	bob := oscitest.Key(t, "bob_cipher_4096")
 	// Bob's key first: the RetrievalMethod names dave's certificate, so
 	// dave's key is the one used, without trying bob's.
 	res, err := xmlenc.Decrypt(ed, xmlenc.DecryptOptions{Keys: []*keys.KeyPair{bob, dave}, Resolve: msg.Resolve, Document: env})
