@@ -249,7 +249,7 @@ func (c *testClient) fetchProcessCard(t *testing.T, messageID string) *answer {
 // verifies the author's signature over it and the attachment: the text.
 func opened(t *testing.T, a *answer, reader *keys.KeyPair, author *x509.Certificate) string {
 	t.Helper()
-	eds := findAll(a.env.Root, xmlenc.Namespace, "EncryptedData")
+	eds := a.env.Root.FindAll(xmlenc.Namespace, "EncryptedData")
 	if len(eds) != 1 {
 		t.Fatalf("%d EncryptedData in the delivery", len(eds))
 	}
@@ -262,10 +262,10 @@ func opened(t *testing.T, a *answer, reader *keys.KeyPair, author *x509.Certific
 		t.Fatal(err)
 	}
 	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{author}), Resolve: a.msg.Resolve}
-	if _, err := v.Verify(doc, findAll(doc.Root, xmldsig.Namespace, "Signature")[0]); err != nil {
+	if _, err := v.Verify(doc, doc.Root.FindAll(xmldsig.Namespace, "Signature")[0]); err != nil {
 		t.Fatalf("the author's content signature: %v", err)
 	}
-	text, _ := base64.StdEncoding.DecodeString(findAll(doc.Root, osci.Namespace, "Base64Content")[0].TrimmedText())
+	text, _ := base64.StdEncoding.DecodeString(doc.Root.FindAll(osci.Namespace, "Base64Content")[0].TrimmedText())
 	return string(text)
 }
 

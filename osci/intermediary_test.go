@@ -99,7 +99,7 @@ type answer struct {
 // text is the text of the first element named local in the osci
 // namespace, "" when there is none.
 func (a *answer) text(local string) string {
-	if els := findAll(a.env.Root, osci.Namespace, local); len(els) > 0 {
+	if els := a.env.Root.FindAll(osci.Namespace, local); len(els) > 0 {
 		return els[0].TrimmedText()
 	}
 	return ""
@@ -108,7 +108,7 @@ func (a *answer) text(local string) string {
 // time is the plain timestamp of the first element named local, "" when
 // there is none.
 func (a *answer) time(local string) string {
-	if els := findAll(a.env.Root, osci.Namespace, local); len(els) > 0 {
+	if els := a.env.Root.FindAll(osci.Namespace, local); len(els) > 0 {
 		if p := els[0].Child(osci.Namespace, "Plain"); p != nil {
 			return p.TrimmedText()
 		}
@@ -151,12 +151,12 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &answer{msg: msg, env: env, control: findAll(env.Root, osci.Namespace, "ControlBlock")[0]}
+	a := &answer{msg: msg, env: env, control: env.Root.FindAll(osci.Namespace, "ControlBlock")[0]}
 	if enc != nil {
 		a.encryptedTo = enc.Recipient.Certificate().Subject.CommonName
 	}
 	var supplier *xmlsafe.Element
-	for _, sig := range findAll(env.Root, xmldsig.Namespace, "Signature") {
+	for _, sig := range env.Root.FindAll(xmldsig.Namespace, "Signature") {
 		if sig.Parent.Name.Local == "SupplierSignature" {
 			supplier = sig
 		}
@@ -179,7 +179,7 @@ func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
 			t.Errorf("<%s> is not covered by the SupplierSignature", block.Name.Local)
 		}
 	}
-	for _, c := range findAll(env.Root, osci.Namespace, "Code") {
+	for _, c := range env.Root.FindAll(osci.Namespace, "Code") {
 		a.feedback = append(a.feedback, c.TrimmedText())
 	}
 	return a
@@ -284,7 +284,7 @@ func TestIntermediarySamples(t *testing.T) {
 		t.Errorf("process card: subject %q, creation %q", a.text("Subject"), a.time("Creation"))
 	}
 	var verdicts []string
-	for _, in := range findAll(a.env.Root, osci.Namespace, "Inspection") {
+	for _, in := range a.env.Root.FindAll(osci.Namespace, "Inspection") {
 		cn := strings.TrimPrefix(strings.Split(in.Child(osci.Namespace, "X509SubjectName").TrimmedText(), ",")[0], "CN=")
 		math, _ := in.Child(osci.Namespace, "MathResult").Attribute("Result")
 		offline, _ := in.Child(osci.Namespace, "OfflineResult").Attribute("Result")
@@ -304,12 +304,12 @@ func TestIntermediarySamples(t *testing.T) {
 	if got := a.text("MessageId"); got != "bW9jay1tc2dpZC0wMDAx" {
 		t.Errorf("fetched MessageId %q", got)
 	}
-	if a.msg.Part("test.txt") == nil || a.msg.Part("enc_test.txt") == nil || len(findAll(a.env.Root, osci.Namespace, "NonIntermediaryCertificates")) != 1 {
+	if a.msg.Part("test.txt") == nil || a.msg.Part("enc_test.txt") == nil || len(a.env.Root.FindAll(osci.Namespace, "NonIntermediaryCertificates")) != 1 {
 		t.Error("the fetched delivery lacks its attachments or the author's certificates")
 	}
 	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "alice_signature_4096")}), Resolve: a.msg.Resolve}
 	contentSignatures := 0
-	for _, sig := range findAll(a.env.Root, xmldsig.Namespace, "Signature") {
+	for _, sig := range a.env.Root.FindAll(xmldsig.Namespace, "Signature") {
 		if sig.Parent.Name.Local == "ContentContainer" {
 			contentSignatures++
 			if _, err := v.Verify(a.env, sig); err != nil {
@@ -338,7 +338,7 @@ func TestIntermediarySamples(t *testing.T) {
 		ix.prepareDialog(t, "alice_signature_4096", "alice_cipher_4096")
 		a = send(osci.OrderFetchProcessCard, form("05-FetchProcessCard"))
 		wantFeedback(a, "0801")
-		if a.time("Creation") == "" || a.time("Forwarding") == "" || a.time("Reception") == "" || a.text("Subject") == "" || len(findAll(a.env.Root, osci.Namespace, "Inspection")) != 4 {
+		if a.time("Creation") == "" || a.time("Forwarding") == "" || a.time("Reception") == "" || a.text("Subject") == "" || len(a.env.Root.FindAll(osci.Namespace, "Inspection")) != 4 {
 			t.Errorf("process card: creation %q, forwarding %q, reception %q, subject %q", a.time("Creation"), a.time("Forwarding"), a.time("Reception"), a.text("Subject"))
 		}
 	}
@@ -379,7 +379,7 @@ func TestIntermediarySamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	v = &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "bob_signature_4096")})}
-	if _, err := v.Verify(env, findAll(env.Root, xmldsig.Namespace, "Signature")[0]); err != nil {
+	if _, err := v.Verify(env, env.Root.FindAll(xmldsig.Namespace, "Signature")[0]); err != nil {
 		t.Errorf("the answer after the key rotation is not signed with the new key: %v", err)
 	}
 }

@@ -80,7 +80,7 @@ func TestParseSamples(t *testing.T) {
 				// context, base64 transform and cid: parts).
 				v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "alice_signature_4096")}),
 					At: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), Resolve: r.MIME.Resolve}
-				for _, sig := range findAll(r.Envelope.Root, xmldsig.Namespace, "Signature") {
+				for _, sig := range r.Envelope.Root.FindAll(xmldsig.Namespace, "Signature") {
 					if sig.Parent.Name.Local == "ClientSignature" {
 						continue
 					}
@@ -91,17 +91,6 @@ func TestParseSamples(t *testing.T) {
 			})
 		}
 	}
-}
-
-func findAll(el *xmlsafe.Element, space, local string) []*xmlsafe.Element {
-	var out []*xmlsafe.Element
-	if el.Name.Space == space && el.Name.Local == local {
-		out = append(out, el)
-	}
-	for _, c := range el.Children {
-		out = append(out, findAll(c, space, local)...)
-	}
-	return out
 }
 
 // code returns the feedback code of a refusal, "" for none.
@@ -137,7 +126,7 @@ func TestTamperedSignedParts(t *testing.T) {
 	var targets []target
 	for _, h := range r.Headers {
 		if h.Name.Local == "ClientSignature" {
-			si := findAll(h, xmldsig.Namespace, "SignedInfo")[0]
+			si := h.FindAll(xmldsig.Namespace, "SignedInfo")[0]
 			targets = append(targets, target{"SignedInfo", insertAfterStartTag(si)})
 			continue
 		}

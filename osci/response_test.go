@@ -63,7 +63,7 @@ func TestResponses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sigs := findAll(env.Root, xmldsig.Namespace, "Signature")
+			sigs := env.Root.FindAll(xmldsig.Namespace, "Signature")
 			if len(sigs) != 1 || sigs[0].Parent.Name.Local != "SupplierSignature" {
 				t.Fatalf("%d signatures", len(sigs))
 			}
@@ -95,7 +95,7 @@ func TestResponses(t *testing.T) {
 			tampered := bytes.Replace(msg.Root().Body, []byte("<osci:Code>08"), []byte("<osci:Code>98"), 1)
 			if env2, err := xmldsig.ParseDocument(bytes.NewReader(tampered)); err != nil {
 				t.Fatal(err)
-			} else if _, err := v.Verify(env2, findAll(env2.Root, xmldsig.Namespace, "Signature")[0]); err == nil {
+			} else if _, err := v.Verify(env2, env2.Root.FindAll(xmldsig.Namespace, "Signature")[0]); err == nil {
 				t.Error("a changed feedback code still verifies")
 			}
 		})

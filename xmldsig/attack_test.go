@@ -172,7 +172,7 @@ func TestDetachedWrapping(t *testing.T) {
 			return err
 		}
 		var sig *xmlsafe.Element
-		for _, s := range findAll(d.Root, Namespace, "Signature") {
+		for _, s := range d.Root.FindAll(Namespace, "Signature") {
 			sig = s
 		}
 		res, err := (&Verifier{Trust: p.trust}).Verify(d, sig)

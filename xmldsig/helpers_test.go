@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/parzelle/parzelle/keys"
-	"github.com/parzelle/parzelle/xmlsafe"
 )
 
 // testPKI is a CA with an RSA and an ECDSA signer, and an untrusted
@@ -173,16 +172,4 @@ func bigDocument() []byte {
 	}
 	b.WriteString("</doc>\n")
 	return []byte(b.String())
-}
-
-// findAll returns every element named space:local in the tree under el.
-func findAll(el *xmlsafe.Element, space, local string) []*xmlsafe.Element {
-	var out []*xmlsafe.Element
-	if el.Name.Space == space && el.Name.Local == local {
-		out = append(out, el)
-	}
-	for _, c := range el.Children {
-		out = append(out, findAll(c, space, local)...)
-	}
-	return out
 }

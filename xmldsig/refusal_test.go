@@ -31,7 +31,7 @@ func TestRefusals(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		sigs := findAll(d.Root, Namespace, "Signature")
+		sigs := d.Root.FindAll(Namespace, "Signature")
 		if len(sigs) == 0 {
 			t.Fatal("no signature")
 		}

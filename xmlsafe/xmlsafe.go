@@ -172,6 +172,19 @@ func (e *Element) ChildrenNamed(space, local string) []*Element {
 	return out
 }
 
+// FindAll returns e and every element below it with the given namespace
+// and local name, in document order.
+func (e *Element) FindAll(space, local string) []*Element {
+	var out []*Element
+	if e.Name.Space == space && e.Name.Local == local {
+		out = append(out, e)
+	}
+	for _, c := range e.Children {
+		out = append(out, c.FindAll(space, local)...)
+	}
+	return out
+}
+
 // Path returns the element reached by following the children named by the
 // (namespace, local name) steps, or nil when there is none.
 func (e *Element) Path(steps ...xml.Name) *Element {

@@ -190,3 +190,24 @@ func TestWindows(t *testing.T) {
 		t.Errorf("size limit on a reader: %v", err)
 	}
 }
+
+// TestFindAll: the element itself and its descendants with the name, in
+// document order, inside matches too; the same local name in another
+// namespace is not one.
+func TestFindAll(t *testing.T) {
+	root, err := Parse(strings.NewReader(`<a:x xmlns:a="urn:a" xmlns:b="urn:b" n="1"><a:x n="2"><b:x n="no"/><a:x n="3"/></a:x><a:y><a:x n="4"/></a:y></a:x>`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, el := range root.FindAll("urn:a", "x") {
+		n, _ := el.Attribute("n")
+		got = append(got, n)
+	}
+	if strings.Join(got, " ") != "1 2 3 4" {
+		t.Errorf("FindAll: %v, want 1 2 3 4", got)
+	}
+	if found := root.FindAll("urn:c", "x"); len(found) != 0 {
+		t.Errorf("found %d in an unused namespace", len(found))
+	}
+}
