@@ -105,6 +105,9 @@ func Start(t testing.TB, o Options) *Node {
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if os.Getenv("PARZELLE_TEST_LOG") != "" {
+			log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		}
 	}
 	n.DBURL = dbtest.NewURL(t)
 	maxConns := o.MaxConns
