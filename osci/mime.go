@@ -2,6 +2,7 @@ package osci
 
 import (
 	"bytes"
+	"crypto"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -13,8 +14,9 @@ import (
 	"strings"
 )
 
-// MIME limits: an OSCI message is read whole into memory, so its size is
-// bounded by the caller (ReadMIME's maxBytes); these bound its structure.
+// MIME limits: ParseMIME reads a message held whole in memory, so its
+// size is bounded by the caller (ReadMIME's maxBytes); ScanMIME holds only
+// the root part (bounded by its maxRoot). These bound the structure.
 const (
 	// MaxMIMEParts is the most parts one message may have.
 	MaxMIMEParts = 1000
@@ -38,6 +40,9 @@ type MIMEMessage struct {
 	MediaType string
 	Params    map[string]string
 	Parts     []*MIMEPart
+	// reopen reads the message again from its start, for a message
+	// ScanMIME streamed.
+	reopen func() (io.Reader, error)
 }
 
 // MIMEPart is one body part.
@@ -49,8 +54,13 @@ type MIMEPart struct {
 	// where they start in the message.
 	Raw    []byte
 	Offset int64
-	// Body is Raw with the Content-Transfer-Encoding undone.
-	Body []byte
+	// Body is Raw with the Content-Transfer-Encoding undone; nil for a
+	// part ScanMIME streamed past, which has its Size (decoded) and
+	// digests instead, and is read again with MIMEMessage.Open.
+	Body     []byte
+	Size     int64
+	streamed bool
+	digests  map[crypto.Hash][]byte
 }
 
 // ReadMIME reads a whole MIME message of at most maxBytes from r and parses
@@ -173,6 +183,30 @@ func (m *MIMEMessage) Root() *MIMEPart {
 // Resolve returns the decoded body of the part a "cid:" URI (RFC 2392)
 // names; it serves as an xmlenc.Resolver and for signature references.
 func (m *MIMEMessage) Resolve(uri string) ([]byte, error) {
+	p, err := m.partOf(uri)
+	if err != nil || !p.streamed {
+		return p.body(), err
+	}
+	if p.Size > maxResolveStreamed {
+		return nil, fmt.Errorf("osci: <%s> has %d bytes: %w", p.ContentID, p.Size, errStreamedTooLarge)
+	}
+	r, err := m.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
+
+// body is the part's held body (nil for no part).
+func (p *MIMEPart) body() []byte {
+	if p == nil {
+		return nil
+	}
+	return p.Body
+}
+
+// partOf returns the part a "cid:" URI (RFC 2392) names.
+func (m *MIMEMessage) partOf(uri string) (*MIMEPart, error) {
 	rest, ok := strings.CutPrefix(uri, "cid:")
 	if !ok {
 		return nil, fmt.Errorf("osci: reference %q is not a cid: URI", uri)
@@ -185,7 +219,7 @@ func (m *MIMEMessage) Resolve(uri string) ([]byte, error) {
 	if p == nil {
 		return nil, fmt.Errorf("osci: the message has no MIME part with Content-ID <%s>", id)
 	}
-	return p.Body, nil
+	return p, nil
 }
 
 // readHeader reads a header section starting at pos and returns it and the

@@ -3,6 +3,7 @@ package osci_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,5 +149,63 @@ func TestMIMEBadInput(t *testing.T) {
 	}
 	if _, err := osci.ReadMIME(strings.NewReader(manyParts), 100); !errors.Is(err, osci.ErrMIME) || !strings.Contains(err.Error(), "limit of 100 bytes") {
 		t.Errorf("size limit: %v", err)
+	}
+}
+
+// TestScanMIMESamples reads every Governikus sample as a stream: the root
+// part is held and equal to what ParseMIME reads; every other part streams
+// past with the size of its decoded body, and Open reads the same bytes
+// again from a new stream.
+func TestScanMIMESamples(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(oscitest.Samples, "*.mime"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no OSCI samples in %s (%v)", oscitest.Samples, err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole, err := osci.ParseMIME(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opens := 0
+			streamed, err := osci.ScanMIME(func() (io.Reader, error) { opens++; return bytes.NewReader(data), nil }, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(streamed.Parts) != len(whole.Parts) || !bytes.Equal(streamed.Root().Body, whole.Root().Body) {
+				t.Fatalf("%d parts (want %d), root equal: %v", len(streamed.Parts), len(whole.Parts), bytes.Equal(streamed.Root().Body, whole.Root().Body))
+			}
+			for i, p := range streamed.Parts[1:] {
+				want := whole.Parts[i+1]
+				if p.ContentID != want.ContentID || p.Body != nil || p.Size != int64(len(want.Body)) {
+					t.Errorf("part <%s>: held %v, size %d, want <%s> of %d bytes", p.ContentID, p.Body != nil, p.Size, want.ContentID, len(want.Body))
+				}
+				r, err := streamed.Open(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, want.Body) {
+					t.Errorf("part <%s> read again: %d bytes (%v), want %d", p.ContentID, len(got), err, len(want.Body))
+				}
+			}
+			if opens != len(streamed.Parts) {
+				t.Errorf("the stream was opened %d times, want once and once per part read again (%d)", opens, len(streamed.Parts))
+			}
+		})
+	}
+}
+
+// TestScanMIMERootBound: a root part over the bound is refused with 9904
+// before anything else is read.
+func TestScanMIMERootBound(t *testing.T) {
+	data := oscitest.Sample(t, "03-StoreDelivery.plain.mime")
+	_, err := osci.ScanMIME(func() (io.Reader, error) { return bytes.NewReader(data), nil }, 100)
+	var oe *osci.Error
+	if !errors.As(err, &oe) || oe.Code != osci.CodeMessageTooLarge {
+		t.Errorf("got %v, want 9904", err)
 	}
 }

@@ -207,21 +207,27 @@ func parseEnvelope(data []byte) (*MIMEMessage, *xmlsafe.Document, error) {
 	if err != nil {
 		return nil, nil, refuse(CodeNoOSCIMessage, "%v", err)
 	}
+	env, err := envelopeOf(msg)
+	return msg, env, err
+}
+
+// envelopeOf parses the SOAP 1.1 envelope in the message's root part.
+func envelopeOf(msg *MIMEMessage) (*xmlsafe.Document, error) {
 	root := msg.Root()
 	if root == nil {
-		return nil, nil, refuse(CodeNoOSCIMessage, "the MIME message has no root part")
+		return nil, refuse(CodeNoOSCIMessage, "the MIME message has no root part")
 	}
 	env, err := xmldsig.ParseDocument(bytes.NewReader(root.Body))
 	if err != nil {
-		return nil, nil, refuse(CodeNoOSCIMessage, "the root part is no well-formed XML a hardened parser takes: %v", err)
+		return nil, refuse(CodeNoOSCIMessage, "the root part is no well-formed XML a hardened parser takes: %v", err)
 	}
 	if env.Root.Name.Space != SOAPNamespace || env.Root.Name.Local != "Envelope" {
-		return nil, nil, refuse(CodeNoOSCIMessage, "the root part is <%s> in %q, not a SOAP 1.1 envelope", env.Root.Name.Local, env.Root.Name.Space)
+		return nil, refuse(CodeNoOSCIMessage, "the root part is <%s> in %q, not a SOAP 1.1 envelope", env.Root.Name.Local, env.Root.Name.Space)
 	}
 	if env.Root.Child(SOAPNamespace, "Body") == nil {
-		return nil, nil, refuse(CodeNoOSCIMessage, "the SOAP envelope has no body")
+		return nil, refuse(CodeNoOSCIMessage, "the SOAP envelope has no body")
 	}
-	return msg, env, nil
+	return env, nil
 }
 
 // parseOrder reads a plain request's order, dialog control, certificates
@@ -363,7 +369,7 @@ func verifyClientSignature(msg *MIMEMessage, env *xmlsafe.Document, el *xmlsafe.
 	if sig == nil {
 		return nil, refuse(CodeSignatureInvalid, "the ClientSignature holds no ds:Signature")
 	}
-	v := &xmldsig.Verifier{Trust: anyCertificate{}, At: at, Resolve: msg.Resolve}
+	v := &xmldsig.Verifier{Trust: anyCertificate{}, At: at, Resolve: msg.Resolve, Digest: msg.streamedDigest}
 	res, err := v.Verify(env, sig)
 	if err != nil {
 		return nil, refuse(CodeSignatureInvalid, "%v", err)
