@@ -101,6 +101,7 @@ bench-console: build
 # OSCI_BENCH_N=… (800) OSCI_BENCH_CLIENTS=… (16) size it.
 bench-osci: build
 	GOGC=$${GOGC:-400} $(BIN) pg temp -- $(GO) test ./osci -run '^$$' -bench BenchmarkStoreDelivery -benchtime 1x
+	$(BIN) pg temp -- $(GO) test ./osci -run '^$$' -bench BenchmarkPartialDelivery -benchtime 1x
 
 # The fault suite, full form: a real node (a subprocess) on its own
 # PostgreSQL under XTA load into a register inbox, through kill -9 of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -108,7 +109,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	s.Keyring = sealing.NewKeyring(s.Keys)
 	s.retention = cfg.Retention.WithDefaults()
 	s.Store = register.NewStore(register.Config{Pool: pool, Keyring: s.Keyring, Tenants: tenants.Current, Log: log.With("service", "register"), Metrics: reg,
-		Sealed: append(msgbox.Tables(), jobs.DeadLetterTables()...)})
+		Sealed: slices.Concat(msgbox.Tables(), jobs.DeadLetterTables(), osci.Tables())})
 	s.Pipeline = &jobs.Pipeline{Pool: pool, Store: s.Store, Tenants: tenants.Current, Schemas: s.Schemas, Keys: s.Keys, Keyring: s.Keyring,
 		Log: log.With("service", "pipeline"), Metrics: jobs.NewPipelineMetrics(reg, pool, tenants.Current)}
 	s.Evidence = &xnachweis.Service{Pool: pool, Store: s.Store, Tenants: tenants.Current, Keys: s.Keys, Schemas: s.Schemas, Tokens: o.tokens,
@@ -128,7 +129,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory}, Log: log.With("service", "xta"), Metrics: reg, Identity: identity})
 	evidenceInbox.XTA = s.XTA
 	s.OSCI = &osci.Intermediary{Pool: pool, Box: s.Box, Tenants: tenants.Current, Dialogs: &osci.Dialogs{Pool: pool}, Log: log.With("service", "osci"),
-		Metrics: osci.NewMetrics(reg), Schemas: s.Schemas}
+		Metrics: osci.NewMetrics(reg), Schemas: s.Schemas, Keyring: s.Keyring}
 
 	workers := river.NewWorkers()
 	s.Box.AddWorkers(workers)

@@ -156,7 +156,7 @@ func (c *testClient) build(t testing.TB, headerOrder, body string, certs string,
 }
 
 // do sends a request and checks the answer; it follows the dialog.
-func (c *testClient) do(t *testing.T, order osci.Order, req []byte) *answer {
+func (c *testClient) do(t testing.TB, order osci.Order, req []byte) *answer {
 	t.Helper()
 	path := "/osci"
 	if c.plain {
@@ -180,15 +180,15 @@ func (c *testClient) do(t *testing.T, order osci.Order, req []byte) *answer {
 	return a
 }
 
-func (c *testClient) initDialog(t *testing.T) *answer {
+func (c *testClient) initDialog(t testing.TB) *answer {
 	return c.do(t, osci.OrderInitDialog, c.build(t, "", `<osci:initDialog></osci:initDialog>`, "", nil))
 }
 
-func (c *testClient) exitDialog(t *testing.T) *answer {
+func (c *testClient) exitDialog(t testing.TB) *answer {
 	return c.do(t, osci.OrderExitDialog, c.build(t, "", `<osci:exitDialog></osci:exitDialog>`, "", nil))
 }
 
-func (c *testClient) getMessageID(t *testing.T) string {
+func (c *testClient) getMessageID(t testing.TB) string {
 	t.Helper()
 	a := c.do(t, osci.OrderGetMessageID, c.build(t, "", `<osci:getMessageId></osci:getMessageId>`, "", nil))
 	id, err := base64.StdEncoding.DecodeString(a.text("MessageId"))
@@ -247,7 +247,7 @@ func (c *testClient) fetchProcessCard(t *testing.T, messageID string) *answer {
 
 // opened decrypts a fetched delivery's content with the reader's key and
 // verifies the author's signature over it and the attachment: the text.
-func opened(t *testing.T, a *answer, reader *keys.KeyPair, author *x509.Certificate) string {
+func opened(t testing.TB, a *answer, reader *keys.KeyPair, author *x509.Certificate) string {
 	t.Helper()
 	eds := a.env.Root.FindAll(xmlenc.Namespace, "EncryptedData")
 	if len(eds) != 1 {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/parzelle/parzelle/c14n"
@@ -44,7 +45,8 @@ var orderHeaders = map[string]bool{"ControlBlock": true, "ClientSignature": true
 // DeliveryOf reads the delivery a storeDelivery (or forwardDelivery)
 // request carries: its MessageId and Subject from the order, the header
 // blocks that travel on and the ContentPackage from the body, and every
-// attachment. A delivery without MessageId is refused with 9800.
+// attachment (to be streamed from the message when ScanMIME read it). A
+// delivery without MessageId is refused with 9800.
 func DeliveryOf(r *Request) (*Delivery, error) {
 	d := &Delivery{}
 	var err error
@@ -87,7 +89,11 @@ func DeliveryOf(r *Request) (*Delivery, error) {
 		if ct == "" {
 			ct = "application/octet-stream"
 		}
-		d.Attachments = append(d.Attachments, Attachment{ContentID: p.ContentID, ContentType: ct, Data: p.Body})
+		a := Attachment{ContentID: p.ContentID, ContentType: ct, Data: p.Body, Size: int64(len(p.Body))}
+		if p.streamed {
+			a.Size, a.Open = p.Size, func() (io.Reader, error) { return r.MIME.Open(p) }
+		}
+		d.Attachments = append(d.Attachments, a)
 	}
 	return d, nil
 }

@@ -158,6 +158,21 @@ func (d *Dialogs) Fetched(ctx context.Context, tx pgx.Tx, tenantID, conversation
 	return nil
 }
 
+// Cipher returns the cipher certificate that opened an open dialog (nil
+// for none), without moving the dialog on: the one a refusal of a
+// request in it is encrypted to.
+func (d *Dialogs) Cipher(ctx context.Context, tx pgx.Tx, tenantID, conversationID string) ([]byte, error) {
+	var cipher []byte
+	err := tx.QueryRow(ctx, `SELECT cipher FROM osci_dialog WHERE tenant_id = $1 AND conversation_id = $2 AND closed_at IS NULL`, tenantID, conversationID).Scan(&cipher)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("osci: read dialog: %w", err)
+	}
+	return cipher, nil
+}
+
 // Expire deletes the tenants' dialogs closed or idle longer than the idle
 // timeout, and returns how many.
 func (d *Dialogs) Expire(ctx context.Context, tenantIDs []string) (int64, error) {

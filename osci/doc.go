@@ -3,17 +3,18 @@
 // encryption, process cards and feedback codes, in client and intermediary
 // roles.
 //
-// Built so far: the MIME reader (ParseMIME, ReadMIME), the request parser
-// (ParseRequest: transport decryption, order and dialog control,
-// certificates, the client signature and what it covers), the dialog
-// rules with their state in PostgreSQL (Dialogs), signed responses
-// (Response: initDialog, exitDialog, getMessageId, storeDelivery,
-// fetchDelivery, fetchProcessCard, forwardDelivery), the feedback codes
-// with their texts (Code), and the intermediary role on POST /osci
-// (Intermediary): postboxes of the tenants' OSCI identities in package
-// msgbox, addressed by cipher certificate, with process cards, and
-// deliveries into register inboxes. Not yet: forwardDelivery,
-// mediateDelivery and passive recipients, and partial deliveries.
+// Built so far: the MIME reader (ParseMIME, ReadMIME for a message held
+// whole, ScanMIME for one streamed past with only its envelope held), the
+// request parser (ParseRequest: transport decryption, order and dialog
+// control, certificates, the client signature and what it covers), the
+// dialog rules with their state in PostgreSQL (Dialogs), signed responses
+// (Response), the feedback codes with their texts (Code), and the
+// intermediary role on POST /osci (Intermediary): postboxes of the
+// tenants' OSCI identities in package msgbox, addressed by cipher
+// certificate, with process cards, deliveries into register inboxes, and
+// partial deliveries (partialStoreDelivery, partialFetchDelivery: a large
+// message in chunks, reassembled as a stream). Not yet: forwardDelivery,
+// mediateDelivery and passive recipients.
 //
 // An OSCI message is the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose

@@ -26,6 +26,7 @@ import (
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/msgbox"
+	"github.com/parzelle/parzelle/sealing"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlenc"
@@ -68,6 +69,11 @@ type Intermediary struct {
 	Schemas *xmlschema.Registry
 	// MaxBytes bounds a request (default 64 MiB).
 	MaxBytes int64
+	// MaxPartialKB bounds a message sent in chunks (partialStoreDelivery;
+	// default DefaultMaxPartialKB).
+	MaxPartialKB int64
+	// Keyring seals the chunks of partial deliveries at rest.
+	Keyring *sealing.Keyring
 }
 
 // Metrics are the intermediary's requests per tenant, order and feedback
@@ -103,6 +109,13 @@ type exchange struct {
 	resp    *Response
 	set     *tenant.Set
 	started time.Time
+	// signing is the tenant's key for the SupplierSignature.
+	signing *keys.KeyPair
+}
+
+// signer signs the exchange's responses.
+func (x *exchange) signer() *xmldsig.Signer {
+	return &xmldsig.Signer{Key: x.signing.Key, Certificates: x.signing.Chain}
 }
 
 // ServeHTTP answers one OSCI request: a signed response with the order's
@@ -216,8 +229,7 @@ func (in *Intermediary) serve(r *http.Request, x *exchange) ([]byte, error) {
 		}
 		x.tenant = owner[x.req.Transport.Recipient]
 	}
-	signing := x.tenant.SigningKey()
-	if signing == nil {
+	if x.signing = x.tenant.SigningKey(); x.signing == nil {
 		return nil, fmt.Errorf("osci: tenant %s has no signing key for its SupplierSignature", x.tenant.ID)
 	}
 	if err = refused; err == nil {
@@ -236,11 +248,25 @@ func (in *Intermediary) serve(r *http.Request, x *exchange) ([]byte, error) {
 		}
 		x.resp = &Response{Order: x.req.Order, Control: ControlBlock{ConversationID: c.ConversationID, SequenceNumber: c.SequenceNumber, Response: c.Challenge},
 			Feedback: []Code{oe.Code}, Language: language(x.req.Languages)}
+		if x.req.Transport != nil && c.ConversationID != "" {
+			// The encrypted answer goes to the dialog's cipher
+			// certificate; the dialog itself does not move on.
+			err := db.InTenant(r.Context(), in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
+				x.dialog.Cipher, err = in.Dialogs.Cipher(r.Context(), tx, x.tenant.ID, c.ConversationID)
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
 	case err != nil:
 		return nil, err
 	}
-	x.resp.Certificate = signing.Certificate()
-	out, err := x.resp.Build(&xmldsig.Signer{Key: signing.Key, Certificates: signing.Chain})
+	if x.resp.Order.partial() && x.resp.Chunk == nil {
+		x.resp.Chunk = echoChunk(x.req.OrderElement)
+	}
+	x.resp.Certificate = x.signing.Certificate()
+	out, err := x.resp.Build(x.signer())
 	if err != nil || x.req.Transport == nil {
 		return out, err
 	}
@@ -305,6 +331,10 @@ func (in *Intermediary) answer(ctx context.Context, x *exchange) error {
 		warnings, err = in.fetch(ctx, x)
 	case OrderFetchProcessCard:
 		err = in.processCards(ctx, x)
+	case OrderPartialStoreDelivery:
+		warnings, err = in.storeChunk(ctx, x)
+	case OrderPartialFetchDelivery:
+		warnings, err = in.fetchChunk(ctx, x)
 	default:
 		err = refuse(CodeOrderInternal, "this intermediary does not carry out %s yet", req.Order)
 	}
@@ -413,7 +443,7 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 		first := d.Marshal()
 		m.Parts = append(m.Parts, msgbox.Part{ContentType: DeliveryContentType, Data: first, Size: int64(len(first))})
 		for _, a := range d.Attachments {
-			m.Parts = append(m.Parts, msgbox.Part{Attachment: true, ContentType: a.ContentType, Ref: a.ContentID, Data: a.Data, Size: int64(len(a.Data))})
+			m.Parts = append(m.Parts, msgbox.Part{Attachment: true, ContentType: a.ContentType, Ref: a.ContentID, Data: a.Data, Open: a.Open, Size: a.Size})
 		}
 	}
 	var be *msgbox.Error
@@ -576,6 +606,12 @@ func (in *Intermediary) confirm(ctx context.Context, x *exchange) {
 	if err == nil {
 		err = in.Box.Close(ctx, box.Tenant.ID, box.Identity.ID, []string{x.dialog.Received})
 	}
+	if err == nil {
+		err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `DELETE FROM osci_fetch_assembly WHERE tenant_id = $1 AND conversation_id = $2`, x.tenant.ID, x.dialog.Control.ConversationID)
+			return err
+		})
+	}
 	var be *msgbox.Error
 	if err != nil && !(errors.As(err, &be) && be.Kind == msgbox.KindNoMessage) {
 		in.Log.Warn("osci: confirm reception", "tenant", x.tenant.ID, "message_id", x.dialog.Received, "error", err)
@@ -587,7 +623,9 @@ func (in *Intermediary) confirm(ctx context.Context, x *exchange) {
 func (in *Intermediary) selection(x *exchange) (msgbox.Selector, error) {
 	var sel msgbox.Selector
 	for _, ch := range x.req.OrderElement.Children {
-		x.resp.Selection = append(x.resp.Selection, canonical(ch)...)
+		if ch.Name.Space != Namespace2017 { // a partial order's ChunkInformation is not echoed
+			x.resp.Selection = append(x.resp.Selection, canonical(ch)...)
+		}
 	}
 	id, err := messageIDOf(x.req.OrderElement)
 	if err != nil {
@@ -627,20 +665,9 @@ func (in *Intermediary) fetch(ctx context.Context, x *exchange) ([]Code, error) 
 	var pending int64
 	now := in.Box.Now()
 	err = in.Box.Fetch(ctx, box.Tenant.ID, box.Identity.ID, sel, 0, received, func(f msgbox.Fetched) error {
-		var first bytes.Buffer
-		if err := f.Content(0, &first); err != nil {
-			return err
-		}
-		d, err := UnmarshalDelivery(first.Bytes())
+		d, err := deliveryFrom(f, true)
 		if err != nil {
 			return err
-		}
-		for i, p := range f.Parts[1:] {
-			var b bytes.Buffer
-			if err := f.Content(i+1, &b); err != nil {
-				return err
-			}
-			d.Attachments = append(d.Attachments, Attachment{ContentID: p.Ref, ContentType: p.ContentType, Data: b.Bytes()})
 		}
 		x.resp.Delivery, pending = d, f.Pending
 		x.resp.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: f.Entry.Sent, Forwarding: &now, Subject: d.Subject}}
@@ -663,6 +690,31 @@ func (in *Intermediary) fetch(ctx context.Context, x *exchange) ([]Code, error) 
 		return []Code{CodeMoreDeliveries}, nil
 	}
 	return nil, nil
+}
+
+// deliveryFrom reads a fetched delivery: the first part, and its
+// attachments' bytes when load is true, else their sizes.
+func deliveryFrom(f msgbox.Fetched, load bool) (*Delivery, error) {
+	var first bytes.Buffer
+	if err := f.Content(0, &first); err != nil {
+		return nil, err
+	}
+	d, err := UnmarshalDelivery(first.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range f.Parts[1:] {
+		a := Attachment{ContentID: p.Ref, ContentType: p.ContentType, Size: p.Size}
+		if load {
+			var b bytes.Buffer
+			if err := f.Content(i+1, &b); err != nil {
+				return nil, err
+			}
+			a.Data = b.Bytes()
+		}
+		d.Attachments = append(d.Attachments, a)
+	}
+	return d, nil
 }
 
 // processCards answers fetchProcessCard with the process card of the
@@ -701,15 +753,23 @@ func (in *Intermediary) processCards(ctx context.Context, x *exchange) error {
 	return nil
 }
 
-// Expire deletes the tenants' ended dialogs and the MessageIds handed out
-// more than a day ago and never used.
+// Expire deletes the tenants' ended dialogs, and the MessageIds handed
+// out, the chunks of partial deliveries received and the responses kept
+// for fetching in chunks more than a day ago.
 func (in *Intermediary) Expire(ctx context.Context, tenantIDs []string) error {
 	if _, err := in.Dialogs.Expire(ctx, tenantIDs); err != nil {
 		return err
 	}
 	for _, t := range tenantIDs {
 		err := db.InTenant(ctx, in.Pool, t, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND issued_at < $2`, t, in.Dialogs.now().Add(-24*time.Hour))
+			day := in.Dialogs.now().Add(-24 * time.Hour)
+			_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND issued_at < $2`, t, day)
+			if err == nil {
+				_, err = tx.Exec(ctx, `DELETE FROM osci_chunk WHERE tenant_id = $1 AND received_at < $2`, t, day)
+			}
+			if err == nil {
+				_, err = tx.Exec(ctx, `DELETE FROM osci_fetch_assembly WHERE tenant_id = $1 AND created_at < $2`, t, day)
+			}
 			return err
 		})
 		if err != nil {

@@ -119,7 +119,7 @@ func (a *answer) time(local string) string {
 // check reads a response to the order: HTTP 200, valid against the
 // order's official response schema, its SupplierSignature by the
 // intermediary verifying and covering every header block and the body.
-func check(t *testing.T, order osci.Order, status int, out []byte) *answer {
+func check(t testing.TB, order osci.Order, status int, out []byte) *answer {
 	t.Helper()
 	if status != http.StatusOK {
 		t.Fatalf("HTTP %d: %s", status, out)

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,15 @@ type Response struct {
 	Selection []byte
 	// Delivery is the delivery a fetchDelivery response hands out.
 	Delivery *Delivery
+	// Chunk is a partial order's ChunkInformation in its response;
+	// InsideFeedback the feedback of the storeDelivery the last chunk of a
+	// partialStoreDelivery completed; ChunkBlob the bytes a
+	// partialFetchDelivery response carries, of the delivery
+	// ChunkMessageID.
+	Chunk          *ChunkInformation
+	InsideFeedback []Code
+	ChunkBlob      []byte
+	ChunkMessageID string
 }
 
 // ProcessCard is a delivery's process card (Laufzettel): when the
@@ -82,16 +92,20 @@ var responseControl = map[Order]struct{ conversation, sequence, challenge bool }
 	OrderForwardDelivery:  {true, true, false},
 	OrderFetchDelivery:    {true, true, true},
 	OrderFetchProcessCard: {true, true, true},
+	// The partial orders, as the order they are part of.
+	OrderPartialStoreDelivery: {true, true, false},
+	OrderPartialFetchDelivery: {true, true, true},
 }
 
 // cardElements are the process card elements each response schema
 // allows after Creation: a stored delivery was neither forwarded nor
 // received yet, a fetched one not received.
 var cardElements = map[Order]struct{ forwarding, reception bool }{
-	OrderStoreDelivery:    {false, false},
-	OrderForwardDelivery:  {true, true},
-	OrderFetchDelivery:    {true, false},
-	OrderFetchProcessCard: {true, true},
+	OrderStoreDelivery:        {false, false},
+	OrderForwardDelivery:      {true, true},
+	OrderFetchDelivery:        {true, false},
+	OrderFetchProcessCard:     {true, true},
+	OrderPartialStoreDelivery: {false, false},
 }
 
 // ResponseElement is the name of the order's response element
@@ -105,6 +119,22 @@ func (o Order) schemaName() string { return strings.ToUpper(string(o[:1])) + str
 // carries a SupplierSignature over every header block and the body
 // (inclusive C14N in document context, as OSCI clients verify it).
 func (r *Response) Build(signer *xmldsig.Signer) ([]byte, error) {
+	envelope, err := r.envelope(signer)
+	if err != nil {
+		return nil, err
+	}
+	var attachments []Attachment
+	if r.Delivery != nil {
+		attachments = r.Delivery.Attachments
+	}
+	if r.ChunkBlob != nil {
+		attachments = []Attachment{{ContentID: chunkBlobFetch, ContentType: "application/octet-stream", Data: r.ChunkBlob, Size: int64(len(r.ChunkBlob))}}
+	}
+	return packMIME(envelope, attachments...), nil
+}
+
+// envelope is the response's SOAP envelope, signed.
+func (r *Response) envelope(signer *xmldsig.Signer) ([]byte, error) {
 	rules, ok := responseControl[r.Order]
 	if !ok {
 		return nil, fmt.Errorf("osci: no response to %s is built yet", r.Order)
@@ -114,7 +144,11 @@ func (r *Response) Build(signer *xmldsig.Signer) ([]byte, error) {
 	}
 	var x xmlWriter
 	x.raw(`<soap:Envelope xmlns:soap="` + SOAPNamespace + `" xmlns:osci="` + Namespace + `" xmlns:ds="` + xmldsig.Namespace +
-		`" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soap:Header>`)
+		`" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"`)
+	if r.Order.partial() {
+		x.raw(` xmlns:osci2017="` + Namespace2017 + `"`)
+	}
+	x.raw(`><soap:Header>`)
 	ids := []string{"controlblock"}
 	x.raw(`<osci:ControlBlock Id="controlblock" soap:actor="` + soapActorNext + `" soap:mustUnderstand="1"`)
 	if rules.conversation {
@@ -136,12 +170,16 @@ func (r *Response) Build(signer *xmldsig.Signer) ([]byte, error) {
 		x.raw(`<osci:SupplierSignature Id="suppliersignature" soap:actor="` + soapActorNext + `" soap:mustUnderstand="1"></osci:SupplierSignature>`)
 	}
 	block := r.Order.ResponseElement()
+	prefix := "osci:"
+	if r.Order.partial() {
+		prefix = "osci2017:"
+	}
 	if !r.Order.InBody() {
 		id := strings.ToLower(block)
 		ids = append(ids, id)
-		x.raw(`<osci:` + block + ` Id="` + id + `" soap:actor="` + soapActorNext + `" soap:mustUnderstand="1">`)
+		x.raw(`<` + prefix + block + ` Id="` + id + `" soap:actor="` + soapActorNext + `" soap:mustUnderstand="1">`)
 		r.writeContent(&x)
-		x.raw(`</osci:` + block + `>`)
+		x.raw(`</` + prefix + block + `>`)
 	}
 	if r.Certificate != nil {
 		ids = append(ids, "intermediarycertificates")
@@ -149,6 +187,10 @@ func (r *Response) Build(signer *xmldsig.Signer) ([]byte, error) {
 		x.raw(`<osci:SignatureCertificateIntermediary Id="intermediary_signature_` + fingerprint(r.Certificate) + `"><ds:X509Data>`)
 		x.element("ds:X509Certificate", base64.StdEncoding.EncodeToString(r.Certificate.Raw))
 		x.raw(`</ds:X509Data></osci:SignatureCertificateIntermediary></osci:IntermediaryCertificates>`)
+	}
+	if r.Order.partial() {
+		ids = append(ids, "featuredescription")
+		writeFeatures(&x)
 	}
 	if d := r.Delivery; d != nil {
 		for _, h := range d.Headers {
@@ -166,6 +208,9 @@ func (r *Response) Build(signer *xmldsig.Signer) ([]byte, error) {
 	if r.Delivery != nil {
 		x.Write(r.Delivery.Content)
 	}
+	if r.ChunkBlob != nil {
+		x.raw(`<osci:ContentPackage><osci:ContentContainer Id="ChunkContentContainer"><osci:Content Id="ChunkContent" href="cid:` + chunkBlobFetch + `"></osci:Content></osci:ContentContainer></osci:ContentPackage>`)
+	}
 	x.raw(`</soap:Body></soap:Envelope>`)
 	envelope := x.Bytes()
 	if signer != nil {
@@ -177,46 +222,99 @@ func (r *Response) Build(signer *xmldsig.Signer) ([]byte, error) {
 			return nil, fmt.Errorf("osci: sign the response to %s: %w", r.Order, err)
 		}
 	}
-	var attachments []Attachment
-	if r.Delivery != nil {
-		attachments = r.Delivery.Attachments
-	}
-	return packMIME(envelope, attachments...), nil
+	return envelope, nil
 }
 
 // writeContent writes the response element's content: the feedback and
 // what the order hands out.
 func (r *Response) writeContent(x *xmlWriter) {
-	x.raw("<osci:Feedback>")
-	for _, c := range r.Feedback {
-		lang := r.Language
-		if lang != "en" {
-			lang = "de"
+	if r.Order == OrderPartialStoreDelivery && len(r.InsideFeedback) > 0 {
+		r.writeFeedback(x, "osci2017:InsideFeedback", r.InsideFeedback)
+	}
+	r.writeFeedback(x, "osci:Feedback", r.Feedback)
+	if r.Order == OrderGetMessageID && r.MessageID != "" {
+		x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(r.MessageID)))
+	}
+	switch r.Order {
+	case OrderFetchDelivery, OrderFetchProcessCard:
+		x.raw("<osci:" + string(r.Order) + ">")
+		x.Write(r.Selection)
+		x.raw("</osci:" + string(r.Order) + ">")
+	case OrderPartialFetchDelivery:
+		// The selection, as it resolved: the delivery handed out.
+		x.raw("<osci:fetchDelivery>")
+		x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(r.ChunkMessageID)))
+		x.raw("</osci:fetchDelivery>")
+	}
+	for _, c := range r.ProcessCards {
+		r.writeCard(x, c)
+	}
+	if c := r.Chunk; c != nil {
+		x.raw(`<osci2017:ChunkInformation ChunkNumber="` + strconv.Itoa(c.Number) + `"`)
+		if r.Order == OrderPartialStoreDelivery {
+			received := make([]string, len(c.Received))
+			for i, n := range c.Received {
+				received[i] = strconv.Itoa(n)
+			}
+			if len(received) == 0 {
+				received = []string{"-1"} // none, as the Governikus library writes it
+			}
+			x.attr("ReceivedChunks", strings.Join(received, " "))
 		}
+		x.raw(` TotalChunkNumbers="` + strconv.Itoa(c.Total) + `"`)
+		if r.Order == OrderPartialFetchDelivery {
+			x.raw(` TotalMessageSize="` + strconv.FormatInt(c.MessageKB, 10) + `"`)
+		}
+		x.raw(`></osci2017:ChunkInformation>`)
+	}
+	if r.Order == OrderPartialFetchDelivery {
+		x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(r.ChunkMessageID)))
+	}
+}
+
+// writeFeedback writes a feedback element with an entry per code in the
+// response's language.
+func (r *Response) writeFeedback(x *xmlWriter, name string, codes []Code) {
+	lang := r.Language
+	if lang != "en" {
+		lang = "de"
+	}
+	x.raw("<" + name + ">")
+	for _, c := range codes {
 		x.raw(`<osci:Entry xml:lang="` + lang + `">`)
 		x.element("osci:Code", string(c))
 		x.element("osci:Text", c.Text(lang))
 		x.raw("</osci:Entry>")
 	}
-	x.raw("</osci:Feedback>")
-	if r.Order == OrderGetMessageID && r.MessageID != "" {
-		x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(r.MessageID)))
-	}
-	if r.Order == OrderFetchDelivery || r.Order == OrderFetchProcessCard {
-		x.raw("<osci:" + string(r.Order) + ">")
-		x.Write(r.Selection)
-		x.raw("</osci:" + string(r.Order) + ">")
-	}
-	for _, c := range r.ProcessCards {
-		r.writeCard(x, c)
-	}
+	x.raw("</" + name + ">")
+}
+
+// partial reports whether the order is one of the partial orders of the
+// 2017 namespace.
+func (o Order) partial() bool {
+	return o == OrderPartialStoreDelivery || o == OrderPartialFetchDelivery
+}
+
+// chunkBlobFetch is the Content-ID of the chunk a partialFetchDelivery
+// response carries.
+const chunkBlobFetch = "ChunkBlobFetchDelivery"
+
+// writeFeatures writes the FeatureDescription partial responses carry:
+// the chunk sizes this intermediary takes (KiB).
+func writeFeatures(x *xmlWriter) {
+	x.raw(`<osci2017:FeatureDescription Id="featuredescription" MaxChunkSize="` + strconv.Itoa(MaxChunkKB) + `" MinChunkSize="` + strconv.Itoa(MinChunkKB) +
+		`" MaxMessageSize="` + strconv.Itoa(DefaultMaxPartialKB) + `"><osci2017:SupportedFeatures><osci2017:Feature Key="PartialMessages" Version="1.0"></osci2017:Feature></osci2017:SupportedFeatures></osci2017:FeatureDescription>`)
 }
 
 // writeCard writes a ProcessCardBundle with the elements the response's
 // schema allows.
 func (r *Response) writeCard(x *xmlWriter, c ProcessCard) {
 	allowed := cardElements[r.Order]
-	x.raw("<osci:ProcessCardBundle>")
+	bundle := "osci:ProcessCardBundle"
+	if r.Order == OrderPartialStoreDelivery {
+		bundle = "osci:procard"
+	}
+	x.raw("<" + bundle + ">")
 	x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(c.MessageID)))
 	x.raw(`<osci:ProcessCard RecentModification="` + c.RecentModification.UTC().Format(time.RFC3339) + `">`)
 	timestamp := func(name string, at time.Time) {
@@ -245,34 +343,102 @@ func (r *Response) writeCard(x *xmlWriter, c ProcessCard) {
 		x.raw(`<osci:MathResult Result="` + in.Math + `"></osci:MathResult><osci:OfflineResult Result="` + in.Offline + `"></osci:OfflineResult>`)
 		x.raw("</osci:Inspection>")
 	}
-	x.raw("</osci:InspectionReport></osci:ProcessCardBundle>")
+	x.raw("</osci:InspectionReport></" + bundle + ">")
 }
 
 // Attachment is a MIME part of a delivery beside the envelope, named by
 // its Content-ID, its bytes as the author sent them.
 type Attachment struct {
 	ContentID, ContentType string
-	Data                   []byte
+	// Data holds the bytes, or Open streams them, or Write writes them;
+	// Size counts them.
+	Data  []byte                    `json:"data,omitempty"`
+	Open  func() (io.Reader, error) `json:"-"`
+	Write func(w io.Writer) error   `json:"-"`
+	Size  int64                     `json:"size"`
 }
 
 // packMIME wraps an envelope as an OSCI MIME message: the MIME headers as
 // the first lines, the envelope as the root part, then the attachments
-// (binary).
+// (binary), which it holds.
 func packMIME(envelope []byte, attachments ...Attachment) []byte {
+	var out bytes.Buffer
+	_ = writeMIME(&out, newBoundary(), envelope, attachments) // held in memory
+	return out.Bytes()
+}
+
+// newBoundary is a fresh MIME boundary.
+func newBoundary() string {
 	var b [18]byte
 	_, _ = rand.Read(b[:])
-	boundary := "MIME_boundary_" + base64.RawURLEncoding.EncodeToString(b[:])
-	var out bytes.Buffer
-	out.WriteString("MIME-Version: 1.0\r\nContent-Type: Multipart/Related; boundary=" + boundary + "; type=text/xml\r\n\r\n")
-	out.WriteString("--" + boundary + "\r\nContent-Type: text/xml; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\nContent-ID: <osci@message>\r\n\r\n")
-	out.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\r\n")
-	out.Write(envelope)
-	for _, a := range attachments {
-		out.WriteString("\r\n--" + boundary + "\r\nContent-Type: " + a.ContentType + "\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <" + a.ContentID + ">\r\n\r\n")
-		out.Write(a.Data)
+	return "MIME_boundary_" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// skipper is a writer that can take n bytes without seeing them: the
+// window of a message cut into chunks, for the parts before it.
+type skipper interface {
+	Skip(n int64) bool
+}
+
+// writeMIME writes an OSCI MIME message with the boundary: the same bytes
+// for the same envelope and attachments, so that a message can be written
+// again to cut another chunk from it. Attachments that Open are streamed;
+// a writer that is a skipper is offered each attachment to skip unread.
+func writeMIME(w io.Writer, boundary string, envelope []byte, attachments []Attachment) error {
+	head := "MIME-Version: 1.0\r\nContent-Type: Multipart/Related; boundary=" + boundary + "; type=text/xml\r\n\r\n" +
+		"--" + boundary + "\r\nContent-Type: text/xml; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\nContent-ID: <osci@message>\r\n\r\n" +
+		`<?xml version="1.0" encoding="UTF-8"?>` + "\r\n"
+	if _, err := io.WriteString(w, head); err != nil {
+		return err
 	}
-	out.WriteString("\r\n--" + boundary + "--\r\n")
-	return out.Bytes()
+	if _, err := w.Write(envelope); err != nil {
+		return err
+	}
+	for _, a := range attachments {
+		if _, err := io.WriteString(w, "\r\n--"+boundary+"\r\nContent-Type: "+a.ContentType+"\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <"+a.ContentID+">\r\n\r\n"); err != nil {
+			return err
+		}
+		if s, ok := w.(skipper); ok && a.Size > 0 && s.Skip(a.Size) {
+			continue
+		}
+		if a.Open == nil && a.Write == nil {
+			if _, err := w.Write(a.Data); err != nil {
+				return err
+			}
+			continue
+		}
+		var n int64
+		var err error
+		if a.Write != nil {
+			cw := &countingWriter{w: w}
+			err, n = a.Write(cw), cw.n
+		} else {
+			var r io.Reader
+			if r, err = a.Open(); err == nil {
+				n, err = io.Copy(w, r)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if n != a.Size {
+			return fmt.Errorf("osci: attachment <%s> has %d bytes, not %d", a.ContentID, n, a.Size)
+		}
+	}
+	_, err := io.WriteString(w, "\r\n--"+boundary+"--\r\n")
+	return err
+}
+
+// countingWriter counts what it passes on.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // fingerprint is a certificate's SHA-256 in hex, for element Ids.
