@@ -102,7 +102,7 @@ func (s *Store) prepare(m *Message) *accepted {
 	a.consumed = a.readerTenant != "" && s.consumer != nil && !a.scheduled && s.consumer.Claims(a.readerTenant, m.Reader)
 	if a.consumed {
 		a.deliveredAt = &now
-		m.Records = append(m.Records, Record{now, "info", RecordDelivered, "Nachricht an den Registerposteingang " + m.Reader + " übergeben; die Einarbeitung steht aus"})
+		m.Records = append(m.Records, Record{now, "info", RecordDelivered, "Nachricht an " + m.Reader + " übergeben; die Verarbeitung steht aus"})
 	}
 	if a.readerTenant == "" {
 		m.Records = append(m.Records, Record{now, "info", RecordForwarding, fmt.Sprintf("Leser %s wird nicht von diesem Knoten bedient; Weiterleitung über OSCI steht aus", m.Reader)})

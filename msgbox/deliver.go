@@ -96,7 +96,7 @@ func (w *DeliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 			// The report turns green or red once the consumer settles
 			// the message.
 			status = StatusOpen
-			note.Reason = "Nachricht an den Registerposteingang " + reader + " übergeben; die Einarbeitung steht aus"
+			note.Reason = "Nachricht an " + reader + " übergeben; die Verarbeitung steht aus"
 		}
 		if _, err := tx.Exec(ctx, `UPDATE xta_message SET delivered_at = $2, status = $3 WHERE id = $1`, job.Args.Outbox, now, status); err != nil {
 			return fmt.Errorf("msgbox: deliver: %w", err)

@@ -118,8 +118,12 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 		xnachweis.Product.Version = o.version
 	}
 	evidenceInbox := &xnachweis.XTAInbox{Service: s.Evidence}
-	s.Box = msgbox.New(msgbox.Config{Pool: pool, Tenants: tenants.Current, Keyring: s.Keyring, Consumer: msgbox.Consumers{s.Pipeline, evidenceInbox},
+	s.OSCI = &osci.Intermediary{Pool: pool, Tenants: tenants.Current, Dialogs: &osci.Dialogs{Pool: pool}, Log: log.With("service", "osci"),
+		Metrics: osci.NewMetrics(reg), Schemas: s.Schemas, Keyring: s.Keyring}
+	passive := &osci.Recipients{Intermediary: s.OSCI}
+	s.Box = msgbox.New(msgbox.Config{Pool: pool, Tenants: tenants.Current, Keyring: s.Keyring, Consumer: msgbox.Consumers{s.Pipeline, evidenceInbox, passive},
 		Log: log.With("service", "msgbox")})
+	s.OSCI.Box = s.Box
 	s.Pipeline.Box, evidenceInbox.Box = s.Box, s.Box
 	identity := o.identity
 	if identity == "" {
@@ -128,20 +132,20 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	s.XTA = xta.NewServer(xta.Config{Pool: pool, Box: s.Box, Tenants: tenants.Current, Principal: PrincipalFrom, Schemas: s.Schemas,
 		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory}, Log: log.With("service", "xta"), Metrics: reg, Identity: identity})
 	evidenceInbox.XTA = s.XTA
-	s.OSCI = &osci.Intermediary{Pool: pool, Box: s.Box, Tenants: tenants.Current, Dialogs: &osci.Dialogs{Pool: pool}, Log: log.With("service", "osci"),
-		Metrics: osci.NewMetrics(reg), Schemas: s.Schemas, Keyring: s.Keyring}
 
 	workers := river.NewWorkers()
 	s.Box.AddWorkers(workers)
 	s.Store.AddWorkers(workers)
 	s.Pipeline.AddWorkers(workers)
 	evidenceInbox.AddWorkers(workers)
+	passive.AddWorkers(workers)
 	var err error
 	if s.Jobs, err = jobs.NewClient(pool, workers, log.With("service", "jobs")); err != nil {
 		return nil, err
 	}
 	s.Box.SetJobClient(s.Jobs)
 	evidenceInbox.SetClient(s.Jobs)
+	passive.SetClient(s.Jobs)
 	if err := s.Pipeline.SetClient(s.Jobs); err != nil {
 		return nil, err
 	}

@@ -13,8 +13,9 @@
 // tenants' OSCI identities in package msgbox, addressed by cipher
 // certificate, with process cards, deliveries into register inboxes, and
 // partial deliveries (partialStoreDelivery, partialFetchDelivery: a large
-// message in chunks, reassembled as a stream). Not yet: forwardDelivery,
-// mediateDelivery and passive recipients.
+// message in chunks, reassembled as a stream), and passive recipients
+// (Recipients: forwardDelivery and deliveries to their postboxes pushed as
+// acceptDelivery by River jobs). Not yet: mediateDelivery.
 //
 // An OSCI message is the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose

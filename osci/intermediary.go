@@ -325,7 +325,7 @@ func (in *Intermediary) answer(ctx context.Context, x *exchange) error {
 	case OrderInitDialog, OrderExitDialog:
 	case OrderGetMessageID:
 		err = in.issueMessageID(ctx, x)
-	case OrderStoreDelivery:
+	case OrderStoreDelivery, OrderForwardDelivery:
 		warnings, err = in.store(ctx, x)
 	case OrderFetchDelivery:
 		warnings, err = in.fetch(ctx, x)
@@ -411,6 +411,21 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	box, ok := x.set.Postbox(addressee[0].Raw)
 	if !ok {
 		return nil, refuse(CodeNoValidRequest, "no postbox of this intermediary has the addressee's cipher certificate %q", addressee[0].Subject)
+	}
+	if req.Order == OrderForwardDelivery {
+		// The intermediary forwards only to the address it knows for the
+		// addressee, never to one a client names.
+		url, _ := box.Identity.OSCI.PassiveRecipient()
+		var receiver string
+		if cr := req.OrderElement.Child(Namespace, "ContentReceiver"); cr != nil {
+			receiver, _ = cr.Attribute("URI")
+		}
+		switch {
+		case url == "":
+			return nil, refuse(CodeForwardNotReached, "the addressee %s is no passive recipient: its deliveries are stored for collection (storeDelivery)", box.Identity.ID)
+		case receiver != url:
+			return nil, refuse(CodeForwardNotReached, "the ContentReceiver %q is not the address of the passive recipient %s this intermediary knows", receiver, box.Identity.ID)
+		}
 	}
 	var issued bool
 	err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
@@ -737,6 +752,9 @@ func (in *Intermediary) processCards(ctx context.Context, x *exchange) error {
 	}
 	card := ProcessCard{MessageID: sel.IDs[0], Creation: out.Sent, Forwarding: out.Fetched, Reception: out.Closed, RecentModification: out.Sent}
 	for _, r := range out.Records {
+		if r.Code == RecordReception && card.Reception == nil {
+			card.Reception = &r.At
+		}
 		if r.Code == RecordProcessCard {
 			var note cardNote
 			if err := json.Unmarshal([]byte(r.Reason), &note); err == nil {
@@ -744,7 +762,7 @@ func (in *Intermediary) processCards(ctx context.Context, x *exchange) error {
 			}
 		}
 	}
-	for _, t := range []*time.Time{out.Fetched, out.Closed} {
+	for _, t := range []*time.Time{out.Fetched, card.Reception} {
 		if t != nil && t.After(card.RecentModification) {
 			card.RecentModification = *t
 		}

@@ -343,8 +343,8 @@ func TestIntermediarySamples(t *testing.T) {
 		}
 	}
 
-	// forwardDelivery needs passive recipients, not built yet: 9811.
-	wantFeedback(send(osci.OrderForwardDelivery, plain("06-ForwardDelivery")), "9811")
+	// forwardDelivery goes to passive recipients only; bob collects (9809).
+	wantFeedback(send(osci.OrderForwardDelivery, plain("06-ForwardDelivery")), "9809")
 
 	for _, form := range []func(string) request{plain, encrypted} {
 		ix.prepareDialog(t, "alice_signature_4096", "alice_cipher_4096")

@@ -92,6 +92,9 @@ var responseControl = map[Order]struct{ conversation, sequence, challenge bool }
 	OrderForwardDelivery:  {true, true, false},
 	OrderFetchDelivery:    {true, true, true},
 	OrderFetchProcessCard: {true, true, true},
+	// The intermediary's order to a passive recipient: the challenge is in
+	// the request, its answer has the Response alone.
+	OrderAcceptDelivery: {false, false, false},
 	// The partial orders, as the order they are part of.
 	OrderPartialStoreDelivery: {true, true, false},
 	OrderPartialFetchDelivery: {true, true, true},
@@ -106,6 +109,7 @@ var cardElements = map[Order]struct{ forwarding, reception bool }{
 	OrderFetchDelivery:        {true, false},
 	OrderFetchProcessCard:     {true, true},
 	OrderPartialStoreDelivery: {false, false},
+	OrderAcceptDelivery:       {true, false},
 }
 
 // ResponseElement is the name of the order's response element

@@ -85,9 +85,21 @@ type Identity struct {
 type OSCIPostbox struct {
 	CipherCertificate    string `yaml:"cipherCertificate"`
 	SignatureCertificate string `yaml:"signatureCertificate"`
+	// Passive makes the addressee a passive recipient: the intermediary
+	// pushes each delivery to this https URL (acceptDelivery) instead of
+	// keeping it for collection. PassiveCA names the CA certificates
+	// (PEM) its TLS certificate must chain to (default: the system's).
+	Passive   string `yaml:"passive"`
+	PassiveCA string `yaml:"passiveCA"`
 
 	cipher, signature *x509.Certificate
+	passiveRoots      *x509.CertPool
 }
+
+// PassiveRecipient returns the URL deliveries to the postbox are pushed
+// to and the roots its TLS certificate must chain to (nil: the system's);
+// "" for a postbox that is collected from.
+func (p *OSCIPostbox) PassiveRecipient() (string, *x509.CertPool) { return p.Passive, p.passiveRoots }
 
 // Cipher is the postbox's cipher certificate, nil for an identity without
 // a postbox.

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"hash"
+	"net/url"
 	"slices"
 	"time"
 
@@ -42,6 +43,19 @@ func (c *Config) checkPostbox(pos *strictyaml.Positions, h hash.Hash, field stri
 	p.cipher, p.signature = one("cipherCertificate", p.CipherCertificate), one("signatureCertificate", p.SignatureCertificate)
 	if p.cipher != nil && p.cipher.KeyUsage != 0 && p.cipher.KeyUsage&(x509.KeyUsageKeyEncipherment|x509.KeyUsageDataEncipherment) == 0 {
 		pos.Errorf(field+".cipherCertificate", "certificate %q does not allow encryption (its key usage lacks keyEncipherment)", p.cipher.Subject)
+	}
+	switch u, err := url.Parse(p.Passive); {
+	case p.Passive == "":
+		if p.PassiveCA != "" {
+			pos.Errorf(field+".passiveCA", "is for a passive recipient: set passive (its URL) too")
+		}
+	case err != nil || u.Scheme != "https" || u.Host == "":
+		pos.Errorf(field+".passive", "%q is no https URL of the passive recipient", p.Passive)
+	case p.PassiveCA != "":
+		p.passiveRoots = x509.NewCertPool()
+		for _, c := range k.trusted(field+".passiveCA", p.PassiveCA) {
+			p.passiveRoots.AddCert(c)
+		}
 	}
 }
 

@@ -1,0 +1,238 @@
+package osci_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/node/nodetest"
+	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
+	"github.com/parzelle/parzelle/xmldsig"
+	"github.com/parzelle/parzelle/xmlschema"
+)
+
+// passiveRecipient is carol as a passive recipient behind TLS: she takes
+// acceptDelivery requests, checks them (transport layer encrypted to her,
+// valid against the schema, signed by the intermediary, content she can
+// decrypt and alice signed) and answers with a signed
+// responseToAcceptDelivery encrypted to the intermediary; answer decides
+// her feedback code ("" for HTTP 503, out of reach).
+type passiveRecipient struct {
+	t      *testing.T
+	server *httptest.Server
+	answer func(n int) osci.Code
+
+	mu       sync.Mutex
+	requests int
+	received []string
+	problems []string
+}
+
+func newPassiveRecipient(t *testing.T, answer func(n int) osci.Code) *passiveRecipient {
+	p := &passiveRecipient{t: t, answer: answer}
+	p.server = httptest.NewTLSServer(http.HandlerFunc(p.serve))
+	t.Cleanup(p.server.Close)
+	return p
+}
+
+// caPEM is the recipient's TLS certificate, for the tenant's passiveCA.
+func (p *passiveRecipient) caPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.server.Certificate().Raw})
+}
+
+func (p *passiveRecipient) problem(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.problems = append(p.problems, fmt.Sprintf(format, args...))
+}
+
+func (p *passiveRecipient) serve(w http.ResponseWriter, r *http.Request) {
+	t := p.t
+	p.mu.Lock()
+	p.requests++
+	n := p.requests
+	p.mu.Unlock()
+	code := p.answer(n)
+	if code == "" {
+		http.Error(w, "wartungsfenster", http.StatusServiceUnavailable)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	inner, enc, err := osci.DecryptTransport(body, []*keys.KeyPair{oscitest.Key(t, "carol_cipher_4096")})
+	if err != nil || enc == nil {
+		p.problem("transport layer not encrypted to carol: %v", err)
+		http.Error(w, "undecryptable", http.StatusBadRequest)
+		return
+	}
+	msg, err := osci.ParseMIME(inner)
+	if err != nil {
+		p.problem("MIME: %v", err)
+		return
+	}
+	if err := osciSchemas(t).Validate(xmlschema.OSCI12("AcceptDelivery"), msg.Root().Body); err != nil {
+		p.problem("acceptDelivery: %v", err)
+	}
+	env, err := xmldsig.ParseDocument(bytes.NewReader(msg.Root().Body))
+	if err != nil {
+		p.problem("envelope: %v", err)
+		return
+	}
+	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "osci_manager_signature_4096")}), Resolve: msg.Resolve}
+	if _, err := v.Verify(env, env.Root.FindAll(xmldsig.Namespace, "Signature")[0]); err != nil {
+		p.problem("the intermediary's signature: %v", err)
+	}
+	a := &answer{msg: msg, env: env}
+	text := opened(t, a, oscitest.Key(t, "carol_cipher_4096"), oscitest.Certificate(t, "alice_signature_4096"))
+	var intermediary *x509.Certificate
+	if els := env.Root.FindAll(osci.Namespace, "CipherCertificateIntermediary"); len(els) == 1 {
+		der, _ := base64.StdEncoding.DecodeString(els[0].FindAll(xmldsig.Namespace, "X509Certificate")[0].TrimmedText())
+		intermediary, _ = x509.ParseCertificate(der)
+	}
+	if intermediary == nil {
+		p.problem("no CipherCertificateIntermediary to answer to")
+		return
+	}
+	p.mu.Lock()
+	p.received = append(p.received, text)
+	p.mu.Unlock()
+	signing := oscitest.Key(t, "carol_signature_4096")
+	resp := &osci.Response{Order: osci.OrderAcceptDelivery, Control: osci.ControlBlock{Response: a.text("Challenge")}, Feedback: []osci.Code{code}}
+	out, err := resp.Build(&xmldsig.Signer{Key: signing.Key, Certificates: signing.Chain[:1]})
+	if err == nil {
+		out, err = osci.EncryptTransport(out, intermediary)
+	}
+	if err != nil {
+		p.problem("answer: %v", err)
+		return
+	}
+	_, _ = w.Write(out)
+}
+
+// forwardDelivery sends a delivery for a passive recipient.
+func (c *testClient) forwardDelivery(t *testing.T, receiver, messageID, subject, text string, attachment []byte, reader *x509.Certificate) *answer {
+	order := qualityOfTimestamps + `<osci:forwardDelivery Id="forwarddelivery" ` + next + `><osci:ContentReceiver URI="` + receiver + `"></osci:ContentReceiver><osci:MessageId>` +
+		base64.StdEncoding.EncodeToString([]byte(messageID)) + `</osci:MessageId><osci:Subject>` + subject + `</osci:Subject></osci:forwardDelivery>`
+	certs := certElement("CipherCertificateOriginator", "originator_cipher", c.cipher.Certificate()) + certElement("CipherCertificateAddressee", "addressee_cipher", reader)
+	return c.do(t, osci.OrderForwardDelivery, c.build(t, order, c.content(t, text, attachment, reader), certs, map[string][]byte{"anlage": attachment}))
+}
+
+// TestPassiveRecipient: carol is a passive recipient of the bremen
+// intermediary. alice forwards a delivery to her; the intermediary takes
+// it (0801) and pushes it as acceptDelivery, as a River job: carol is in
+// maintenance the first time (HTTP 503), the job retries, carol accepts;
+// alice's process card then shows the reception, and the delivery's
+// content is gone from the node. A delivery carol refuses (9805) turns
+// red with her code, a ContentReceiver other than carol's known address
+// is refused (9809) and nothing is stored.
+func TestPassiveRecipient(t *testing.T) {
+	var refuse bool
+	carol := newPassiveRecipient(t, func(n int) osci.Code {
+		switch {
+		case n == 1:
+			return ""
+		case refuse:
+			return osci.CodeNotAccepted
+		}
+		return osci.CodeDoneDialogClosed
+	})
+	certs := oscitest.Certs
+	file := fmt.Sprintf(intermediaryTenant, certs)
+	file = strings.Replace(file, "trust:\n", fmt.Sprintf(`  - id: osci:carol
+    type: osci
+    category: Postfach
+    transports: [osci]
+    osci:
+      cipherCertificate: %[1]s/carol_cipher_4096.cer
+      signatureCertificate: %[1]s/carol_signature_4096.cer
+      passive: %[2]s/osci
+      passiveCA: "{{DIR}}/carol-tls.pem"
+trust:
+`, certs, carol.server.URL), 1)
+	file = strings.Replace(file, "bob_cipher_4096.cer]", fmt.Sprintf("bob_cipher_4096.cer, %[1]s/carol_cipher_4096.cer]", certs), 1)
+	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": file},
+		Files: map[string][]byte{"pin": []byte("123456\n"), "carol-tls.pem": carol.caPEM()}, Clients: []string{"osci-client"}, Schemas: osciSchemas(t)})
+	ix := &intermediary{Node: n, client: n.HTTP("osci-client")}
+	carolCipher := oscitest.Certificate(t, "carol_cipher_4096")
+	alice := newClient(t, ix, "alice")
+	alice.initDialog(t)
+
+	id := alice.getMessageID(t)
+	if a := alice.forwardDelivery(t, carol.server.URL+"/osci", id, "An carol", "Inhalt für carol", []byte("Anlage"), carolCipher); strings.Join(a.feedback, " ") != "0801" {
+		t.Fatalf("forwardDelivery: feedback %v", a.feedback)
+	}
+	card := waitForCard(t, alice, id)
+	if card.time("Forwarding") == "" || card.time("Reception") == "" {
+		t.Errorf("process card: forwarding %q reception %q", card.time("Forwarding"), card.time("Reception"))
+	}
+	carol.mu.Lock()
+	if carol.requests != 2 || strings.Join(carol.received, "|") != "Inhalt für carol" || len(carol.problems) > 0 {
+		t.Errorf("carol saw %d requests, received %q, problems %v", carol.requests, carol.received, carol.problems)
+	}
+	carol.mu.Unlock()
+
+	refuse = true
+	id2 := alice.getMessageID(t)
+	alice.forwardDelivery(t, carol.server.URL+"/osci", id2, "Abgelehnt", "wird abgelehnt", []byte("x"), carolCipher)
+	out := waitForReport(t, ix, alice, id2)
+	if !strings.Contains(out, string(osci.CodeNotAccepted)) {
+		t.Errorf("the refused delivery's report: %s", out)
+	}
+
+	before := countMessages(t, ix, "bremen")
+	id3 := alice.getMessageID(t)
+	if a := alice.forwardDelivery(t, "https://elsewhere.example/osci", id3, "Umgeleitet", "x", []byte("x"), carolCipher); strings.Join(a.feedback, " ") != "9809" {
+		t.Errorf("a ContentReceiver that is not carol's address: feedback %v, want 9809", a.feedback)
+	}
+	if countMessages(t, ix, "bremen") != before {
+		t.Error("the refused forwardDelivery stored a message")
+	}
+	alice.exitDialog(t)
+}
+
+// waitForCard fetches the delivery's process card until it shows the
+// reception (a minute at most).
+func waitForCard(t *testing.T, c *testClient, messageID string) *answer {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		a := c.fetchProcessCard(t, messageID)
+		if a.time("Reception") != "" || time.Now().After(deadline) {
+			return a
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitForReport waits until the delivery's report is settled and returns
+// its records.
+func waitForReport(t *testing.T, ix *intermediary, c *testClient, messageID string) string {
+	t.Helper()
+	author := fmt.Sprintf("osci:%x", sha256.Sum256(c.sign.Certificate().Raw))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := ix.Box.Report(t.Context(), "bremen", author, messageID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, r := range out.Records {
+			b.WriteString(r.Code + " " + r.Reason + "\n")
+		}
+		if out.Status != 0 || time.Now().After(deadline) {
+			return fmt.Sprintf("status %d\n%s", out.Status, b.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
