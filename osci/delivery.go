@@ -53,7 +53,7 @@ func DeliveryOf(r *Request) (*Delivery, error) {
 	if d.MessageID, err = messageIDOf(r.OrderElement); err != nil {
 		return nil, err
 	}
-	if d.MessageID == "" {
+	if d.MessageID == "" && r.Order != OrderMediateDelivery { // the intermediary names a mediated request
 		return nil, refuse(CodeNoMessageID, "the %s names no MessageId: ask for one with getMessageId", r.Order)
 	}
 	if s := r.OrderElement.Child(Namespace, "Subject"); s != nil {

@@ -20,10 +20,10 @@ import (
 // Explicit reports whether the order may only be sent in an explicit
 // dialog (opened by initDialog): collecting deliveries and process cards
 // proves the addressee by the dialog's challenge and response, and
-// exitDialog ends one (else 9802).
+// exitDialog ends one, and mediateDelivery's schemas want one (else 9802).
 func (o Order) Explicit() bool {
 	switch o {
-	case OrderFetchDelivery, OrderFetchProcessCard, OrderPartialFetchDelivery, OrderExitDialog:
+	case OrderFetchDelivery, OrderFetchProcessCard, OrderPartialFetchDelivery, OrderMediateDelivery, OrderExitDialog:
 		return true
 	}
 	return false

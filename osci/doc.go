@@ -15,7 +15,8 @@
 // partial deliveries (partialStoreDelivery, partialFetchDelivery: a large
 // message in chunks, reassembled as a stream), and passive recipients
 // (Recipients: forwardDelivery and deliveries to their postboxes pushed as
-// acceptDelivery by River jobs). Not yet: mediateDelivery.
+// acceptDelivery by River jobs; mediateDelivery passed on at once as
+// processDelivery). The client role comes next.
 //
 // An OSCI message is the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose

@@ -331,6 +331,8 @@ func (in *Intermediary) answer(ctx context.Context, x *exchange) error {
 		warnings, err = in.fetch(ctx, x)
 	case OrderFetchProcessCard:
 		err = in.processCards(ctx, x)
+	case OrderMediateDelivery:
+		warnings, err = in.mediate(ctx, x)
 	case OrderPartialStoreDelivery:
 		warnings, err = in.storeChunk(ctx, x)
 	case OrderPartialFetchDelivery:
@@ -373,12 +375,17 @@ func authorOf(cert *x509.Certificate) string {
 	return "osci:" + hex.EncodeToString(h[:])
 }
 
+// newMessageID is a new MessageId of this intermediary.
+func newMessageID() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "parzelle-" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
 // issueMessageID hands out a new MessageId and remembers it for the
 // storeDelivery that uses it.
 func (in *Intermediary) issueMessageID(ctx context.Context, x *exchange) error {
-	var b [24]byte
-	_, _ = rand.Read(b[:])
-	id := "parzelle-" + base64.RawURLEncoding.EncodeToString(b[:])
+	id := newMessageID()
 	err := db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO osci_message_id (tenant_id, message_id) VALUES ($1, $2)`, x.tenant.ID, id)
 		return err
@@ -413,18 +420,8 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 		return nil, refuse(CodeNoValidRequest, "no postbox of this intermediary has the addressee's cipher certificate %q", addressee[0].Subject)
 	}
 	if req.Order == OrderForwardDelivery {
-		// The intermediary forwards only to the address it knows for the
-		// addressee, never to one a client names.
-		url, _ := box.Identity.OSCI.PassiveRecipient()
-		var receiver string
-		if cr := req.OrderElement.Child(Namespace, "ContentReceiver"); cr != nil {
-			receiver, _ = cr.Attribute("URI")
-		}
-		switch {
-		case url == "":
-			return nil, refuse(CodeForwardNotReached, "the addressee %s is no passive recipient: its deliveries are stored for collection (storeDelivery)", box.Identity.ID)
-		case receiver != url:
-			return nil, refuse(CodeForwardNotReached, "the ContentReceiver %q is not the address of the passive recipient %s this intermediary knows", receiver, box.Identity.ID)
+		if _, err := passiveAddress(req, box); err != nil {
+			return nil, err
 		}
 	}
 	var issued bool
@@ -478,6 +475,25 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	}
 	x.resp.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: now, Subject: d.Subject, Inspections: note.Inspections}}
 	return warnings, nil
+}
+
+// passiveAddress is the address of the passive recipient a forwardDelivery
+// or mediateDelivery goes to: the one configured for the addressee's
+// postbox, which the order's ContentReceiver must name — the intermediary
+// never posts to an address a client chose.
+func passiveAddress(req *Request, box tenant.Postbox) (string, error) {
+	url, _ := box.Identity.OSCI.PassiveRecipient()
+	var receiver string
+	if cr := req.OrderElement.Child(Namespace, "ContentReceiver"); cr != nil {
+		receiver, _ = cr.Attribute("URI")
+	}
+	switch {
+	case url == "":
+		return "", refuse(CodeForwardNotReached, "the addressee %s is no passive recipient: its deliveries are stored for collection (storeDelivery)", box.Identity.ID)
+	case receiver != url:
+		return "", refuse(CodeForwardNotReached, "the ContentReceiver %q is not the address of the passive recipient %s this intermediary knows", receiver, box.Identity.ID)
+	}
+	return url, nil
 }
 
 // forRegister makes a delivery to a register inbox the message the

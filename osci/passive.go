@@ -2,6 +2,7 @@ package osci
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -190,48 +191,87 @@ func (w *AcceptWorker) settle(ctx context.Context, a AcceptArgs, st msgbox.Settl
 // push sends one acceptDelivery and reads the recipient's answer: its
 // feedback code, or a *permanent refusal, or an error worth a retry.
 func (w *AcceptWorker) push(ctx context.Context, box tenant.Postbox, url string, roots *x509.CertPool, d *Delivery, card ProcessCard) (Code, error) {
+	a, err := w.Recipients.Intermediary.post(ctx, w.Recipients.httpClient(roots), box, url, OrderAcceptDelivery, d, card, "")
+	if err != nil {
+		return "", err
+	}
+	return a.code, nil
+}
+
+// httpClient is the HTTP client for a recipient with the TLS roots.
+func (r *Recipients) httpClient(roots *x509.CertPool) *http.Client {
+	if r.Client != nil {
+		return r.Client(roots)
+	}
+	return recipientClient(roots)
+}
+
+// recipientClient is the default HTTP client for passive recipients: TLS
+// to the roots (nil: the system's), a minute per exchange.
+func recipientClient(roots *x509.CertPool) *http.Client {
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+}
+
+// recipientAnswer is a passive recipient's answer: its first feedback
+// code, and the message (a processDelivery's reply).
+type recipientAnswer struct {
+	code     Code
+	msg      *MIMEMessage
+	env      *xmlsafe.Document
+	response *xmlsafe.Element
+}
+
+// post sends an order to a passive recipient — acceptDelivery, or
+// processDelivery with the MessageId of the reply — signed by the
+// intermediary tenant and encrypted to the postbox's cipher certificate,
+// and reads the answer.
+func (in *Intermediary) post(ctx context.Context, client *http.Client, box tenant.Postbox, url string, order Order, d *Delivery, card ProcessCard, replyID string) (*recipientAnswer, error) {
 	t := box.Tenant
 	signing := t.SigningKey()
 	if signing == nil {
-		return "", &permanent{CodeOrderInternal, "the intermediary tenant has no signing key"}
+		return nil, &permanent{CodeOrderInternal, "the intermediary tenant has no signing key"}
 	}
 	var cipher *x509.Certificate
 	if pairs := t.DecryptionKeys(); len(pairs) > 0 {
 		cipher = pairs[0].Certificate()
 	}
 	challenge := newToken(12)
-	req, err := acceptRequest(d, card, signing, cipher, challenge)
+	req, err := recipientRequest(order, d, card, replyID, signing, cipher, challenge)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if req, err = EncryptTransport(req, box.Identity.OSCI.Cipher()); err != nil {
-		return "", err
-	}
-	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-	if w.Recipients.Client != nil {
-		client = w.Recipients.Client(roots)
+		return nil, err
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(req))
 	if err != nil {
-		return "", &permanent{CodeForwardNotReached, err.Error()}
+		return nil, &permanent{CodeForwardNotReached, err.Error()}
 	}
 	hreq.Header.Set("Content-Type", "Multipart/Related")
 	resp, err := client.Do(hreq)
 	if err != nil {
-		return "", fmt.Errorf("osci: acceptDelivery to %s: %w", url, err)
+		return nil, fmt.Errorf("osci: %s to %s: %w", order, url, err)
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", fmt.Errorf("osci: answer of %s: %w", url, err)
+	limit := int64(1 << 20)
+	if order == OrderProcessDelivery {
+		limit = maxMessageDefault // the reply travels in it
 	}
-	return readAcceptAnswer(resp.StatusCode, out, t.DecryptionKeys(), box.Identity.OSCI.Signature(), challenge)
+	out, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("osci: answer of %s: %w", url, err)
+	}
+	if int64(len(out)) > limit {
+		return nil, &permanent{CodeRecipientInternal, fmt.Sprintf("the answer is larger than %d bytes", limit)}
+	}
+	return readRecipientAnswer(order, resp.StatusCode, out, t.DecryptionKeys(), box.Identity.OSCI.Signature(), challenge)
 }
 
-// acceptRequest builds the acceptDelivery for a delivery: the process
+// recipientRequest builds the order (acceptDelivery or processDelivery)
+// for a delivery: the reply's MessageId (processDelivery), the process
 // card so far, the intermediary's certificates, the author's header
 // blocks and content as received, signed by the intermediary.
-func acceptRequest(d *Delivery, card ProcessCard, signing *keys.KeyPair, cipher *x509.Certificate, challenge string) ([]byte, error) {
+func recipientRequest(order Order, d *Delivery, card ProcessCard, replyID string, signing *keys.KeyPair, cipher *x509.Certificate, challenge string) ([]byte, error) {
 	var x xmlWriter
 	x.raw(`<soap:Envelope xmlns:soap="` + SOAPNamespace + `" xmlns:osci="` + Namespace + `" xmlns:ds="` + xmldsig.Namespace +
 		`" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soap:Header>`)
@@ -239,10 +279,13 @@ func acceptRequest(d *Delivery, card ProcessCard, signing *keys.KeyPair, cipher 
 	x.element("osci:Challenge", challenge)
 	x.raw(`</osci:ControlBlock><osci:ClientSignature Id="clientsignature" soap:actor="` + soapActorNext + `" soap:mustUnderstand="1"></osci:ClientSignature>`)
 	x.raw(`<osci:DesiredLanguages Id="desiredlanguages" LanguagesList="de" soap:actor="` + soapActorNext + `" soap:mustUnderstand="1"></osci:DesiredLanguages>`)
-	x.raw(`<osci:acceptDelivery Id="acceptdelivery" soap:actor="` + soapActorNext + `" soap:mustUnderstand="1">`)
-	(&Response{Order: OrderAcceptDelivery}).writeCard(&x, card)
-	x.raw(`</osci:acceptDelivery>`)
-	ids := []string{"controlblock", "desiredlanguages", "acceptdelivery", "intermediarycertificates"}
+	x.raw(`<osci:` + string(order) + ` Id="` + strings.ToLower(string(order)) + `" soap:actor="` + soapActorNext + `" soap:mustUnderstand="1">`)
+	if order == OrderProcessDelivery {
+		x.element("osci:MessageIdResponse", base64.StdEncoding.EncodeToString([]byte(replyID)))
+	}
+	writeCard(&x, card, "osci:ProcessCardBundle", true, false)
+	x.raw(`</osci:` + string(order) + `>`)
+	ids := []string{"controlblock", "desiredlanguages", strings.ToLower(string(order)), "intermediarycertificates"}
 	x.raw(`<osci:IntermediaryCertificates Id="intermediarycertificates" soap:actor="http://www.w3.org/2001/12/soap-envelope/actor/none" soap:mustUnderstand="1">`)
 	if cipher != nil {
 		x.raw(`<osci:CipherCertificateIntermediary Id="intermediary_cipher_` + fingerprint(cipher) + `"><ds:X509Data>`)
@@ -267,18 +310,18 @@ func acceptRequest(d *Delivery, card ProcessCard, signing *keys.KeyPair, cipher 
 	signer := &xmldsig.Signer{Key: signing.Key, Certificates: signing.Chain[:min(1, len(signing.Chain))]}
 	envelope, err := signer.SignDetached(x.Bytes(), "clientsignature", ids, external, c14n.Method{})
 	if err != nil {
-		return nil, fmt.Errorf("osci: sign acceptDelivery: %w", err)
+		return nil, fmt.Errorf("osci: sign %s: %w", order, err)
 	}
 	return packMIME(envelope, d.Attachments...), nil
 }
 
-// readAcceptAnswer reads a passive recipient's answer to acceptDelivery:
+// readRecipientAnswer reads a passive recipient's answer to the order:
 // transport-decrypted with the intermediary's keys, signed by the
 // recipient's signature certificate, answering the challenge; its first
 // feedback code 0xxx is acceptance, 9xxx a refusal. A SOAP fault with an
 // OSCI code is a refusal too; other failures (HTTP errors, no OSCI
 // answer) are worth a retry.
-func readAcceptAnswer(status int, out []byte, pairs []*keys.KeyPair, recipient *x509.Certificate, challenge string) (Code, error) {
+func readRecipientAnswer(order Order, status int, out []byte, pairs []*keys.KeyPair, recipient *x509.Certificate, challenge string) (*recipientAnswer, error) {
 	plain, _, err := DecryptTransport(out, pairs)
 	var msg *MIMEMessage
 	var env *xmlsafe.Document
@@ -286,7 +329,7 @@ func readAcceptAnswer(status int, out []byte, pairs []*keys.KeyPair, recipient *
 		msg, env, err = parseEnvelope(plain)
 	}
 	if err != nil {
-		return "", fmt.Errorf("osci: the passive recipient answered HTTP %d, no OSCI message (%v): %q", status, err, truncate(out))
+		return nil, fmt.Errorf("osci: the passive recipient answered HTTP %d, no OSCI message (%v): %q", status, err, truncate(out))
 	}
 	if fault := env.Root.Child(SOAPNamespace, "Body").Child(SOAPNamespace, "Fault"); fault != nil {
 		var code Code
@@ -298,13 +341,13 @@ func readAcceptAnswer(status int, out []byte, pairs []*keys.KeyPair, recipient *
 			text = s.TrimmedText()
 		}
 		if code == "" || code == CodeInternal {
-			return "", fmt.Errorf("osci: the passive recipient answered a SOAP fault (HTTP %d): %s", status, text)
+			return nil, fmt.Errorf("osci: the passive recipient answered a SOAP fault (HTTP %d): %s", status, text)
 		}
-		return "", &permanent{CodeNotAccepted, fmt.Sprintf("fault %s: %s", code, text)}
+		return nil, &permanent{CodeNotAccepted, fmt.Sprintf("fault %s: %s", code, text)}
 	}
-	answer := env.Root.FindAll(Namespace, "responseToAcceptDelivery")
-	if len(answer) != 1 {
-		return "", fmt.Errorf("osci: the passive recipient's answer (HTTP %d) holds no responseToAcceptDelivery", status)
+	response := env.Root.FindAll(Namespace, order.ResponseElement())
+	if len(response) != 1 {
+		return nil, fmt.Errorf("osci: the passive recipient's answer (HTTP %d) holds no %s", status, order.ResponseElement())
 	}
 	var supplier *xmlsafe.Element
 	for _, sig := range env.Root.FindAll(xmldsig.Namespace, "Signature") {
@@ -313,22 +356,109 @@ func readAcceptAnswer(status int, out []byte, pairs []*keys.KeyPair, recipient *
 		}
 	}
 	if supplier == nil {
-		return "", &permanent{CodeRecipientSigInvalid, "the answer is not signed"}
+		return nil, &permanent{CodeRecipientSigInvalid, "the answer is not signed"}
 	}
 	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{recipient}), Resolve: msg.Resolve}
-	if _, err := v.Verify(env, supplier); err != nil {
-		return "", &permanent{CodeRecipientSigInvalid, err.Error()}
+	res, err := v.Verify(env, supplier)
+	if err != nil {
+		return nil, &permanent{CodeRecipientSigInvalid, err.Error()}
+	}
+	if !covers(res, env.Root.Child(SOAPNamespace, "Body")) || !covers(res, response[0]) {
+		return nil, &permanent{CodeRecipientSigInvalid, "the recipient's signature leaves out its answer or the body"}
 	}
 	if r := env.Root.FindAll(Namespace, "Response"); len(r) != 1 || r[0].TrimmedText() != challenge {
-		return "", &permanent{CodeRecipientSigInvalid, "the answer does not answer this request's challenge"}
+		return nil, &permanent{CodeRecipientSigInvalid, "the answer does not answer this request's challenge"}
 	}
-	codes := answer[0].FindAll(Namespace, "Code")
+	codes := response[0].FindAll(Namespace, "Code")
 	if len(codes) == 0 {
-		return "", &permanent{CodeNotAccepted, "the answer carries no feedback"}
+		return nil, &permanent{CodeNotAccepted, "the answer carries no feedback"}
 	}
 	code := Code(codes[0].TrimmedText())
 	if !strings.HasPrefix(string(code), "0") {
-		return "", &permanent{CodeNotAccepted, fmt.Sprintf("the recipient answered %s", code)}
+		return nil, &permanent{CodeNotAccepted, fmt.Sprintf("the recipient answered %s", code)}
 	}
-	return code, nil
+	return &recipientAnswer{code: code, msg: msg, env: env, response: response[0]}, nil
+}
+
+// mediate carries out a mediateDelivery: the request goes to the passive
+// recipient at once as processDelivery, and its reply comes back in the
+// response — content, attachments and the recipient's certificates as
+// the recipient sent them, end-to-end encrypted to the client — with the
+// process cards of request and reply. Nothing is stored: request and
+// reply only pass through. A recipient out of reach is 9809, a refusal
+// 9805, a bad signature 9807, an answer without reply 9806.
+func (in *Intermediary) mediate(ctx context.Context, x *exchange) ([]Code, error) {
+	req := x.req
+	addressee := req.Certificates["CipherCertificateAddressee"]
+	if len(addressee) != 1 {
+		return nil, refuse(CodeNoValidRequest, "a mediateDelivery names one CipherCertificateAddressee, not %d", len(addressee))
+	}
+	box, ok := x.set.Postbox(addressee[0].Raw)
+	if !ok {
+		return nil, refuse(CodeNoValidRequest, "no postbox of this intermediary has the addressee's cipher certificate %q", addressee[0].Subject)
+	}
+	url, err := passiveAddress(req, box)
+	if err != nil {
+		return nil, err
+	}
+	d, err := DeliveryOf(req)
+	if err != nil {
+		return nil, err
+	}
+	if d.MessageID == "" {
+		d.MessageID = newMessageID()
+	}
+	now := in.Box.Now()
+	inspections, warnings := inspect(req, x.tenant.SignerTrust(""), now)
+	card := ProcessCard{MessageID: d.MessageID, RecentModification: now, Creation: now, Forwarding: &now, Subject: d.Subject, Inspections: inspections}
+	replyID := newMessageID()
+	_, roots := box.Identity.OSCI.PassiveRecipient()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	a, err := in.post(ctx, recipientClient(roots), box, url, OrderProcessDelivery, d, card, replyID)
+	var p *permanent
+	switch {
+	case errors.As(err, &p):
+		return nil, refuse(p.code, "%s", p.detail)
+	case err != nil:
+		return nil, refuse(CodeForwardNotReached, "the passive recipient %s: %v", box.Identity.ID, err)
+	}
+	reply, err := replyOf(a, replyID)
+	if err != nil {
+		return nil, err
+	}
+	received := in.Box.Now()
+	card.Reception, card.RecentModification = &received, received
+	x.resp.ProcessCards = []ProcessCard{card}
+	x.resp.ReplyCard = &ProcessCard{MessageID: replyID, RecentModification: received, Creation: received, Forwarding: &received, Subject: reply.Subject}
+	x.resp.Delivery = reply
+	in.Log.Info("osci delivery mediated", "tenant", x.tenant.ID, "reader", box.Identity.ID, "message_id", d.MessageID, "reply_id", replyID, "code", string(a.code))
+	return warnings, nil
+}
+
+// replyOf reads the reply a passive recipient's responseToProcessDelivery
+// carries, as it came: its certificates header, content package and
+// attachments.
+func replyOf(a *recipientAnswer, replyID string) (*Delivery, error) {
+	body := a.env.Root.Child(SOAPNamespace, "Body")
+	pkg := body.Child(Namespace, "ContentPackage")
+	if pkg == nil {
+		return nil, refuse(CodeAcceptedWithoutReply, "the passive recipient's answer holds no content for the client")
+	}
+	reply := &Delivery{MessageID: replyID, Content: canonical(pkg)}
+	if s := a.response.Child(Namespace, "Subject"); s != nil {
+		reply.Subject = s.Text
+	}
+	if h := a.env.Root.Child(SOAPNamespace, "Header"); h != nil {
+		if nic := h.Child(Namespace, "NonIntermediaryCertificates"); nic != nil {
+			id, _ := nic.Attribute("Id")
+			reply.Headers = []Header{{ID: id, XML: canonical(nic)}}
+		}
+	}
+	for _, p := range a.msg.Parts {
+		if p != a.msg.Root() {
+			reply.Attachments = append(reply.Attachments, Attachment{ContentID: p.ContentID, ContentType: cmp.Or(p.Header.Get("Content-Type"), "application/octet-stream"), Data: p.Body, Size: int64(len(p.Body))})
+		}
+	}
+	return reply, nil
 }

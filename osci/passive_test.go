@@ -81,13 +81,17 @@ func (p *passiveRecipient) serve(w http.ResponseWriter, r *http.Request) {
 		p.problem("MIME: %v", err)
 		return
 	}
-	if err := osciSchemas(t).Validate(xmlschema.OSCI12("AcceptDelivery"), msg.Root().Body); err != nil {
-		p.problem("acceptDelivery: %v", err)
-	}
 	env, err := xmldsig.ParseDocument(bytes.NewReader(msg.Root().Body))
 	if err != nil {
 		p.problem("envelope: %v", err)
 		return
+	}
+	order := osci.OrderAcceptDelivery
+	if len(env.Root.FindAll(osci.Namespace, "processDelivery")) == 1 {
+		order = osci.OrderProcessDelivery
+	}
+	if err := osciSchemas(t).Validate(xmlschema.OSCI12(strings.ToUpper(string(order[:1]))+string(order[1:])), msg.Root().Body); err != nil {
+		p.problem("%s: %v", order, err)
 	}
 	v := &xmldsig.Verifier{Trust: keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "osci_manager_signature_4096")}), Resolve: msg.Resolve}
 	if _, err := v.Verify(env, env.Root.FindAll(xmldsig.Namespace, "Signature")[0]); err != nil {
@@ -108,7 +112,23 @@ func (p *passiveRecipient) serve(w http.ResponseWriter, r *http.Request) {
 	p.received = append(p.received, text)
 	p.mu.Unlock()
 	signing := oscitest.Key(t, "carol_signature_4096")
-	resp := &osci.Response{Order: osci.OrderAcceptDelivery, Control: osci.ControlBlock{Response: a.text("Challenge")}, Feedback: []osci.Code{code}}
+	resp := &osci.Response{Order: order, Control: osci.ControlBlock{Response: a.text("Challenge")}, Feedback: []osci.Code{code}}
+	if order == osci.OrderProcessDelivery && code[0] == '0' {
+		// The reply: for the author (the originator's cipher certificate
+		// the request carries), signed by carol, with an attachment.
+		var author *x509.Certificate
+		for _, el := range env.Root.FindAll(osci.Namespace, "CipherCertificateOriginator") {
+			der, _ := base64.StdEncoding.DecodeString(el.FindAll(xmldsig.Namespace, "X509Certificate")[0].TrimmedText())
+			author, _ = x509.ParseCertificate(der)
+		}
+		if author == nil {
+			p.problem("processDelivery without the originator's cipher certificate")
+			return
+		}
+		reply := []byte("Antwort-Anlage")
+		resp.Delivery = &osci.Delivery{Content: []byte(newClient(t, nil, "carol").content(t, "Antwort auf: "+text, reply, author)),
+			Attachments: []osci.Attachment{{ContentID: "anlage", ContentType: "application/octet-stream", Data: reply, Size: int64(len(reply))}}}
+	}
 	out, err := resp.Build(&xmldsig.Signer{Key: signing.Key, Certificates: signing.Chain[:1]})
 	if err == nil {
 		out, err = osci.EncryptTransport(out, intermediary)
@@ -128,6 +148,14 @@ func (c *testClient) forwardDelivery(t *testing.T, receiver, messageID, subject,
 	return c.do(t, osci.OrderForwardDelivery, c.build(t, order, c.content(t, text, attachment, reader), certs, map[string][]byte{"anlage": attachment}))
 }
 
+// mediateDelivery sends a request for a passive recipient's reply.
+func (c *testClient) mediateDelivery(t *testing.T, receiver, subject, text string, attachment []byte, reader *x509.Certificate) *answer {
+	order := `<osci:QualityOfTimestamp Id="qualityoftimestamp_creation" Quality="plain" Service="creation" ` + next + `></osci:QualityOfTimestamp>` +
+		`<osci:mediateDelivery Id="mediatedelivery" ` + next + `><osci:ContentReceiver URI="` + receiver + `"></osci:ContentReceiver></osci:mediateDelivery>`
+	certs := certElement("CipherCertificateOriginator", "originator_cipher", c.cipher.Certificate()) + certElement("CipherCertificateAddressee", "addressee_cipher", reader)
+	return c.do(t, osci.OrderMediateDelivery, c.build(t, order, c.content(t, text, attachment, reader), certs, map[string][]byte{"anlage": attachment}))
+}
+
 // TestPassiveRecipient: carol is a passive recipient of the bremen
 // intermediary. alice forwards a delivery to her; the intermediary takes
 // it (0801) and pushes it as acceptDelivery, as a River job: carol is in
@@ -135,7 +163,10 @@ func (c *testClient) forwardDelivery(t *testing.T, receiver, messageID, subject,
 // alice's process card then shows the reception, and the delivery's
 // content is gone from the node. A delivery carol refuses (9805) turns
 // red with her code, a ContentReceiver other than carol's known address
-// is refused (9809) and nothing is stored.
+// is refused (9809) and nothing is stored. A mediateDelivery goes to carol
+// at once as processDelivery; her reply, encrypted to alice and signed by
+// carol, comes back in the response with both process cards; her refusal
+// is 9805. Every request carol gets is valid against the OSCI schemas.
 func TestPassiveRecipient(t *testing.T) {
 	var refuse bool
 	carol := newPassiveRecipient(t, func(n int) osci.Code {
@@ -190,7 +221,28 @@ trust:
 		t.Errorf("the refused delivery's report: %s", out)
 	}
 
+	// mediateDelivery: carol's reply comes back in the response, for alice
+	// to decrypt, signed by carol; nothing is stored on the way.
+	refuse = false
 	before := countMessages(t, ix, "bremen")
+	a := alice.mediateDelivery(t, carol.server.URL+"/osci", "Anfrage", "Frage an carol", []byte("Frage-Anlage"), carolCipher)
+	if strings.Join(a.feedback, " ") != "0801" {
+		t.Fatalf("mediateDelivery: feedback %v", a.feedback)
+	}
+	if text := opened(t, a, oscitest.Key(t, "alice_cipher_4096"), oscitest.Certificate(t, "carol_signature_4096")); text != "Antwort auf: Frage an carol" {
+		t.Errorf("alice read the reply %q", text)
+	}
+	if len(a.env.Root.FindAll(osci.Namespace, "RequestProcessCardBundle")) != 1 || len(a.env.Root.FindAll(osci.Namespace, "ReplyProcessCardBundle")) != 1 || a.time("Reception") == "" {
+		t.Error("the response lacks the request's process card (with its reception) or the reply's")
+	}
+	if countMessages(t, ix, "bremen") != before {
+		t.Error("the mediated delivery was stored")
+	}
+	refuse = true
+	if a := alice.mediateDelivery(t, carol.server.URL+"/osci", "Anfrage", "abgelehnt", []byte("x"), carolCipher); strings.Join(a.feedback, " ") != "9805" {
+		t.Errorf("mediateDelivery carol refuses: feedback %v, want 9805", a.feedback)
+	}
+
 	id3 := alice.getMessageID(t)
 	if a := alice.forwardDelivery(t, "https://elsewhere.example/osci", id3, "Umgeleitet", "x", []byte("x"), carolCipher); strings.Join(a.feedback, " ") != "9809" {
 		t.Errorf("a ContentReceiver that is not carol's address: feedback %v, want 9809", a.feedback)
@@ -199,6 +251,11 @@ trust:
 		t.Error("the refused forwardDelivery stored a message")
 	}
 	alice.exitDialog(t)
+	carol.mu.Lock()
+	defer carol.mu.Unlock()
+	if len(carol.problems) > 0 {
+		t.Errorf("carol found problems in what the intermediary sent: %v", carol.problems)
+	}
 }
 
 // waitForCard fetches the delivery's process card until it shows the

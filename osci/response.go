@@ -55,6 +55,9 @@ type Response struct {
 	InsideFeedback []Code
 	ChunkBlob      []byte
 	ChunkMessageID string
+	// ReplyCard is the process card of the passive recipient's reply a
+	// mediateDelivery response carries (the request's is ProcessCards[0]).
+	ReplyCard *ProcessCard
 }
 
 // ProcessCard is a delivery's process card (Laufzettel): when the
@@ -94,7 +97,9 @@ var responseControl = map[Order]struct{ conversation, sequence, challenge bool }
 	OrderFetchProcessCard: {true, true, true},
 	// The intermediary's order to a passive recipient: the challenge is in
 	// the request, its answer has the Response alone.
-	OrderAcceptDelivery: {false, false, false},
+	OrderAcceptDelivery:  {false, false, false},
+	OrderProcessDelivery: {false, false, false},
+	OrderMediateDelivery: {true, true, true},
 	// The partial orders, as the order they are part of.
 	OrderPartialStoreDelivery: {true, true, false},
 	OrderPartialFetchDelivery: {true, true, true},
@@ -110,6 +115,8 @@ var cardElements = map[Order]struct{ forwarding, reception bool }{
 	OrderFetchProcessCard:     {true, true},
 	OrderPartialStoreDelivery: {false, false},
 	OrderAcceptDelivery:       {true, false},
+	OrderProcessDelivery:      {true, false},
+	OrderMediateDelivery:      {true, true},
 }
 
 // ResponseElement is the name of the order's response element
@@ -250,8 +257,19 @@ func (r *Response) writeContent(x *xmlWriter) {
 		x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(r.ChunkMessageID)))
 		x.raw("</osci:fetchDelivery>")
 	}
+	bundle := "osci:ProcessCardBundle"
+	switch r.Order {
+	case OrderPartialStoreDelivery:
+		bundle = "osci:procard"
+	case OrderMediateDelivery:
+		bundle = "osci:RequestProcessCardBundle"
+	}
+	allowed := cardElements[r.Order]
 	for _, c := range r.ProcessCards {
-		r.writeCard(x, c)
+		writeCard(x, c, bundle, allowed.forwarding, allowed.reception)
+	}
+	if r.Order == OrderMediateDelivery && r.ReplyCard != nil {
+		writeCard(x, *r.ReplyCard, "osci:ReplyProcessCardBundle", true, false)
 	}
 	if c := r.Chunk; c != nil {
 		x.raw(`<osci2017:ChunkInformation ChunkNumber="` + strconv.Itoa(c.Number) + `"`)
@@ -310,14 +328,9 @@ func writeFeatures(x *xmlWriter) {
 		`" MaxMessageSize="` + strconv.Itoa(DefaultMaxPartialKB) + `"><osci2017:SupportedFeatures><osci2017:Feature Key="PartialMessages" Version="1.0"></osci2017:Feature></osci2017:SupportedFeatures></osci2017:FeatureDescription>`)
 }
 
-// writeCard writes a ProcessCardBundle with the elements the response's
-// schema allows.
-func (r *Response) writeCard(x *xmlWriter, c ProcessCard) {
-	allowed := cardElements[r.Order]
-	bundle := "osci:ProcessCardBundle"
-	if r.Order == OrderPartialStoreDelivery {
-		bundle = "osci:procard"
-	}
+// writeCard writes a process card bundle (bundle names its element) with
+// the elements its schema allows.
+func writeCard(x *xmlWriter, c ProcessCard, bundle string, forwarding, reception bool) {
 	x.raw("<" + bundle + ">")
 	x.element("osci:MessageId", base64.StdEncoding.EncodeToString([]byte(c.MessageID)))
 	x.raw(`<osci:ProcessCard RecentModification="` + c.RecentModification.UTC().Format(time.RFC3339) + `">`)
@@ -327,10 +340,10 @@ func (r *Response) writeCard(x *xmlWriter, c ProcessCard) {
 		x.raw("</osci:" + name + ">")
 	}
 	timestamp("Creation", c.Creation)
-	if c.Forwarding != nil && allowed.forwarding {
+	if c.Forwarding != nil && forwarding {
 		timestamp("Forwarding", *c.Forwarding)
 	}
-	if c.Reception != nil && allowed.reception {
+	if c.Reception != nil && reception {
 		timestamp("Reception", *c.Reception)
 	}
 	if c.Subject != "" {

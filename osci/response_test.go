@@ -88,8 +88,8 @@ func TestResponses(t *testing.T) {
 			if !bytes.Contains(out, []byte("<osci:Code>"+string(r.Feedback[0])+"</osci:Code>")) || !bytes.Contains(out, []byte(text)) {
 				t.Errorf("feedback %s %q missing", r.Feedback[0], text)
 			}
-			if _, err := (&osci.Response{Order: osci.OrderProcessDelivery, Control: r.Control, Feedback: r.Feedback}).Build(signer); err == nil {
-				t.Error("a response to processDelivery, which is not built yet, was built")
+			if _, err := (&osci.Response{Order: osci.Order("deliverEverything"), Control: r.Control, Feedback: r.Feedback}).Build(signer); err == nil {
+				t.Error("a response to an order OSCI does not have was built")
 			}
 			// A changed response fails its signature.
 			tampered := bytes.Replace(msg.Root().Body, []byte("<osci:Code>08"), []byte("<osci:Code>98"), 1)
