@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -521,7 +522,9 @@ func metaData(author, reader, messageType string) string {
 // and encrypted to the register's key (here the demo PKI's carol), with the
 // XTA MessageMetaData naming author and message type: the person appears
 // in the register, as over XTA. A client whose signature the tenant does
-// not trust for the author is refused (9700) and nothing is stored.
+// not trust for the author is refused (9700) and nothing is stored, so is a
+// process message its schema refuses (9300); the process card of the
+// applied message shows the register's applying as its reception.
 func TestIntermediaryRegisterInbox(t *testing.T) {
 	certs := oscitest.Certs
 	file := nodetest.MelderegisterTenant(t, "duesseldorf", "zuzug")
@@ -539,14 +542,30 @@ func TestIntermediaryRegisterInbox(t *testing.T) {
 	ix := &intermediary{Node: n, client: n.HTTP("osci-client")}
 	carol := oscitest.Certificate(t, "carol_cipher_4096")
 	typ, doc := nodetest.XMeld(t, "01")
-	deliver := func(who string) *answer {
+	client := func(who string) *testClient {
 		c := newClient(t, ix, who)
 		c.plain, c.intermediary = true, "duesseldorf"
 		c.customHeaders = metaData("ags:05111000", "register:05111000", typ)
-		id := c.getMessageID(t)
+		return c
+	}
+	var id string
+	deliver := func(who string) *answer {
+		c := client(who)
+		id = c.getMessageID(t)
 		return c.do(t, osci.OrderStoreDelivery, c.storeRequest(t, id, "Rückmeldung", string(doc), []byte("Anlage"), carol))
 	}
 	before := countMessages(t, ix, "duesseldorf")
+	// A process message its schema refuses is refused at the intermediary
+	// (9300, with the problem), as over XTA.
+	c := client("alice")
+	root := bytes.Index(doc, []byte("<xmeld:"))
+	end := root + bytes.IndexByte(doc[root:], '>') + 1
+	invalid := slices.Concat(doc[:end], []byte("<ungueltig/>"), doc[end:])
+	status, out := ix.post(t, "/osci/duesseldorf", c.storeRequest(t, c.getMessageID(t), "ungültig", string(invalid), []byte("Anlage"), carol))
+	wantFault(t, status, out, osci.CodeNoValidRequest)
+	if !bytes.Contains(out, []byte("ungueltig")) {
+		t.Errorf("the fault does not name the schema problem: %s", truncated(out))
+	}
 	if a := deliver("bob"); strings.Join(a.feedback, " ") != "9700" {
 		t.Errorf("bob, not trusted for ags:05111000: feedback %v, want 9700", a.feedback)
 	}
@@ -574,6 +593,22 @@ func TestIntermediaryRegisterInbox(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// alice's process card shows the register's applying as the reception.
+	c = client("alice")
+	c.customHeaders = ""
+	c.initDialog(t)
+	deadline = time.Now().Add(time.Minute)
+	for {
+		a := c.fetchProcessCard(t, id)
+		if a.time("Reception") != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reception on the process card a minute after the register applied the message (feedback %v)", a.feedback)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.exitDialog(t)
 }
 
 // countMessages counts the tenant's message rows.
