@@ -113,10 +113,10 @@ func (c *testClient) partialFetchTo(t testing.TB, sizeKB int, whole io.Writer) i
 	return len(received)
 }
 
-// TestPartialDelivery: alice sends a delivery with a 3 MiB attachment to
-// bob in 1 MiB chunks (each transport-encrypted and signed); the last
+// TestPartialDelivery: alice sends a delivery with a 40 MiB attachment to
+// bob in 4 MiB chunks (each transport-encrypted and signed); the last
 // chunk's answer carries the delivery's own feedback and process card. bob
-// fetches it in chunks of 512 KiB, reassembles the response, checks its
+// fetches it in chunks of 2 MiB, reassembles the response, checks its
 // supplier signature and schema, decrypts the content, verifies alice's
 // signature over it and the attachment; his next request confirms the
 // reception, which alice's process card shows. Refused chunks (the
@@ -125,14 +125,14 @@ func TestPartialDelivery(t *testing.T) {
 	ix := startIntermediary(t)
 	bobCipher := oscitest.Certificate(t, "bob_cipher_4096")
 	alice, bob := newClient(t, ix, "alice"), newClient(t, ix, "bob")
-	attachment := make([]byte, 3<<20+12345)
+	attachment := make([]byte, 40<<20+12345)
 	r := rand.NewChaCha8([32]byte{7})
 	_, _ = r.Read(attachment)
 
 	alice.initDialog(t)
 	id := alice.getMessageID(t)
 	whole := alice.wholeStoreDelivery(t, id, "Große Meldung", "Inhalt in Teilen", attachment, bobCipher)
-	last := alice.partialStore(t, id, bytes.NewReader(whole), int64(len(whole)), 1024, bobCipher)
+	last := alice.partialStore(t, id, bytes.NewReader(whole), int64(len(whole)), 4096, bobCipher)
 	if got := strings.Join(last.feedback, " "); got != "0801 0801" {
 		t.Errorf("last chunk: feedback (inside, then the chunk's) %v, want 0801 0801", got)
 	}
@@ -146,13 +146,13 @@ func TestPartialDelivery(t *testing.T) {
 	alice.exitDialog(t)
 
 	bob.initDialog(t)
-	early := `<osci2017:partialFetchDelivery ` + ns2017 + ` Id="partialfetchdelivery" ` + next + `><osci2017:ChunkInformation ChunkNumber="2" ChunkSize="512" ReceivedChunks="-1"></osci2017:ChunkInformation></osci2017:partialFetchDelivery>`
+	early := `<osci2017:partialFetchDelivery ` + ns2017 + ` Id="partialfetchdelivery" ` + next + `><osci2017:ChunkInformation ChunkNumber="2" ChunkSize="2048" ReceivedChunks="-1"></osci2017:ChunkInformation></osci2017:partialFetchDelivery>`
 	withFeatures := *bob
 	withFeatures.customHeaders = features
 	if a := bob.do(t, osci.OrderPartialFetchDelivery, withFeatures.build(t, early, "", "", nil)); strings.Join(a.feedback, " ") != "9901" {
 		t.Errorf("chunk 2 before chunk 1: feedback %v, want 9901", a.feedback)
 	}
-	got := bob.partialFetch(t, 512)
+	got := bob.partialFetch(t, 2048)
 	if a := got.msg.Part("anlage"); a == nil || !bytes.Equal(a.Body, attachment) {
 		t.Fatal("the attachment did not come back as sent")
 	}
