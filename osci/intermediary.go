@@ -411,13 +411,9 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	if err != nil {
 		return nil, err
 	}
-	addressee := req.Certificates["CipherCertificateAddressee"]
-	if len(addressee) != 1 {
-		return nil, refuse(CodeNoValidRequest, "a storeDelivery names one CipherCertificateAddressee, not %d", len(addressee))
-	}
-	box, ok := x.set.Postbox(addressee[0].Raw)
-	if !ok {
-		return nil, refuse(CodeNoValidRequest, "no postbox of this intermediary has the addressee's cipher certificate %q", addressee[0].Subject)
+	box, err := x.addressee()
+	if err != nil {
+		return nil, err
 	}
 	if req.Order == OrderForwardDelivery {
 		if _, err := passiveAddress(req, box); err != nil {
@@ -475,6 +471,20 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	}
 	x.resp.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: now, Subject: d.Subject, Inspections: note.Inspections}}
 	return warnings, nil
+}
+
+// addressee is the postbox a delivery is addressed to by its
+// CipherCertificateAddressee.
+func (x *exchange) addressee() (tenant.Postbox, error) {
+	addressee := x.req.Certificates["CipherCertificateAddressee"]
+	if len(addressee) != 1 {
+		return tenant.Postbox{}, refuse(CodeNoValidRequest, "a %s names one CipherCertificateAddressee, not %d", x.req.Order, len(addressee))
+	}
+	box, ok := x.set.Postbox(addressee[0].Raw)
+	if !ok {
+		return box, refuse(CodeNoValidRequest, "no postbox of this intermediary has the addressee's cipher certificate %q", addressee[0].Subject)
+	}
+	return box, nil
 }
 
 // passiveAddress is the address of the passive recipient a forwardDelivery
@@ -713,24 +723,11 @@ func (in *Intermediary) fetch(ctx context.Context, x *exchange) ([]Code, error) 
 	if x.dialog.Received != "" {
 		received = []string{x.dialog.Received}
 	}
-	var pending int64
-	now := in.Box.Now()
-	err = in.Box.Fetch(ctx, box.Tenant.ID, box.Identity.ID, sel, 0, received, func(f msgbox.Fetched) error {
-		d, err := deliveryFrom(f, true)
-		if err != nil {
-			return err
-		}
-		x.resp.Delivery, pending = d, f.Pending
-		x.resp.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: f.Entry.Sent, Forwarding: &now, Subject: d.Subject}}
-		return nil
-	})
-	var be *msgbox.Error
-	switch {
-	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
-		return nil, refuse(CodeNoDelivery, "%s", be.Detail)
-	case err != nil:
-		return nil, fmt.Errorf("osci: fetch from %s: %w", box.Identity.ID, err)
+	d, card, pending, err := in.fetchOne(ctx, box, sel, received, true)
+	if err != nil {
+		return nil, err
 	}
+	x.resp.Delivery, x.resp.ProcessCards = d, []ProcessCard{card}
 	err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
 		return in.Dialogs.Fetched(ctx, tx, x.tenant.ID, x.dialog.Control.ConversationID, x.resp.Delivery.MessageID)
 	})
@@ -741,6 +738,34 @@ func (in *Intermediary) fetch(ctx context.Context, x *exchange) ([]Code, error) 
 		return []Code{CodeMoreDeliveries}, nil
 	}
 	return nil, nil
+}
+
+// fetchOne hands out the first delivery of the postbox the selection
+// finds (marked fetched; received are closed first): with its
+// attachments' bytes when load is true, else their sizes; its process
+// card with the forwarding now; how many more wait. None is 9803.
+func (in *Intermediary) fetchOne(ctx context.Context, box tenant.Postbox, sel msgbox.Selector, received []string, load bool) (*Delivery, ProcessCard, int64, error) {
+	var d *Delivery
+	var card ProcessCard
+	var pending int64
+	err := in.Box.Fetch(ctx, box.Tenant.ID, box.Identity.ID, sel, 0, received, func(f msgbox.Fetched) error {
+		var err error
+		if d, err = deliveryFrom(f, load); err != nil {
+			return err
+		}
+		now := in.Box.Now()
+		card = ProcessCard{MessageID: d.MessageID, RecentModification: now, Creation: f.Entry.Sent, Forwarding: &now, Subject: d.Subject}
+		pending = f.Pending
+		return nil
+	})
+	var be *msgbox.Error
+	switch {
+	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
+		return nil, card, 0, refuse(CodeNoDelivery, "%s", be.Detail)
+	case err != nil:
+		return nil, card, 0, fmt.Errorf("osci: fetch from %s: %w", box.Identity.ID, err)
+	}
+	return d, card, pending, nil
 }
 
 // deliveryFrom reads a fetched delivery: the first part, and its

@@ -487,24 +487,11 @@ func (in *Intermediary) fetchChunk(ctx context.Context, x *exchange) ([]Code, er
 func (in *Intermediary) assemble(ctx context.Context, x *exchange, box tenant.Postbox, sel msgbox.Selector, ci *ChunkInformation, asm *assembly) (whole bool, err error) {
 	full := &Response{Order: OrderFetchDelivery, Control: x.resp.Control, Language: x.resp.Language, Selection: x.resp.Selection,
 		Feedback: []Code{CodeDoneDialogOpen}, Certificate: x.signing.Certificate()}
-	var pending int64
-	err = in.Box.Fetch(ctx, box.Tenant.ID, box.Identity.ID, sel, 0, nil, func(f msgbox.Fetched) error {
-		d, err := deliveryFrom(f, false)
-		if err != nil {
-			return err
-		}
-		now := in.Box.Now()
-		full.Delivery, pending = d, f.Pending
-		full.ProcessCards = []ProcessCard{{MessageID: d.MessageID, RecentModification: now, Creation: f.Entry.Sent, Forwarding: &now, Subject: d.Subject}}
-		return nil
-	})
-	var be *msgbox.Error
-	switch {
-	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
-		return false, refuse(CodeNoDelivery, "%s", be.Detail)
-	case err != nil:
-		return false, fmt.Errorf("osci: fetch from %s: %w", box.Identity.ID, err)
+	d, card, pending, err := in.fetchOne(ctx, box, sel, nil, false)
+	if err != nil {
+		return false, err
 	}
+	full.Delivery, full.ProcessCards = d, []ProcessCard{card}
 	if pending > 0 {
 		full.Feedback = append(full.Feedback, CodeMoreDeliveries)
 	}

@@ -136,20 +136,10 @@ func (w *AcceptWorker) Work(ctx context.Context, job *river.Job[AcceptArgs]) err
 		return river.JobCancel(fmt.Errorf("osci: postbox %s of %s is gone", a.Reader, a.Tenant))
 	}
 	url, roots := box.Identity.OSCI.PassiveRecipient()
-	var d *Delivery
-	var card ProcessCard
-	err := in.Box.Fetch(ctx, a.Tenant, a.Reader, msgbox.Selector{IDs: []string{a.MessageID}}, 0, nil, func(f msgbox.Fetched) error {
-		var err error
-		if d, err = deliveryFrom(f, true); err != nil {
-			return err
-		}
-		now := in.Box.Now()
-		card = ProcessCard{MessageID: d.MessageID, RecentModification: now, Creation: f.Entry.Sent, Forwarding: &now, Subject: d.Subject}
-		return nil
-	})
-	var be *msgbox.Error
+	d, card, _, err := in.fetchOne(ctx, box, msgbox.Selector{IDs: []string{a.MessageID}}, nil, true)
+	var oe *Error
 	switch {
-	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
+	case errors.As(err, &oe) && oe.Code == CodeNoDelivery:
 		return nil // settled before
 	case err != nil:
 		return err
@@ -389,13 +379,9 @@ func readRecipientAnswer(order Order, status int, out []byte, pairs []*keys.KeyP
 // 9805, a bad signature 9807, an answer without reply 9806.
 func (in *Intermediary) mediate(ctx context.Context, x *exchange) ([]Code, error) {
 	req := x.req
-	addressee := req.Certificates["CipherCertificateAddressee"]
-	if len(addressee) != 1 {
-		return nil, refuse(CodeNoValidRequest, "a mediateDelivery names one CipherCertificateAddressee, not %d", len(addressee))
-	}
-	box, ok := x.set.Postbox(addressee[0].Raw)
-	if !ok {
-		return nil, refuse(CodeNoValidRequest, "no postbox of this intermediary has the addressee's cipher certificate %q", addressee[0].Subject)
+	box, err := x.addressee()
+	if err != nil {
+		return nil, err
 	}
 	url, err := passiveAddress(req, box)
 	if err != nil {
