@@ -81,6 +81,7 @@ type Intermediary struct {
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	pushes   *prometheus.CounterVec
 }
 
 // NewMetrics registers the intermediary's metrics with reg.
@@ -91,8 +92,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "parzelle_osci_request_seconds",
 			Help: "Time to answer an OSCI request, by order.", Buckets: prometheus.ExponentialBuckets(0.002, 2, 14)}, []string{"order"}),
 	}
-	reg.MustRegister(m.requests, m.duration)
+	m.pushes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parzelle_osci_passive_total",
+		Help: "Orders to passive recipients (acceptDelivery, processDelivery), by intermediary tenant, order and outcome: accepted, refused, retry, unreachable."}, []string{"tenant", "order", "outcome"})
+	reg.MustRegister(m.requests, m.duration, m.pushes)
 	return m
+}
+
+// pushed counts an order to a passive recipient.
+func (m *Metrics) pushed(tenantID string, order Order, outcome string) {
+	if m != nil {
+		m.pushes.WithLabelValues(tenantID, string(order), outcome).Inc()
+	}
 }
 
 // Mount serves the intermediary through handle (node.HandleTransport).

@@ -146,6 +146,16 @@ func (w *AcceptWorker) Work(ctx context.Context, job *river.Job[AcceptArgs]) err
 	}
 	code, err := w.push(ctx, box, url, roots, d, card)
 	var p *permanent
+	outcome := "retry"
+	switch {
+	case err == nil:
+		outcome = "accepted"
+	case errors.As(err, &p):
+		outcome = "refused"
+	case job.Attempt >= job.MaxAttempts:
+		outcome = "unreachable"
+	}
+	in.Metrics.pushed(a.Tenant, OrderAcceptDelivery, outcome)
 	switch {
 	case err == nil:
 		return w.settle(ctx, a, msgbox.Settlement{Inbox: a.Inbox, Applied: true, Code: RecordReception,
@@ -405,10 +415,13 @@ func (in *Intermediary) mediate(ctx context.Context, x *exchange) ([]Code, error
 	var p *permanent
 	switch {
 	case errors.As(err, &p):
+		in.Metrics.pushed(x.tenant.ID, OrderProcessDelivery, "refused")
 		return nil, refuse(p.code, "%s", p.detail)
 	case err != nil:
+		in.Metrics.pushed(x.tenant.ID, OrderProcessDelivery, "unreachable")
 		return nil, refuse(CodeForwardNotReached, "the passive recipient %s: %v", box.Identity.ID, err)
 	}
+	in.Metrics.pushed(x.tenant.ID, OrderProcessDelivery, "accepted")
 	reply, err := replyOf(a, replyID)
 	if err != nil {
 		return nil, err

@@ -251,6 +251,26 @@ trust:
 		t.Error("the refused forwardDelivery stored a message")
 	}
 	alice.exitDialog(t)
+	// Operators see the pushes by outcome.
+	mf, err := ix.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushes := map[string]float64{}
+	for _, f := range mf {
+		if f.GetName() == "parzelle_osci_passive_total" {
+			for _, m := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				pushes[labels["order"]+" "+labels["outcome"]] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if want := map[string]float64{"acceptDelivery retry": 1, "acceptDelivery accepted": 1, "acceptDelivery refused": 1, "processDelivery accepted": 1, "processDelivery refused": 1}; fmt.Sprint(pushes) != fmt.Sprint(want) {
+		t.Errorf("parzelle_osci_passive_total: %v, want %v", pushes, want)
+	}
 	carol.mu.Lock()
 	defer carol.mu.Unlock()
 	if len(carol.problems) > 0 {
