@@ -213,7 +213,9 @@ func (in *Intermediary) storeChunk(ctx context.Context, x *exchange) ([]Code, er
 			return fmt.Errorf("osci: seal chunk: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO osci_chunk (tenant_id, message_id, chunk_no, total, chunk_kb, message_kb, signer, key_version, data)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, x.tenant.ID, id, ci.Number, ci.Total, ci.SizeKB, ci.MessageKB, signer, key.Version, sealed); err != nil {
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, x.tenant.ID, id, ci.Number, ci.Total, ci.SizeKB, ci.MessageKB, signer, key.Version, sealed); db.IsUniqueViolation(err) {
+			return refuse(CodeChunkExists, "chunk %d of %q arrived twice at once", ci.Number, id)
+		} else if err != nil {
 			return fmt.Errorf("osci: keep chunk: %w", err)
 		}
 		received = append(received, ci.Number)
@@ -223,6 +225,7 @@ func (in *Intermediary) storeChunk(ctx context.Context, x *exchange) ([]Code, er
 	if err != nil {
 		return nil, err
 	}
+	slices.Sort(received)
 	state.Received = received
 	x.resp.Chunk = &state
 	if ci == nil || len(received) < ci.Total {

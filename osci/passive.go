@@ -44,9 +44,6 @@ const (
 // the feedback code when it refuses or stays out of reach.
 type Recipients struct {
 	Intermediary *Intermediary
-	// Client sends the requests (default: 60 s timeout, TLS to the
-	// postbox's passiveCA or the system's roots).
-	Client func(roots *x509.CertPool) *http.Client
 
 	client *river.Client[pgx.Tx]
 }
@@ -191,19 +188,11 @@ func (w *AcceptWorker) settle(ctx context.Context, a AcceptArgs, st msgbox.Settl
 // push sends one acceptDelivery and reads the recipient's answer: its
 // feedback code, or a *permanent refusal, or an error worth a retry.
 func (w *AcceptWorker) push(ctx context.Context, box tenant.Postbox, url string, roots *x509.CertPool, d *Delivery, card ProcessCard) (Code, error) {
-	a, err := w.Recipients.Intermediary.post(ctx, w.Recipients.httpClient(roots), box, url, OrderAcceptDelivery, d, card, "")
+	a, err := w.Recipients.Intermediary.post(ctx, recipientClient(roots), box, url, OrderAcceptDelivery, d, card, "")
 	if err != nil {
 		return "", err
 	}
 	return a.code, nil
-}
-
-// httpClient is the HTTP client for a recipient with the TLS roots.
-func (r *Recipients) httpClient(roots *x509.CertPool) *http.Client {
-	if r.Client != nil {
-		return r.Client(roots)
-	}
-	return recipientClient(roots)
 }
 
 // recipientClient is the default HTTP client for passive recipients: TLS
