@@ -25,11 +25,15 @@ const (
 	CauseMapping       = "mapping"
 	CauseApplyRefused  = "apply-refused"
 	CauseApplyError    = "apply-error"
+	// An OSCI delivery for a passive recipient (StepForward): refused by
+	// it, or it stayed out of reach.
+	CauseNotAccepted = "not-accepted"
+	CauseUnreachable = "unreachable"
 )
 
 // Causes are the codes in the order a message meets them.
 var Causes = []string{CauseTenantGone, CauseNotInbox, CauseNotWriter, CauseNotXML, CauseNoSchema, CauseSchemaError,
-	CauseSchemaInvalid, CauseSignature, CauseNoSpec, CauseSpecBroken, CauseMapping, CauseApplyRefused, CauseApplyError}
+	CauseSchemaInvalid, CauseSignature, CauseNoSpec, CauseSpecBroken, CauseMapping, CauseApplyRefused, CauseApplyError, CauseNotAccepted, CauseUnreachable}
 
 // mappingFailure is the failure of a message the tenant's specs could not
 // map; its problem names the line of the message it concerns, where known.

@@ -66,6 +66,51 @@ type DeadLetters struct {
 	// Jobs inserts the pipeline job of a retried message (an insert-only
 	// client will do: the node's workers run it).
 	Jobs *river.Client[pgx.Tx]
+	// Retriers enqueue the work of a retried message of a step outside the
+	// pipeline (StepForward), in tx, which is in no tenant.
+	Retriers map[string]func(ctx context.Context, tx pgx.Tx, tenantID string, d DeadLetter) error
+}
+
+// recordDeadLetter records a dead letter with its attempt. A retried
+// message that fails again reopens its dead letter: one identifier through
+// every retry, each failure an attempt. Arguments: tenant, inbox,
+// message id, author, reader, message type, step, sealed reason, sealed
+// problems, key version, attempts, cause.
+const recordDeadLetter = `WITH reopened AS (
+		UPDATE pipeline_dead_letter SET resolved_at = NULL, resolution = NULL, step = $7, cause = $12, reason = $8, problems = $9,
+			key_version = $10, attempts = attempts + $11
+		WHERE id = (SELECT max(id) FROM pipeline_dead_letter WHERE tenant_id = $1 AND inbox = $2 AND (resolved_at IS NULL OR resolution = 'retried'))
+		RETURNING id),
+	inserted AS (
+		INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, cause, reason, problems, key_version, attempts)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $10, $11 WHERE NOT EXISTS (SELECT FROM reopened)
+		RETURNING id)
+	INSERT INTO pipeline_dead_letter_attempt (tenant_id, dead_letter, message_id, step, cause, attempts, key_version, reason, problems)
+	SELECT $1, id, $3, $7, $12, $11, $10, $8, $9 FROM (SELECT id FROM reopened UNION ALL SELECT id FROM inserted) l`
+
+// Failure is a message that became a dead letter outside the register
+// pipeline (an OSCI delivery its passive recipient did not accept).
+type Failure struct {
+	Inbox                                  int64
+	MessageID, Author, Reader, MessageType string
+	// Step is where it failed, Cause one of the Cause codes; Reason the
+	// text an operator reads (sealed).
+	Step, Cause, Reason string
+	Attempts            int
+}
+
+// RecordDeadLetter records a failure as a dead letter of the tenant in tx
+// (in the tenant), its reason sealed under key; a message retried before
+// reopens its dead letter.
+func RecordDeadLetter(ctx context.Context, tx pgx.Tx, key *sealing.DataKey, tenantID string, f Failure) error {
+	reason, problems, err := sealDeadLetter(key, f.MessageID, f.Reason, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, recordDeadLetter, tenantID, f.Inbox, f.MessageID, f.Author, f.Reader, f.MessageType, f.Step, reason, problems, key.Version, f.Attempts, f.Cause); err != nil {
+		return fmt.Errorf("jobs: record dead letter of %s: %w", f.MessageID, err)
+	}
+	return nil
 }
 
 // ErrNoDeadLetter is returned for a dead letter the tenant does not have,
@@ -261,8 +306,9 @@ func (o *DeadLetters) history(ctx context.Context, tx pgx.Tx, d DeadLetter) ([]A
 }
 
 // Retry sends an open dead letter's message through the pipeline again,
-// with the tenant's current mapping specs: the message is reopened, its
-// author's report open again, and its job enqueued, in one transaction.
+// with the tenant's current mapping specs (or, for a step outside the
+// pipeline, to its retrier): the message is reopened, its author's report
+// open again, and its job enqueued, in one transaction.
 func (o *DeadLetters) Retry(ctx context.Context, a tenant.Actor, tenantID string, id int64) error {
 	return o.resolve(ctx, a, tenantID, id, "retried", func(tx pgx.Tx, d DeadLetter) error {
 		ok, err := o.Box.Reopen(ctx, tx, tenantID, d.Inbox, fmt.Sprintf("Erneute Einarbeitung durch %s angestoßen (Dead Letter %d)", a.Subject, d.ID))
@@ -275,7 +321,11 @@ func (o *DeadLetters) Retry(ctx context.Context, a tenant.Actor, tenantID string
 		if err := db.LeaveTenant(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := o.Jobs.InsertTx(ctx, tx, PipelineArgs{Tenant: tenantID, Messages: []PipelineMessage{{Inbox: d.Inbox}}}, nil); err != nil {
+		if retry, ok := o.Retriers[d.Step]; ok {
+			if err := retry(ctx, tx, tenantID, d); err != nil {
+				return fmt.Errorf("enqueue: %w", err)
+			}
+		} else if _, err := o.Jobs.InsertTx(ctx, tx, PipelineArgs{Tenant: tenantID, Messages: []PipelineMessage{{Inbox: d.Inbox}}}, nil); err != nil {
 			return fmt.Errorf("enqueue: %w", err)
 		}
 		return db.EnterTenant(ctx, tx, tenantID)

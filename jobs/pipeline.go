@@ -30,6 +30,9 @@ const (
 	StepValidate  = "validate"
 	StepMap       = "map"
 	StepApply     = "apply"
+	// StepForward is an OSCI intermediary's push of a delivery to its
+	// passive recipient (package osci).
+	StepForward = "forward"
 )
 
 // PipelineArgs is the River job that applies messages of a tenant's
@@ -390,20 +393,7 @@ func (p *Pipeline) settle(ctx context.Context, tenantID string, msgs []*message)
 			if err != nil {
 				return err
 			}
-			// A retried message that fails again reopens its dead letter: one
-			// identifier through every retry, each failure an attempt.
-			b.Queue(`WITH reopened AS (
-					UPDATE pipeline_dead_letter SET resolved_at = NULL, resolution = NULL, step = $7, cause = $12, reason = $8, problems = $9,
-						key_version = $10, attempts = attempts + $11
-					WHERE id = (SELECT max(id) FROM pipeline_dead_letter WHERE tenant_id = $1 AND inbox = $2 AND (resolved_at IS NULL OR resolution = 'retried'))
-					RETURNING id),
-				inserted AS (
-					INSERT INTO pipeline_dead_letter (tenant_id, inbox, message_id, author, reader, message_type, step, cause, reason, problems, key_version, attempts)
-					SELECT $1, $2, $3, $4, $5, $6, $7, $12, $8, $9, $10, $11 WHERE NOT EXISTS (SELECT FROM reopened)
-					RETURNING id)
-				INSERT INTO pipeline_dead_letter_attempt (tenant_id, dead_letter, message_id, step, cause, attempts, key_version, reason, problems)
-				SELECT $1, id, $3, $7, $12, $11, $10, $8, $9 FROM (SELECT id FROM reopened UNION ALL SELECT id FROM inserted) l`,
-				m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, reason, problems, key.Version, f.attempts, f.cause)
+			b.Queue(recordDeadLetter, m.tenant, m.inbox, m.messageID, m.author, m.reader, m.messageType, f.step, reason, problems, key.Version, f.attempts, f.cause)
 			sts = append(sts, msgbox.Settlement{Inbox: m.inbox, Code: msgbox.RecordDeadLetter, Reason: fmt.Sprintf("Nicht eingearbeitet (Schritt %s): %s", f.step, f.reason)})
 		}
 	}

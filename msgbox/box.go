@@ -24,13 +24,13 @@ type Selector struct {
 // Entry is a message in a reader's box.
 type Entry struct {
 	// ID is the message's row: the position of a listing.
-	ID                                    int64
-	MessageID, Metadata, BusinessScenario string
-	Size                                  int64
-	Sent, Delivered                       time.Time
-	Fetched                               *time.Time
-	peerTenant                            *string
-	peerID                                *int64
+	ID                                            int64
+	MessageID, Author, Metadata, BusinessScenario string
+	Size                                          int64
+	Sent, Delivered                               time.Time
+	Fetched                                       *time.Time
+	peerTenant                                    *string
+	peerID                                        *int64
 }
 
 // List returns up to limit open entries of the account's box (of the
@@ -47,7 +47,7 @@ func (s *Store) List(ctx context.Context, tenantID, account string, sel Selector
 }
 
 func listBox(ctx context.Context, tx pgx.Tx, account string, sel Selector, after int64, limit int) ([]Entry, int64, error) {
-	rows, err := tx.Query(ctx, `SELECT id, message_id, metadata, business_scenario, content_size, sent_at, delivered_at, fetched_at, peer_tenant, peer_id, count(*) OVER ()
+	rows, err := tx.Query(ctx, `SELECT id, message_id, author, metadata, business_scenario, content_size, sent_at, delivered_at, fetched_at, peer_tenant, peer_id, count(*) OVER ()
 		FROM xta_message
 		WHERE box = 'inbox' AND account = $1 AND delivered_at IS NOT NULL AND closed_at IS NULL AND id > $2
 		  AND ($3::text[] IS NULL OR message_id = ANY($3))
@@ -62,7 +62,7 @@ func listBox(ctx context.Context, tx pgx.Tx, account string, sel Selector, after
 	var total int64
 	for rows.Next() {
 		var e Entry
-		if err := rows.Scan(&e.ID, &e.MessageID, &e.Metadata, &e.BusinessScenario, &e.Size, &e.Sent, &e.Delivered, &e.Fetched, &e.peerTenant, &e.peerID, &total); err != nil {
+		if err := rows.Scan(&e.ID, &e.MessageID, &e.Author, &e.Metadata, &e.BusinessScenario, &e.Size, &e.Sent, &e.Delivered, &e.Fetched, &e.peerTenant, &e.peerID, &total); err != nil {
 			return nil, 0, fmt.Errorf("msgbox: list box: %w", err)
 		}
 		out = append(out, e)

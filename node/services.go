@@ -149,7 +149,8 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	if err := s.Pipeline.SetClient(s.Jobs); err != nil {
 		return nil, err
 	}
-	s.Letters = &jobs.DeadLetters{Pool: pool, Jobs: s.Jobs, Box: s.Box, Keyring: s.Keyring}
+	s.Letters = &jobs.DeadLetters{Pool: pool, Jobs: s.Jobs, Box: s.Box, Keyring: s.Keyring, Retriers: map[string]func(context.Context, pgx.Tx, string, jobs.DeadLetter) error{
+		jobs.StepForward: passive.Retry}}
 
 	if s.Console, err = console.New(console.Config{Console: cfg.Console, Pool: pool, Tenants: tenants, Letters: s.Letters, Box: s.Box, Store: s.Store,
 		Keys: s.Keys, Metrics: n.reg, Log: log.With("service", "console"), Ready: n.ready}); err != nil {

@@ -20,7 +20,9 @@ import (
 // verify where the fetch response places them), and its attachments, as
 // received: content stays end-to-end encrypted to its readers.
 type Delivery struct {
-	MessageID   string       `json:"messageId"`
+	MessageID string `json:"messageId"`
+	// Author is who stored it (its box entry's author), once fetched.
+	Author      string       `json:"-"`
 	Subject     string       `json:"subject,omitempty"`
 	Headers     []Header     `json:"headers"`
 	Content     []byte       `json:"content"`

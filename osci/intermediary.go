@@ -789,6 +789,7 @@ func deliveryFrom(f msgbox.Fetched, load bool) (*Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.Author = f.Entry.Author
 	for i, p := range f.Parts[1:] {
 		a := Attachment{ContentID: p.Ref, ContentType: p.ContentType, Size: p.Size}
 		if load {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/parzelle/parzelle/c14n"
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/tenant"
@@ -159,15 +160,15 @@ func (w *AcceptWorker) Work(ctx context.Context, job *river.Job[AcceptArgs]) err
 			Reason: fmt.Sprintf("Zustellung vom passiven Empfänger %s angenommen (%s, acceptDelivery an %s)", a.Reader, code, url)})
 	case errors.As(err, &p):
 		in.Log.Warn("osci: the passive recipient refused a delivery", "tenant", a.Tenant, "reader", a.Reader, "message_id", a.MessageID, "code", string(p.code), "detail", p.detail)
-		if err := w.settle(ctx, a, msgbox.Settlement{Inbox: a.Inbox, Code: RecordNotAccepted,
-			Reason: fmt.Sprintf("%s %s: %s", p.code, p.code.Text("de"), p.detail)}); err != nil {
+		reason := fmt.Sprintf("%s %s: %s", p.code, p.code.Text("de"), p.detail)
+		if err := w.fail(ctx, a, d, job.Attempt, jobs.CauseNotAccepted, reason); err != nil {
 			return err
 		}
 		return river.JobCancel(err)
 	case job.Attempt >= job.MaxAttempts:
 		in.Log.Error("osci: a passive recipient stayed out of reach", "tenant", a.Tenant, "reader", a.Reader, "message_id", a.MessageID, "attempts", job.Attempt, "error", err)
-		if err := w.settle(ctx, a, msgbox.Settlement{Inbox: a.Inbox, Code: RecordNotAccepted,
-			Reason: fmt.Sprintf("%s %s: nach %d Versuchen: %v", CodeForwardNotReached, CodeForwardNotReached.Text("de"), job.Attempt, err)}); err != nil {
+		reason := fmt.Sprintf("%s %s: nach %d Versuchen: %v", CodeForwardNotReached, CodeForwardNotReached.Text("de"), job.Attempt, err)
+		if err := w.fail(ctx, a, d, job.Attempt, jobs.CauseUnreachable, reason); err != nil {
 			return err
 		}
 		return err
@@ -183,6 +184,34 @@ func (w *AcceptWorker) settle(ctx context.Context, a AcceptArgs, st msgbox.Settl
 		_, err := w.Recipients.Intermediary.Box.Settle(ctx, tx, a.Tenant, st)
 		return err
 	})
+}
+
+// fail makes the delivery a dead letter of the intermediary tenant (step
+// forward), which an operator retries or discards in the console, and
+// turns the author's report red with the reason, in one transaction; the
+// delivery's content stays for the retry.
+func (w *AcceptWorker) fail(ctx context.Context, a AcceptArgs, d *Delivery, attempts int, cause, reason string) error {
+	in := w.Recipients.Intermediary
+	key, err := in.Keyring.Current(ctx, in.Pool, a.Tenant)
+	if err != nil {
+		return err
+	}
+	return db.InTenant(ctx, in.Pool, a.Tenant, func(tx pgx.Tx) error {
+		err := jobs.RecordDeadLetter(ctx, tx, key, a.Tenant, jobs.Failure{Inbox: a.Inbox, MessageID: a.MessageID, Author: d.Author, Reader: a.Reader,
+			MessageType: "osci:delivery", Step: jobs.StepForward, Cause: cause, Reason: reason, Attempts: attempts})
+		if err != nil {
+			return err
+		}
+		_, err = in.Box.Settle(ctx, tx, a.Tenant, msgbox.Settlement{Inbox: a.Inbox, Code: RecordNotAccepted, Reason: reason})
+		return err
+	})
+}
+
+// Retry enqueues the push of a delivery an operator retries from its
+// dead letter (jobs.DeadLetters.Retriers, step forward), in tx.
+func (r *Recipients) Retry(ctx context.Context, tx pgx.Tx, tenantID string, d jobs.DeadLetter) error {
+	_, err := r.client.InsertTx(ctx, tx, AcceptArgs{Tenant: tenantID, Reader: d.Reader, Inbox: d.Inbox, MessageID: d.MessageID}, nil)
+	return err
 }
 
 // push sends one acceptDelivery and reads the recipient's answer: its

@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/osci/oscitest"
+	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xmldsig"
 	"github.com/parzelle/parzelle/xmlschema"
 )
@@ -162,7 +164,8 @@ func (c *testClient) mediateDelivery(t *testing.T, receiver, subject, text strin
 // maintenance the first time (HTTP 503), the job retries, carol accepts;
 // alice's process card then shows the reception, and the delivery's
 // content is gone from the node. A delivery carol refuses (9805) turns
-// red with her code, a ContentReceiver other than carol's known address
+// red with her code and becomes a dead letter, which an operator's retry
+// delivers once carol accepts again; a ContentReceiver other than carol's known address
 // is refused (9809) and nothing is stored. A mediateDelivery goes to carol
 // at once as processDelivery; her reply, encrypted to alice and signed by
 // carol, comes back in the response with both process cards; her refusal
@@ -217,9 +220,27 @@ trust:
 	id2 := alice.getMessageID(t)
 	alice.forwardDelivery(t, carol.server.URL+"/osci", id2, "Abgelehnt", "wird abgelehnt", []byte("x"), carolCipher)
 	out := waitForReport(t, ix, alice, id2)
-	if !strings.Contains(out, string(osci.CodeNotAccepted)) {
+	if !strings.Contains(out, string(osci.CodeNotAccepted)) || !strings.HasPrefix(out, "status 3") {
 		t.Errorf("the refused delivery's report: %s", out)
 	}
+	// It is a dead letter of the intermediary tenant; once carol accepts
+	// again, an operator's retry delivers it.
+	letters, err := n.Letters.List(t.Context(), "bremen", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 || letters[0].MessageID != id2 || letters[0].Step != jobs.StepForward || letters[0].Cause != jobs.CauseNotAccepted || !strings.Contains(letters[0].Reason, "9805") {
+		t.Fatalf("dead letters: %+v", letters)
+	}
+	refuse = false
+	operator := tenant.Actor{Tenant: "bremen", Kind: "operator", Subject: "ops@test", Role: "operator", Purpose: "betrieb"}
+	if err := n.Letters.Retry(t.Context(), operator, "bremen", letters[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if card := waitForCard(t, alice, id2); card.time("Reception") == "" {
+		t.Error("the retried delivery was not received")
+	}
+	refuse = true
 
 	// mediateDelivery: carol's reply comes back in the response, for alice
 	// to decrypt, signed by carol; nothing is stored on the way.
@@ -268,7 +289,7 @@ trust:
 			}
 		}
 	}
-	if want := map[string]float64{"acceptDelivery retry": 1, "acceptDelivery accepted": 1, "acceptDelivery refused": 1, "processDelivery accepted": 1, "processDelivery refused": 1}; fmt.Sprint(pushes) != fmt.Sprint(want) {
+	if want := map[string]float64{"acceptDelivery retry": 1, "acceptDelivery accepted": 2, "acceptDelivery refused": 1, "processDelivery accepted": 1, "processDelivery refused": 1}; fmt.Sprint(pushes) != fmt.Sprint(want) {
 		t.Errorf("parzelle_osci_passive_total: %v, want %v", pushes, want)
 	}
 	carol.mu.Lock()

@@ -1,4 +1,4 @@
--- OSCI partial deliveries: the chunks of a partialStoreDelivery wait here,
+-- OSCI partial deliveries and passive recipients: the chunks of a partialStoreDelivery wait here,
 -- sealed under the tenant's data key, until the last one arrives and the
 -- reassembled storeDelivery is carried out (or they expire); a
 -- partialFetchDelivery keeps the response it hands out in chunks (its
@@ -31,3 +31,9 @@ CREATE TABLE osci_fetch_assembly (
     PRIMARY KEY (tenant_id, conversation_id)
 );
 SELECT parzelle_tenant_table('osci_fetch_assembly', 'SELECT, INSERT, UPDATE, DELETE');
+
+-- A delivery an OSCI intermediary could not hand to its passive recipient
+-- is a dead letter too, at the step 'forward', retried or discarded in the
+-- console like the pipeline's.
+ALTER TABLE pipeline_dead_letter DROP CONSTRAINT pipeline_dead_letter_step_check;
+ALTER TABLE pipeline_dead_letter ADD CONSTRAINT pipeline_dead_letter_step_check CHECK (step IN ('authorize', 'validate', 'map', 'apply', 'forward'));
