@@ -40,7 +40,7 @@ func init() {
 		{"xml", "sign|verify|encrypt|decrypt|validate [FLAGS] FILE", "sign, verify, encrypt, decrypt and validate XML files", cmdXML},
 		{"mapping", "test --spec FILE --message FILE | lint --spec FILE [--schemas DIR]...", "print the facts a message maps to (dry run); check a spec against the message schemas", cmdMapping},
 		{"token", "issue --key FILE --issuer URL --audience A --tenant T --subject S --role R [--purpose P] [--ttl 1h]", "print a signed token for a person (demos, tests, curl examples)", cmdToken},
-		{"osci", "inspect [--key FILE]... [--pin-env VAR] MESSAGE", "show a captured OSCI 1.2 request: order, dialog, certificates, the signature's verdict; decrypt with keys", cmdOSCI},
+		{"osci", "inspect|send|fetch|cards …", "show a captured OSCI 1.2 request (inspect); test a connection to an OSCI intermediary: store, collect, process cards", cmdOSCI},
 		{"xnachweis", "token --key FILE --issuer URL --purpose P REQUEST | request --url URL --cert C --key K ...", "seal a token for an evidence request; send one over HTTPS or XTA and check the signed answer", cmdXNachweis},
 		{"version", "", "print the version", func([]string) error { fmt.Println("parzelle", version); return nil }},
 	}

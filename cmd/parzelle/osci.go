@@ -20,11 +20,14 @@ import (
 )
 
 func cmdOSCI(args []string) error {
-	if len(args) == 0 || args[0] != "inspect" {
-		fmt.Fprintln(os.Stderr, "usage: parzelle osci inspect [--key FILE]... [--pin-env VAR] MESSAGE")
-		return exitError{2}
+	switch {
+	case len(args) > 0 && args[0] == "inspect":
+		return osciInspect(args[1:], os.Stdout)
+	case len(args) > 0 && (args[0] == "send" || args[0] == "fetch" || args[0] == "cards"):
+		return osciClient(args[0], args[1:], os.Stdout)
 	}
-	return osciInspect(args[1:], os.Stdout)
+	fmt.Fprintln(os.Stderr, "usage: parzelle osci inspect [--key FILE]... [--pin-env VAR] MESSAGE\n"+osciClientUsage)
+	return exitError{2}
 }
 
 // osciInspect is `parzelle osci inspect`: it shows a captured OSCI request
