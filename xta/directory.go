@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/parzelle/parzelle/pki"
+	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/strictyaml"
 	"github.com/parzelle/parzelle/tenant"
 )
@@ -25,6 +25,14 @@ type Entry struct {
 	Intermediary string
 	// CipherCertificate is the reader's encryption certificate (DER).
 	CipherCertificate []byte
+	// IntermediaryCipher and IntermediarySignature are the certificates
+	// (DER) of the OSCI intermediary the reader is reached through:
+	// requests are encrypted to the first, its answers must be signed
+	// with the second.
+	IntermediaryCipher, IntermediarySignature []byte
+	// Passive is set for a passive recipient (forwardDelivery); else the
+	// reader collects from a postbox (storeDelivery).
+	Passive bool
 }
 
 // Directory answers lookupService. A failing directory is reported to the
@@ -48,14 +56,20 @@ type StaticDirectory struct {
 //	  - reader: dvdv:09162000-0001
 //	    services: [http://osci.de/xmeld33/xmeld33freieSuche.wsdl]   # empty: every service
 //	    intermediary: https://osci.example.invalid/osci-manager
-//	    cipherCertificate: certs/muenchen-cipher.crt                # PEM, relative to the file
+//	    cipherCertificate: certs/muenchen-cipher.crt                # PEM or DER, relative to the file
+//	    intermediaryCipherCertificate: certs/osci-manager-cipher.cer
+//	    intermediarySignatureCertificate: certs/osci-manager-signature.cer
+//	    mode: postbox                                               # or passive
 type directoryFile struct {
 	Entries []struct {
-		Reader            string   `yaml:"reader" conf:"required"`
-		Services          []string `yaml:"services"`
-		Intermediary      string   `yaml:"intermediary"`
-		CipherCertificate string   `yaml:"cipherCertificate"`
-		Available         *bool    `yaml:"available"`
+		Reader                           string   `yaml:"reader" conf:"required"`
+		Services                         []string `yaml:"services"`
+		Intermediary                     string   `yaml:"intermediary"`
+		CipherCertificate                string   `yaml:"cipherCertificate"`
+		IntermediaryCipherCertificate    string   `yaml:"intermediaryCipherCertificate"`
+		IntermediarySignatureCertificate string   `yaml:"intermediarySignatureCertificate"`
+		Mode                             string   `yaml:"mode"`
+		Available                        *bool    `yaml:"available"`
 	} `yaml:"entries"`
 }
 
@@ -84,16 +98,33 @@ func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (E
 			continue
 		}
 		out := Entry{Known: true, Available: e.Available == nil || *e.Available, Intermediary: e.Intermediary}
-		if e.CipherCertificate != "" {
-			path := e.CipherCertificate
+		switch e.Mode {
+		case "", "postbox":
+		case "passive":
+			out.Passive = true
+		default:
+			return Entry{}, fmt.Errorf("xta: directory: reader %s: mode %q is neither postbox nor passive", reader, e.Mode)
+		}
+		for _, c := range []struct {
+			file string
+			into *[]byte
+		}{{e.CipherCertificate, &out.CipherCertificate}, {e.IntermediaryCipherCertificate, &out.IntermediaryCipher}, {e.IntermediarySignatureCertificate, &out.IntermediarySignature}} {
+			if c.file == "" {
+				continue
+			}
+			path := c.file
 			if !filepath.IsAbs(path) {
 				path = filepath.Join(filepath.Dir(d.File), path)
 			}
-			certs, err := pki.LoadCertificates(path)
+			data, err := os.ReadFile(path)
 			if err != nil {
 				return Entry{}, fmt.Errorf("xta: directory: reader %s: %w", reader, err)
 			}
-			out.CipherCertificate = certs[0].Raw
+			certs, err := keys.ParseCertificates(data, path)
+			if err != nil {
+				return Entry{}, fmt.Errorf("xta: directory: reader %s: %w", reader, err)
+			}
+			*c.into = certs[0].Raw
 		}
 		return out, nil
 	}
