@@ -365,7 +365,12 @@ func (r *byteReader) Read(p []byte) (int, error) {
 func (s *Store) handOver(ctx context.Context, tx pgx.Tx, ms []*accepted) error {
 	var jobs []river.InsertManyParams
 	var ds []Delivery
+	var fs []Forwarding
 	for _, m := range ms {
+		if m.readerTenant == "" && s.forwarder != nil {
+			fs = append(fs, Forwarding{AuthorTenant: m.AuthorTenant, Outbox: m.outbox, MessageID: m.MessageID, Reader: m.Reader, NotBefore: m.NotBefore})
+			continue
+		}
 		if m.consumed {
 			d := Delivery{ReaderTenant: m.readerTenant, Inbox: m.inbox, Reader: m.Reader, Author: m.Author,
 				MessageID: m.MessageID, MessageType: m.MessageType, Validated: m.Validated}
@@ -386,6 +391,11 @@ func (s *Store) handOver(ctx context.Context, tx pgx.Tx, ms []*accepted) error {
 	if len(ds) > 0 {
 		if err := s.consumer.Consume(ctx, tx, ds); err != nil {
 			return fmt.Errorf("msgbox: hand over to the consumer: %w", err)
+		}
+	}
+	if len(fs) > 0 {
+		if err := s.forwarder.Forward(ctx, tx, fs); err != nil {
+			return fmt.Errorf("msgbox: hand over for forwarding: %w", err)
 		}
 	}
 	return nil

@@ -75,13 +75,14 @@ const ChunkSize = 1 << 20
 
 // Store is the message boxes.
 type Store struct {
-	pool     *pgxpool.Pool
-	tenants  func() *tenant.Set
-	keyring  *sealing.Keyring
-	consumer Consumer
-	river    *river.Client[pgx.Tx]
-	log      *slog.Logger
-	now      func() time.Time
+	pool      *pgxpool.Pool
+	tenants   func() *tenant.Set
+	keyring   *sealing.Keyring
+	consumer  Consumer
+	forwarder Forwarder
+	river     *river.Client[pgx.Tx]
+	log       *slog.Logger
+	now       func() time.Time
 	// commits groups the transactions of small messages (commit.go).
 	commits committer
 }
@@ -96,12 +97,15 @@ type Config struct {
 	// Consumer, if set, takes over messages delivered to some readers
 	// (register inboxes, evidence identities).
 	Consumer Consumer
-	Log      *slog.Logger
+	// Forwarder, if set, takes over messages whose reader is hosted
+	// elsewhere (OSCI).
+	Forwarder Forwarder
+	Log       *slog.Logger
 }
 
 // New returns the message boxes.
 func New(c Config) *Store {
-	s := &Store{pool: c.Pool, tenants: c.Tenants, keyring: c.Keyring, consumer: c.Consumer, log: c.Log, now: time.Now}
+	s := &Store{pool: c.Pool, tenants: c.Tenants, keyring: c.Keyring, consumer: c.Consumer, forwarder: c.Forwarder, log: c.Log, now: time.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

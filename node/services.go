@@ -42,8 +42,11 @@ type Services struct {
 	Evidence *xnachweis.Service
 	XTA      *xta.Server
 	OSCI     *osci.Intermediary
-	Jobs     *river.Client[pgx.Tx]
-	Console  *console.Console
+	// Sender forwards messages to readers behind other OSCI
+	// intermediaries.
+	Sender  *osci.Sender
+	Jobs    *river.Client[pgx.Tx]
+	Console *console.Console
 
 	pool      *pgxpool.Pool
 	tenants   *tenant.Registry
@@ -121,8 +124,17 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	s.OSCI = &osci.Intermediary{Pool: pool, Tenants: tenants.Current, Dialogs: &osci.Dialogs{Pool: pool}, Log: log.With("service", "osci"),
 		Metrics: osci.NewMetrics(reg), Schemas: s.Schemas, Keyring: s.Keyring}
 	passive := &osci.Recipients{Intermediary: s.OSCI}
-	s.Box = msgbox.New(msgbox.Config{Pool: pool, Tenants: tenants.Current, Keyring: s.Keyring, Consumer: msgbox.Consumers{s.Pipeline, evidenceInbox, passive},
-		Log: log.With("service", "msgbox")})
+	directory := &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory}
+	s.Sender = &osci.Sender{Tenants: tenants.Current, Directory: directory, Log: log.With("service", "osci-sender")}
+	boxes := msgbox.Config{Pool: pool, Tenants: tenants.Current, Keyring: s.Keyring, Consumer: msgbox.Consumers{s.Pipeline, evidenceInbox, passive},
+		Log: log.With("service", "msgbox")}
+	if cfg.Paths.Directory != "" {
+		// Without a directory there is no route to readers elsewhere:
+		// their messages stay FORWARDING_PENDING.
+		boxes.Forwarder = s.Sender
+	}
+	s.Box = msgbox.New(boxes)
+	s.Sender.Box = s.Box
 	s.OSCI.Box = s.Box
 	s.Pipeline.Box, evidenceInbox.Box = s.Box, s.Box
 	identity := o.identity
@@ -130,7 +142,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 		identity = "https://" + cfg.Listen.Transport + "/xta/v3"
 	}
 	s.XTA = xta.NewServer(xta.Config{Pool: pool, Box: s.Box, Tenants: tenants.Current, Principal: PrincipalFrom, Schemas: s.Schemas,
-		Directory: &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory}, Log: log.With("service", "xta"), Metrics: reg, Identity: identity})
+		Directory: directory, Log: log.With("service", "xta"), Metrics: reg, Identity: identity})
 	evidenceInbox.XTA = s.XTA
 
 	workers := river.NewWorkers()
@@ -139,6 +151,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	s.Pipeline.AddWorkers(workers)
 	evidenceInbox.AddWorkers(workers)
 	passive.AddWorkers(workers)
+	s.Sender.AddWorkers(workers)
 	var err error
 	if s.Jobs, err = jobs.NewClient(pool, workers, log.With("service", "jobs")); err != nil {
 		return nil, err
@@ -146,6 +159,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	s.Box.SetJobClient(s.Jobs)
 	evidenceInbox.SetClient(s.Jobs)
 	passive.SetClient(s.Jobs)
+	s.Sender.SetClient(s.Jobs)
 	if err := s.Pipeline.SetClient(s.Jobs); err != nil {
 		return nil, err
 	}

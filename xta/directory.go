@@ -42,8 +42,9 @@ type Directory interface {
 }
 
 // StaticDirectory answers from the tenant configuration (readers hosted
-// here, available for every service) and from a YAML file of readers
-// elsewhere, read on every lookup so that edits apply at once.
+// here for XTA, available for every service) and from a YAML file of
+// readers elsewhere (and of readers hosted here for OSCI only, through
+// their intermediary), read on every lookup so that edits apply at once.
 type StaticDirectory struct {
 	Tenants func() *tenant.Set
 	// File is the directory file; empty for none.
@@ -75,15 +76,19 @@ type directoryFile struct {
 
 // Lookup implements Directory.
 func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (Entry, error) {
+	// A reader hosted here for XTA is answered from the tenants; one
+	// hosted here for other transports only (an OSCI postbox) may be
+	// reached through an intermediary the file names.
+	var hosted Entry
 	if owner := d.Tenants().Owner(reader); owner != nil {
 		for _, id := range owner.Identities {
 			if id.ID == reader {
-				return Entry{Known: true, Available: slices.Contains(id.Transports, "xta")}, nil
+				hosted = Entry{Known: true, Available: slices.Contains(id.Transports, "xta")}
 			}
 		}
 	}
-	if d.File == "" {
-		return Entry{}, nil
+	if hosted.Available || d.File == "" {
+		return hosted, nil
 	}
 	data, err := os.ReadFile(d.File)
 	if err != nil {
@@ -128,7 +133,7 @@ func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (E
 		}
 		return out, nil
 	}
-	return Entry{}, nil
+	return hosted, nil
 }
 
 func (s *Server) lookupService(ctx context.Context, c *call) error {

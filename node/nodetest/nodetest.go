@@ -57,6 +57,9 @@ type Options struct {
 	// Tokens verifies evidence requests' IssuedTokens (JWS tokens when
 	// nil).
 	Tokens xnachweis.TokenVerifier
+	// Directory is the static directory file (read at each lookup, so a
+	// test may write it once it knows the node's address).
+	Directory string
 	// Console configures the console (its session key lives in the node's
 	// directory); without users, "betrieb" and "<tenant>-admin" sign in
 	// with ConsolePassword.
@@ -135,7 +138,8 @@ func Start(t testing.TB, o Options) *Node {
 		}
 	}
 	cfg := &config.Node{Listen: config.Listen{Transport: "127.0.0.1:0", Ops: "127.0.0.1:0"}, TLS: config.TLS{Cert: n.ServerCert, Key: n.ServerKey},
-		Keys: config.Keys{Dir: filepath.Join(n.Dir, "keys")}, Console: o.Console,
+		Paths: config.Paths{Directory: o.Directory},
+		Keys:  config.Keys{Dir: filepath.Join(n.Dir, "keys")}, Console: o.Console,
 		// Benchmarks drive the node from one address far beyond a client's
 		// default share.
 		HTTP: config.HTTP{MaxConnsPerClient: 100000, RequestsPerSecond: 1e9}}

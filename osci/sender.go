@@ -1,0 +1,289 @@
+package osci
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/parzelle/parzelle/msgbox"
+	"github.com/parzelle/parzelle/tenant"
+	"github.com/parzelle/parzelle/xta"
+)
+
+// Record codes of a message forwarded over OSCI.
+const (
+	// RecordOSCIMessageID names the MessageId the reader's intermediary
+	// handed out for the delivery (before it is stored, so that a retry
+	// stores it under the same one, never twice).
+	RecordOSCIMessageID = "OSCI_MESSAGE_ID"
+)
+
+// Sender is the client role for XTA messages whose reader lives behind
+// another OSCI intermediary (a msgbox.Forwarder): each becomes an
+// osci_forward River job in the author tenant's transaction that stores
+// it. The job looks the reader up in the directory (its intermediary, the
+// intermediary's certificates, the reader's cipher certificate), and
+// stores the message in the reader's postbox there: the XTA
+// MessageMetaData as the signed custom header Id="MetaData", the content
+// signed by the author tenant's key and encrypted to the reader, the
+// request transport-encrypted to the intermediary. The author's report
+// turns green with the delivery, red with the feedback of a refusal; an
+// intermediary out of reach is retried.
+type Sender struct {
+	Box       *msgbox.Store
+	Tenants   func() *tenant.Set
+	Directory xta.Directory
+	// HTTP reaches the intermediaries (default: the system's roots, no
+	// client certificate).
+	HTTP *http.Client
+	Log  *slog.Logger
+
+	client *river.Client[pgx.Tx]
+}
+
+// AddWorkers registers the sender's worker.
+func (s *Sender) AddWorkers(w *river.Workers) { river.AddWorker(w, &ForwardWorker{Sender: s}) }
+
+// SetClient gives the sender the River client its jobs run on.
+func (s *Sender) SetClient(c *river.Client[pgx.Tx]) { s.client = c }
+
+// Forward implements msgbox.Forwarder: one job per message, scheduled for
+// its NotBefore.
+func (s *Sender) Forward(ctx context.Context, tx pgx.Tx, fs []msgbox.Forwarding) error {
+	jobs := make([]river.InsertManyParams, len(fs))
+	for i, f := range fs {
+		jobs[i] = river.InsertManyParams{Args: ForwardArgs{Tenant: f.AuthorTenant, Outbox: f.Outbox, MessageID: f.MessageID, Reader: f.Reader}}
+		if f.NotBefore != nil {
+			jobs[i].InsertOpts = &river.InsertOpts{ScheduledAt: *f.NotBefore}
+		}
+	}
+	if _, err := s.client.InsertManyTx(ctx, tx, jobs); err != nil {
+		return fmt.Errorf("osci: enqueue forwarding: %w", err)
+	}
+	return nil
+}
+
+// ForwardArgs is the River job that delivers one message over OSCI.
+type ForwardArgs struct {
+	Tenant    string `json:"tenant"`
+	Outbox    int64  `json:"outbox"`
+	MessageID string `json:"messageId"`
+	Reader    string `json:"reader"`
+}
+
+// Kind is the job kind.
+func (ForwardArgs) Kind() string { return "osci_forward" }
+
+// InsertOpts: an intermediary out of reach is tried for about a day.
+func (ForwardArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 12} }
+
+// ForwardWorker runs ForwardArgs jobs.
+type ForwardWorker struct {
+	river.WorkerDefaults[ForwardArgs]
+	Sender *Sender
+}
+
+// outgoing is a message to forward, read from the author's outbox.
+type outgoing struct {
+	msgbox.Outgoing
+	document    []byte
+	attachments []Attachment
+	osciID      string // a MessageId recorded by an earlier attempt
+}
+
+// Work delivers the message: the report turns green when the reader's
+// intermediary stored it, red when it refused it (or the directory does
+// not know how to reach the reader); other failures are retried, and
+// after the last attempt the report turns red with 9809.
+func (w *ForwardWorker) Work(ctx context.Context, job *river.Job[ForwardArgs]) error {
+	s, a := w.Sender, job.Args
+	m, err := s.load(ctx, a)
+	var be *msgbox.Error
+	switch {
+	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
+		return river.JobCancel(err)
+	case err != nil:
+		return err
+	case m.Status != msgbox.StatusOpen:
+		return nil // settled before (cancelled, or delivered by an earlier attempt)
+	}
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
+	detail, err := s.deliver(ctx, a, m)
+	var p *permanent
+	switch {
+	case err == nil:
+		now := s.Box.Now()
+		green := msgbox.StatusGreen
+		return s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Status: &green, Delivered: &now,
+			Record: msgbox.Record{At: now, Level: "info", Code: msgbox.RecordDelivered, Reason: detail}})
+	case errors.As(err, &p), job.Attempt >= job.MaxAttempts:
+		if p == nil {
+			p = &permanent{CodeForwardNotReached, fmt.Sprintf("after %d attempts: %v", job.Attempt, err)}
+		}
+		s.log().Warn("osci: forwarding failed", "tenant", a.Tenant, "message_id", a.MessageID, "reader", a.Reader, "code", string(p.code), "detail", p.detail)
+		now := s.Box.Now()
+		red := msgbox.StatusRed
+		if err := s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Status: &red,
+			Record: msgbox.Record{At: now, Level: "error", Code: msgbox.RecordFailed, Reason: fmt.Sprintf("OSCI %s %s: %s", p.code, p.code.Text("de"), p.detail)}}); err != nil {
+			return err
+		}
+		return river.JobCancel(err)
+	default:
+		s.log().Warn("osci: forwarding will be retried", "tenant", a.Tenant, "message_id", a.MessageID, "reader", a.Reader, "attempt", job.Attempt, "error", err)
+		return err
+	}
+}
+
+func (s *Sender) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// load reads the message from the author's outbox: the first part is the
+// document, the others its attachments.
+func (s *Sender) load(ctx context.Context, a ForwardArgs) (*outgoing, error) {
+	var m *outgoing
+	err := s.Box.ReadOutgoing(ctx, a.Tenant, a.Outbox, func(o *msgbox.Outgoing) error {
+		m = &outgoing{Outgoing: *o}
+		for i, p := range o.Parts {
+			var b bytes.Buffer
+			if err := o.Content(i, &b); err != nil {
+				return err
+			}
+			if i == 0 {
+				m.document = b.Bytes()
+				continue
+			}
+			id := p.Ref
+			if id == "" {
+				id = p.Filename
+			}
+			if id == "" {
+				id = fmt.Sprintf("part%d", i)
+			}
+			m.attachments = append(m.attachments, Attachment{ContentID: id, ContentType: p.ContentType, Data: b.Bytes(), Size: int64(len(b.Bytes()))})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(m.document) == 0 {
+		return nil, &permanent{CodeNoValidRequest, "the message has no content to deliver"}
+	}
+	out, err := s.Box.Report(ctx, a.Tenant, m.Author, m.MessageID)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range out.Records {
+		if r.Code == RecordOSCIMessageID {
+			m.osciID = r.Reason
+		}
+	}
+	return m, nil
+}
+
+// deliver stores the message at the reader's intermediary and returns the
+// report's text; a refusal is a *permanent with the feedback code.
+func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (string, error) {
+	e, err := s.Directory.Lookup(ctx, m.Reader, m.Service)
+	if err != nil {
+		return "", err // the directory could not be read: retry
+	}
+	if !e.Known || e.Intermediary == "" || len(e.CipherCertificate) == 0 || len(e.IntermediaryCipher) == 0 || len(e.IntermediarySignature) == 0 {
+		return "", &permanent{CodeForwardNotReached, fmt.Sprintf("the directory names no OSCI intermediary with its certificates and no cipher certificate for the reader %s", m.Reader)}
+	}
+	if e.Passive {
+		return "", &permanent{CodeForwardNotReached, fmt.Sprintf("the reader %s is a passive recipient; forwardDelivery is not built yet", m.Reader)}
+	}
+	t := s.Tenants().Tenant(a.Tenant)
+	if t == nil || t.SigningKey() == nil || len(t.DecryptionKeys()) == 0 {
+		return "", &permanent{CodeOrderInternal, fmt.Sprintf("tenant %s needs a signing and a decryption key (keys.signing, keys.decryption) to send over OSCI", a.Tenant)}
+	}
+	var certs [3]*x509.Certificate
+	for i, der := range [][]byte{e.CipherCertificate, e.IntermediaryCipher, e.IntermediarySignature} {
+		if certs[i], err = x509.ParseCertificate(der); err != nil {
+			return "", &permanent{CodeForwardNotReached, fmt.Sprintf("a certificate of the directory entry for %s: %v", m.Reader, err)}
+		}
+	}
+	reader := certs[0]
+	c := &Client{URL: e.Intermediary, HTTP: s.HTTP, IntermediaryCipher: certs[1], IntermediarySignature: certs[2], Signer: t.SigningKey(), Cipher: t.DecryptionKeys()[0]}
+	sess, err := c.Open(ctx)
+	if err != nil {
+		return "", clientFailure(err)
+	}
+	defer func() { _ = sess.Close(ctx) }()
+	id, reused := m.osciID, m.osciID != ""
+	if !reused {
+		if id, err = sess.MessageID(ctx); err != nil {
+			return "", clientFailure(err)
+		}
+		// Recorded before the delivery: a retry after a crash stores it
+		// under the same MessageId, which the intermediary refuses the
+		// second time (9801), so it is never stored twice.
+		if err := s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Record: msgbox.Record{At: s.Box.Now(), Level: "info", Code: RecordOSCIMessageID, Reason: id}}); err != nil {
+			return "", err
+		}
+	}
+	content, atts, err := SealContent(m.document, m.attachments, t.SigningKey(), []*x509.Certificate{reader})
+	if err != nil {
+		return "", &permanent{CodeOrderInternal, err.Error()}
+	}
+	ans, err := sess.Store(ctx, Outgoing{MessageID: id, Subject: m.MessageID, Reader: reader, CustomHeaders: []string{metaDataHeader(m.Metadata)},
+		Content: content, Attachments: atts})
+	switch {
+	case err != nil:
+		return "", clientFailure(err)
+	case reused && ans.Has(CodeIllegalMessageID):
+		return fmt.Sprintf("Über OSCI an %s zugestellt (MessageId %s, bei einem früheren Versuch)", e.Intermediary, id), nil
+	case !ans.OK():
+		return "", &permanent{ans.Feedback[0], ans.describe()}
+	}
+	return fmt.Sprintf("Über OSCI an %s in das Postfach von %s zugestellt (MessageId %s, %s)", e.Intermediary, m.Reader, id, ans.describe()), nil
+}
+
+// clientFailure sorts a client error: a refusal the intermediary answered
+// with an OSCI code is permanent, the rest (no connection, no OSCI
+// answer) worth a retry.
+func clientFailure(err error) error {
+	var oe *Error
+	if errors.As(err, &oe) && oe.Code != CodeInternal {
+		return &permanent{oe.Code, oe.Detail}
+	}
+	return err
+}
+
+// metaDataHeader is the XTA MessageMetaData as OSCI's custom header: the
+// stored element with Id="MetaData".
+func metaDataHeader(metadata string) string {
+	start := strings.IndexByte(metadata, '<')
+	end := strings.IndexByte(metadata, '>')
+	if start < 0 || end < start {
+		return metadata
+	}
+	tag := metadata[start:end]
+	if strings.Contains(tag, ` Id="`) {
+		return metadata
+	}
+	name := strings.IndexAny(tag, " \t\r\n/")
+	if name < 0 {
+		name = len(tag)
+	}
+	at := start + name
+	return metadata[:at] + ` Id="MetaData"` + metadata[at:]
+}
+
+// forwardTimeout bounds one delivery attempt.
+const forwardTimeout = 5 * time.Minute

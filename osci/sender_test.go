@@ -1,0 +1,142 @@
+package osci_test
+
+import (
+	"bytes"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/msgbox"
+	"github.com/parzelle/parzelle/node/nodetest"
+	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/osci/oscitest"
+	"github.com/parzelle/parzelle/xta"
+)
+
+// authorTenant is a Fachverfahren's tenant that sends over XTA, with the
+// demo PKI's alice keys for OSCI (%[1]s is the demo PKI's directory).
+const authorTenant = `id: koeln
+name: Fachverfahren Köln
+identities:
+  - {id: "ags:05315000", type: xoev, category: Meldebehörde, transports: [xta]}
+clients:
+  - {name: fachverfahren, subject: "CN=fachverfahren,OU=Fachverfahren,O=Parzelle Demo", identities: ["ags:05315000"]}
+trust:
+  clientCAs: ["{{CA}}"]
+keys:
+  signing: [{pkcs12: %[1]s/alice_signature_4096.p12, passwordFile: "{{DIR}}/pin"}]
+  decryption: [{pkcs12: %[1]s/alice_cipher_4096.p12, passwordFile: "{{DIR}}/pin"}]
+`
+
+// TestSenderXTAToOSCI: a Fachverfahren sends an XTA message to osci:bob,
+// a reader this node does not host for XTA: the directory names his OSCI
+// intermediary (here the node's own bremen tenant, reached over HTTPS
+// like any other), and the message is stored in bob's postbox there —
+// the XTA MessageMetaData as the custom header Id="MetaData", the content
+// signed by the author tenant (alice's key) and encrypted to bob, the
+// attachment with it. The author's report turns green, naming the OSCI
+// MessageId. bob collects it with the client role and opens it. A reader
+// the directory cannot place turns the report red (9809).
+func TestSenderXTAToOSCI(t *testing.T) {
+	ctx := t.Context()
+	certs := oscitest.Certs
+	dir := t.TempDir()
+	directory := filepath.Join(dir, "directory.yaml")
+	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(intermediaryTenant, certs), "koeln": fmt.Sprintf(authorTenant, certs)},
+		Files: map[string][]byte{"pin": []byte("123456\n")}, Clients: []string{"osci-client", "fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
+	n.Sender.HTTP = n.HTTP("osci-client")
+	err := os.WriteFile(directory, []byte(`entries:
+  - reader: osci:bob
+    intermediary: `+n.Base+`/osci
+    cipherCertificate: `+certs+`/bob_cipher_4096.cer
+    intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
+    intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender := n.XTAClient("fachverfahren", "ags:05315000")
+	doc := []byte(`<nachricht xmlns="urn:test">Hallo bob</nachricht>`)
+	send := func(reader string, attachments ...xta.OutgoingContent) string {
+		t.Helper()
+		id, err := sender.CreateMessageID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = sender.Send(ctx, &xta.OutgoingMessage{MessageID: id, Author: xta.Party{ID: "ags:05315000"}, Reader: xta.Party{ID: reader},
+			Service: "urn:test:service", BusinessScenario: "XMELD_DATA", MessageType: "nachricht", MessageTypeSchema: "urn:test",
+			Message:     xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: "nachricht.xml", Data: bytes.NewReader(doc), Size: int64(len(doc))},
+			Attachments: attachments})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	id := send("osci:bob", xta.OutgoingContent{ContentType: "text/plain", Filename: "anlage.txt", ID: "anlage.txt", Data: strings.NewReader("Anlage"), Size: 6})
+	out := waitForStatus(t, n, "ags:05315000", id)
+	if out.Status != msgbox.StatusGreen || !strings.Contains(records(out), "Über OSCI an "+n.Base+"/osci in das Postfach von osci:bob zugestellt") {
+		t.Fatalf("the author's report: status %d\n%s", out.Status, records(out))
+	}
+
+	bob := &osci.Client{URL: n.Base + "/osci", HTTP: n.HTTP("osci-client"),
+		IntermediaryCipher: oscitest.Certificate(t, "osci_manager_cipher_4096"), IntermediarySignature: oscitest.Certificate(t, "osci_manager_signature_4096"),
+		Signer: oscitest.Key(t, "bob_signature_4096"), Cipher: oscitest.Key(t, "bob_cipher_4096")}
+	s, err := bob.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := s.Fetch(ctx, "")
+	if err != nil || a == nil {
+		t.Fatalf("bob's fetch: %v %v", a, err)
+	}
+	content, err := osci.OpenContent(a, []*keys.KeyPair{bob.Cipher}, keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "alice_signature_4096")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := a.Envelope.Root.FindAll(osci.XTAMetaNamespace, "MessageMetaData")
+	if string(content.Document) != string(doc) || len(meta) != 1 || a.MIME.Part("anlage.txt") == nil || string(a.MIME.Part("anlage.txt").Body) != "Anlage" {
+		t.Errorf("bob got %q, %d MessageMetaData, attachment %v", content.Document, len(meta), a.MIME.Part("anlage.txt"))
+	}
+	if id, _ := meta[0].Attribute("Id"); id != "MetaData" {
+		t.Errorf("the MessageMetaData header's Id is %q", id)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A reader the directory does not know how to reach.
+	lost := send("osci:unbekannt")
+	if out := waitForStatus(t, n, "ags:05315000", lost); out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9809") {
+		t.Errorf("the lost message's report: status %d\n%s", out.Status, records(out))
+	}
+}
+
+// waitForStatus waits until a message's report is settled (a minute at
+// most).
+func waitForStatus(t *testing.T, n *nodetest.Node, account, messageID string) *msgbox.Outbox {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := n.Box.Report(t.Context(), "koeln", account, messageID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Status != msgbox.StatusOpen || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func records(out *msgbox.Outbox) string {
+	var b strings.Builder
+	for _, r := range out.Records {
+		b.WriteString(r.Level + " " + r.Code + " " + r.Reason + "\n")
+	}
+	return b.String()
+}
