@@ -26,6 +26,8 @@ type Node struct {
 	HTTP     HTTP     `yaml:"http"`
 	// Retention bounds how long the node keeps what it no longer needs.
 	Retention Retention `yaml:"retention"`
+	// OSCI is how the node reaches other OSCI intermediaries as a client.
+	OSCI OSCIClient `yaml:"osci"`
 	// TenantReload is how often the tenant directory is checked for changes
 	// (SIGHUP checks at once). Default 2s.
 	TenantReload time.Duration `yaml:"tenantReload"`
@@ -47,6 +49,16 @@ type Listen struct {
 type TLS struct {
 	Cert string `yaml:"cert" conf:"required"`
 	Key  string `yaml:"key" conf:"required"`
+}
+
+// OSCIClient is the node's TLS identity towards other OSCI intermediaries
+// (another Parzelle node asks for a client certificate its tenant's
+// trust.clientCAs accepts) and the roots their server certificates must
+// chain to (default: the system's). Files are PEM.
+type OSCIClient struct {
+	ClientCert string `yaml:"clientCert"`
+	ClientKey  string `yaml:"clientKey"`
+	ServerCA   string `yaml:"serverCA"`
 }
 
 // Database says where the data lives. The DATABASE_URL environment variable
@@ -213,7 +225,8 @@ func Load(path string) (*Node, error) {
 		n.Database.URL = v
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&n.TLS.Cert, &n.TLS.Key, &n.Database.Embedded, &n.Keys.Dir, &n.Paths.Tenants, &n.Paths.Directory, &n.Console.SessionKey} {
+	for _, p := range []*string{&n.TLS.Cert, &n.TLS.Key, &n.Database.Embedded, &n.Keys.Dir, &n.Paths.Tenants, &n.Paths.Directory, &n.Console.SessionKey,
+		&n.OSCI.ClientCert, &n.OSCI.ClientKey, &n.OSCI.ServerCA} {
 		*p = resolve(base, *p)
 	}
 	for i := range n.Paths.Schemas {
@@ -236,6 +249,9 @@ func (n *Node) check(pos *strictyaml.Positions) {
 	}
 	if n.Database.MaxConns < 0 {
 		pos.Errorf("database.maxConns", "must not be negative")
+	}
+	if (n.OSCI.ClientCert == "") != (n.OSCI.ClientKey == "") {
+		pos.Errorf("osci", "clientCert and clientKey go together")
 	}
 	if n.Keys.Provider != "" && n.Keys.Provider != "file" {
 		pos.Errorf("keys.provider", "unknown key provider %q (known: file)", n.Keys.Provider)

@@ -58,6 +58,8 @@ log:
 tenantReload: -1s
 retention:
   deadLetters: 12h
+osci:
+  clientCert: osci-client.crt
 `
 	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
@@ -75,7 +77,8 @@ node.yaml:6: keys.provider: unknown key provider "vault" (known: file)
 node.yaml:11: log.format: want text or json, got "xml"
 node.yaml:12: log.level: want debug, info, warn or error, got "loud"
 node.yaml:13: tenantReload: must not be negative
-node.yaml:15: retention.deadLetters: give at least a day (1d): operators need the time to look at what they resolved`
+node.yaml:15: retention.deadLetters: give at least a day (1d): operators need the time to look at what they resolved
+node.yaml:17: osci: clientCert and clientKey go together`
 	if got != want {
 		t.Errorf("errors differ\ngot:\n%s\nwant:\n%s", got, want)
 	}

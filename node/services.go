@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/osci"
+	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/sealing"
 	"github.com/parzelle/parzelle/tenant"
@@ -125,7 +129,11 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 		Metrics: osci.NewMetrics(reg), Schemas: s.Schemas, Keyring: s.Keyring}
 	passive := &osci.Recipients{Intermediary: s.OSCI}
 	directory := &xta.StaticDirectory{Tenants: tenants.Current, File: cfg.Paths.Directory}
-	s.Sender = &osci.Sender{Tenants: tenants.Current, Directory: directory, Log: log.With("service", "osci-sender")}
+	senderHTTP, err := osciClientHTTP(cfg.OSCI)
+	if err != nil {
+		return nil, err
+	}
+	s.Sender = &osci.Sender{Tenants: tenants.Current, Directory: directory, HTTP: senderHTTP, Log: log.With("service", "osci-sender")}
 	boxes := msgbox.Config{Pool: pool, Tenants: tenants.Current, Keyring: s.Keyring, Consumer: msgbox.Consumers{s.Pipeline, evidenceInbox, passive},
 		Log: log.With("service", "msgbox")}
 	if cfg.Paths.Directory != "" {
@@ -152,7 +160,6 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	evidenceInbox.AddWorkers(workers)
 	passive.AddWorkers(workers)
 	s.Sender.AddWorkers(workers)
-	var err error
 	if s.Jobs, err = jobs.NewClient(pool, workers, log.With("service", "jobs")); err != nil {
 		return nil, err
 	}
@@ -252,4 +259,30 @@ func every(ctx context.Context, interval time.Duration, fn func(context.Context)
 		case <-time.After(interval):
 		}
 	}
+}
+
+// osciClientHTTP is the HTTP client the node reaches other OSCI
+// intermediaries with: its client certificate and the roots of their
+// server certificates from the config (osci:), else none and the
+// system's.
+func osciClientHTTP(c config.OSCIClient) (*http.Client, error) {
+	tcfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.ClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("osci.clientCert: %w", err)
+		}
+		tcfg.Certificates = []tls.Certificate{cert}
+	}
+	if c.ServerCA != "" {
+		cas, err := pki.LoadCertificates(c.ServerCA)
+		if err != nil {
+			return nil, fmt.Errorf("osci.serverCA: %w", err)
+		}
+		tcfg.RootCAs = x509.NewCertPool()
+		for _, ca := range cas {
+			tcfg.RootCAs.AddCert(ca)
+		}
+	}
+	return &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: tcfg}}, nil
 }
