@@ -2,6 +2,7 @@ package osci
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -453,7 +454,7 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	if req.MetaData != nil {
 		m.Metadata = string(canonical(req.MetaData))
 	}
-	if _, ok := box.Tenant.Inbox(box.Identity.ID); ok {
+	if xtaBound(box) {
 		if err := forRegister(req, box, m, in.Schemas, now); err != nil {
 			return nil, err
 		}
@@ -516,8 +517,29 @@ func passiveAddress(req *Request, box tenant.Postbox) (string, error) {
 	return url, nil
 }
 
-// forRegister makes a delivery to a register inbox the message the
-// register pipeline applies, as if it had come over XTA: the XTA
+// xtaBound reports whether deliveries to the postbox become XTA
+// messages of its identity: a register inbox, or an XTA account reachable
+// over OSCI too, whose cipher certificate is one of the tenant's
+// decryption keys (the node reads what comes to it; else the identity's
+// owner collects the deliveries over OSCI with its own key).
+func xtaBound(box tenant.Postbox) bool {
+	if _, ok := box.Tenant.Inbox(box.Identity.ID); ok {
+		return true
+	}
+	if !slices.Contains(box.Identity.Transports, "xta") {
+		return false
+	}
+	for _, kp := range box.Tenant.DecryptionKeys() {
+		if c := box.Identity.OSCI.Cipher(); c != nil && bytes.Equal(kp.Certificate().Raw, c.Raw) {
+			return true
+		}
+	}
+	return false
+}
+
+// forRegister makes a delivery to a register inbox (or an XTA account,
+// xtaBound) the message the register pipeline applies (or the account
+// fetches over XTA), as if it had come over XTA: the XTA
 // MessageMetaData header names its author (whom the signer must be
 // trusted for, through the tenant's keys.trust), reader, service and
 // message type; the content, encrypted to the tenant's decryption key,
@@ -541,12 +563,17 @@ func forRegister(req *Request, box tenant.Postbox, m *msgbox.Message, schemas *x
 	if _, err := trust.Verify(req.Signer(), nil, now); err != nil {
 		return refuse(CodeClientSignerBad, "the client's signature certificate %q is not trusted for the author %s here: %v", req.Signer().Subject, meta.Author, err)
 	}
-	doc, err := registerContent(req, box.Tenant.DecryptionKeys(), trust, now)
+	doc, attachments, err := registerContent(req, box.Tenant.DecryptionKeys(), trust, now)
 	if err != nil {
 		return err
 	}
 	m.Account, m.Author = m.Author, meta.Author
 	m.Service, m.BusinessScenario, m.MessageType = meta.Service, meta.BusinessScenario, meta.MessageType
+	if _, register := box.Tenant.Inbox(box.Identity.ID); !register && meta.MessageID != "" {
+		// An XTA account knows the message by its XTA MessageID (fetch,
+		// close, report); the same message sent twice is refused (9801).
+		m.MessageID = meta.MessageID
+	}
 	m.Records = append(m.Records, msgbox.Record{At: now, Level: "info", Code: msgbox.RecordAccepted,
 		Reason: fmt.Sprintf("Inhalt für den Registerposteingang entschlüsselt; Autor %s (Signatur des OSCI-Clients vertrauenswürdig)", meta.Author)})
 	check, err := msgbox.CheckSchema(schemas, box.Tenant.Schemas, doc)
@@ -567,36 +594,36 @@ func forRegister(req *Request, box tenant.Postbox, m *msgbox.Message, schemas *x
 		m.Validated = true
 		m.Records = append(m.Records, msgbox.Record{At: now, Level: "info", Code: msgbox.RecordValidated, Reason: fmt.Sprintf("Inhalt gegen das Schema %s geprüft", check.Set)})
 	}
-	m.Parts = []msgbox.Part{{ContentType: "text/xml", Data: doc, Size: int64(len(doc))}}
+	m.Parts = append([]msgbox.Part{{ContentType: "text/xml", Data: doc, Size: int64(len(doc))}}, attachments...)
 	return nil
 }
 
 // registerContent reads the process message from a delivery's content
 // package: one ContentContainer, plain or encrypted to one of the keys,
 // whose signatures must verify against the author's trust.
-func registerContent(req *Request, pairs []*keys.KeyPair, trust *keys.TrustStore, now time.Time) ([]byte, error) {
+func registerContent(req *Request, pairs []*keys.KeyPair, trust *keys.TrustStore, now time.Time) ([]byte, []msgbox.Part, error) {
 	pkg := req.Body.Child(Namespace, "ContentPackage")
 	if len(pkg.Children) != 1 {
-		return nil, refuse(CodeNoValidRequest, "a delivery to a register inbox holds one content container, not %d", len(pkg.Children))
+		return nil, nil, refuse(CodeNoValidRequest, "a delivery to a register inbox holds one content container, not %d", len(pkg.Children))
 	}
 	container, doc := pkg.Children[0], req.Envelope
 	if container.Name.Space == xmlenc.Namespace && container.Name.Local == "EncryptedData" {
 		res, err := xmlenc.Decrypt(container, xmlenc.DecryptOptions{Keys: pairs, Resolve: req.MIME.Resolve})
 		if err != nil {
-			return nil, refuse(CodeNoValidRequest, "the content is not encrypted to the register inbox's cipher certificate, or does not decrypt: %v", err)
+			return nil, nil, refuse(CodeNoValidRequest, "the content is not encrypted to the register inbox's cipher certificate, or does not decrypt: %v", err)
 		}
 		if doc, err = xmldsig.ParseDocument(bytes.NewReader(res.Plaintext)); err != nil {
-			return nil, refuse(CodeNoValidRequest, "the decrypted content is no XML a hardened parser takes: %v", err)
+			return nil, nil, refuse(CodeNoValidRequest, "the decrypted content is no XML a hardened parser takes: %v", err)
 		}
 		container = doc.Root
 	}
 	if container.Name.Space != Namespace || container.Name.Local != "ContentContainer" {
-		return nil, refuse(CodeNoValidRequest, "the content package holds <%s>, not a ContentContainer", container.Name.Local)
+		return nil, nil, refuse(CodeNoValidRequest, "the content package holds <%s>, not a ContentContainer", container.Name.Local)
 	}
 	for _, sig := range container.ChildrenNamed(xmldsig.Namespace, "Signature") {
 		v := &xmldsig.Verifier{Trust: trust, At: now, Resolve: req.MIME.Resolve}
 		if _, err := v.Verify(doc, sig); err != nil {
-			return nil, refuse(CodeSignatureInvalid, "the author's signature over the content container: %v", err)
+			return nil, nil, refuse(CodeSignatureInvalid, "the author's signature over the content container: %v", err)
 		}
 	}
 	var b64 *xmlsafe.Element
@@ -604,13 +631,32 @@ func registerContent(req *Request, pairs []*keys.KeyPair, trust *keys.TrustStore
 		b64 = c.Child(Namespace, "Base64Content")
 	}
 	if b64 == nil {
-		return nil, refuse(CodeNoValidRequest, "the content container's first Content holds no Base64Content (the process message)")
+		return nil, nil, refuse(CodeNoValidRequest, "the content container's first Content holds no Base64Content (the process message)")
 	}
 	data, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(b64.Text), ""))
 	if err != nil || len(data) == 0 {
-		return nil, refuse(CodeNoValidRequest, "the Base64Content is no base64 or empty")
+		return nil, nil, refuse(CodeNoValidRequest, "the Base64Content is no base64 or empty")
 	}
-	return data, nil
+	// The other contents that name an attachment (href="cid:…") are the
+	// message's attachments, as received.
+	var parts []msgbox.Part
+	for _, c := range container.ChildrenNamed(Namespace, "Content")[1:] {
+		href, _ := c.Attribute("href")
+		if !strings.HasPrefix(href, "cid:") {
+			continue
+		}
+		p, err := req.MIME.partOf(href)
+		if err != nil {
+			return nil, nil, refuse(CodeNoValidRequest, "the content names %s, which the message does not carry", href)
+		}
+		part := msgbox.Part{Attachment: true, ContentType: cmp.Or(p.Header.Get("Content-Type"), "application/octet-stream"), Filename: p.ContentID, Ref: p.ContentID,
+			Data: p.Body, Size: int64(len(p.Body))}
+		if p.streamed {
+			part.Data, part.Size, part.Open = nil, p.Size, func() (io.Reader, error) { return req.MIME.Open(p) }
+		}
+		parts = append(parts, part)
+	}
+	return data, parts, nil
 }
 
 // expiredCodes are the 37xx warnings for a delivery's certificates

@@ -140,3 +140,81 @@ func records(out *msgbox.Outbox) string {
 	}
 	return b.String()
 }
+
+// receiverTenant is node B's tenant: the intermediary (the demo PKI's
+// OSCI-Manager keys) of the XTA account ags:04011000, reachable over OSCI
+// (its cipher certificate is the tenant's decryption key), which trusts
+// alice's signature for the author ags:05315000 on node A.
+const receiverTenant = `id: bremen
+name: Fachverfahren Bremen und sein OSCI-Intermediär
+identities:
+  - id: "ags:04011000"
+    type: xoev
+    category: Meldebehörde
+    transports: [xta, osci]
+    osci: {cipherCertificate: %[1]s/osci_manager_cipher_4096.cer, signatureCertificate: %[1]s/osci_manager_signature_4096.cer}
+clients:
+  - {name: fachverfahren, subject: "CN=fachverfahren-b,OU=Fachverfahren,O=Parzelle Demo", identities: ["ags:04011000"]}
+trust:
+  clientCAs: ["{{CA}}"]
+keys:
+  trust:
+    counterparts: [{identity: "ags:05315000", signers: [%[1]s/alice_signature_4096.cer]}]
+  signing: [{pkcs12: %[1]s/osci_manager_signature_4096.p12, passwordFile: "{{DIR}}/pin"}]
+  decryption: [{pkcs12: %[1]s/osci_manager_cipher_4096.p12, passwordFile: "{{DIR}}/pin"}]
+`
+
+// TestTwoNodesXTAOverOSCI: two nodes, two databases, two PKIs. An XTA
+// sendMessage on node A from ags:05315000 to ags:04011000, whom A's
+// directory places behind node B's intermediary, arrives in B's XTA
+// message box over OSCI (A presents a client certificate of B's CA):
+// B's Fachverfahren lists and fetches it over XTA, document and
+// attachment as sent; A's transport report is green.
+func TestTwoNodesXTAOverOSCI(t *testing.T) {
+	ctx := t.Context()
+	certs := oscitest.Certs
+	files := map[string][]byte{"pin": []byte("123456\n")}
+	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(receiverTenant, certs)}, Files: files,
+		Clients: []string{"osci-node-a", "fachverfahren-b"}, Schemas: osciSchemas(t)})
+	directory := filepath.Join(t.TempDir(), "directory.yaml")
+	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files,
+		Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
+	a.Sender.HTTP = b.HTTP("osci-node-a")
+	err := os.WriteFile(directory, []byte(`entries:
+  - reader: "ags:04011000"
+    intermediary: `+b.Base+`/osci
+    cipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
+    intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
+    intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender := a.XTAClient("fachverfahren", "ags:05315000")
+	id, err := sender.CreateMessageID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte(`<nachricht xmlns="urn:test">von Köln nach Bremen</nachricht>`)
+	err = sender.Send(ctx, &xta.OutgoingMessage{MessageID: id, Author: xta.Party{ID: "ags:05315000"}, Reader: xta.Party{ID: "ags:04011000"},
+		Service: "urn:test:service", BusinessScenario: "XMELD_DATA", MessageType: "nachricht", MessageTypeSchema: "urn:test",
+		Message:     xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: "nachricht.xml", Data: bytes.NewReader(doc), Size: int64(len(doc))},
+		Attachments: []xta.OutgoingContent{{ContentType: "text/plain", Filename: "anlage.txt", ID: "anlage.txt", Data: strings.NewReader("Anlage"), Size: 6}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := waitForStatus(t, a, "ags:05315000", id); out.Status != msgbox.StatusGreen {
+		t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
+	}
+	reader := b.XTAClient("fachverfahren-b", "ags:04011000")
+	got, err := reader.GetMessage(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Contents) != 2 || string(got.Contents[0].Data) != string(doc) || string(got.Contents[1].Data) != "Anlage" {
+		t.Fatalf("B's reader fetched %d contents: %+v", len(got.Contents), got.Contents)
+	}
+	if err := reader.Close(ctx, got.MessageID); err != nil {
+		t.Fatal(err)
+	}
+}
