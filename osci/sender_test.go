@@ -169,7 +169,11 @@ keys:
 // directory places behind node B's intermediary, arrives in B's XTA
 // message box over OSCI (A presents a client certificate of B's CA):
 // B's Fachverfahren lists and fetches it over XTA, document and
-// attachment as sent; A's transport report is green.
+// attachment as sent; A's transport report is green. While the directory
+// still points where B is not, the job retries; once it points to B the
+// message arrives, once. A message B refuses for good (its author's
+// signer is not trusted there: 9700) turns A's report red naming the
+// code.
 func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	ctx := t.Context()
 	certs := oscitest.Certs
@@ -177,32 +181,52 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(receiverTenant, certs)}, Files: files,
 		Clients: []string{"osci-node-a", "fachverfahren-b"}, Schemas: osciSchemas(t)})
 	directory := filepath.Join(t.TempDir(), "directory.yaml")
-	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files,
-		Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
+	muenster := strings.NewReplacer("id: koeln", "id: muenster", "ags:05315000", "ags:05515000", "CN=fachverfahren,", "CN=fachverfahren-ms,", "alice_", "bob_").
+		Replace(fmt.Sprintf(authorTenant, certs))
+	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs), "muenster": muenster}, Files: files,
+		Clients: []string{"fachverfahren", "fachverfahren-ms"}, Directory: directory, Schemas: osciSchemas(t)})
 	a.Sender.HTTP = b.HTTP("osci-node-a")
-	err := os.WriteFile(directory, []byte(`entries:
+	route := func(url string) {
+		err := os.WriteFile(directory, []byte(`entries:
   - reader: "ags:04011000"
-    intermediary: `+b.Base+`/osci
+    intermediary: `+url+`
     cipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
     intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
     intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
 `), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sender := a.XTAClient("fachverfahren", "ags:05315000")
-	id, err := sender.CreateMessageID(ctx)
-	if err != nil {
-		t.Fatal(err)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	doc := []byte(`<nachricht xmlns="urn:test">von Köln nach Bremen</nachricht>`)
-	err = sender.Send(ctx, &xta.OutgoingMessage{MessageID: id, Author: xta.Party{ID: "ags:05315000"}, Reader: xta.Party{ID: "ags:04011000"},
-		Service: "urn:test:service", BusinessScenario: "XMELD_DATA", MessageType: "nachricht", MessageTypeSchema: "urn:test",
-		Message:     xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: "nachricht.xml", Data: bytes.NewReader(doc), Size: int64(len(doc))},
-		Attachments: []xta.OutgoingContent{{ContentType: "text/plain", Filename: "anlage.txt", ID: "anlage.txt", Data: strings.NewReader("Anlage"), Size: 6}}})
-	if err != nil {
-		t.Fatal(err)
+	send := func(cn, author string) string {
+		t.Helper()
+		sender := a.XTAClient(cn, author)
+		id, err := sender.CreateMessageID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = sender.Send(ctx, &xta.OutgoingMessage{MessageID: id, Author: xta.Party{ID: author}, Reader: xta.Party{ID: "ags:04011000"},
+			Service: "urn:test:service", BusinessScenario: "XMELD_DATA", MessageType: "nachricht", MessageTypeSchema: "urn:test",
+			Message:     xta.OutgoingContent{ContentType: "text/xml", Encoding: "UTF-8", Filename: "nachricht.xml", Data: bytes.NewReader(doc), Size: int64(len(doc))},
+			Attachments: []xta.OutgoingContent{{ContentType: "text/plain", Filename: "anlage.txt", ID: "anlage.txt", Data: strings.NewReader("Anlage"), Size: 6}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
 	}
+	// B is not where the directory says: the first attempt fails and is
+	// retried; then the directory points to B.
+	route("https://127.0.0.1:1/osci")
+	id := send("fachverfahren", "ags:05315000")
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(jobErrors(t, a), "127.0.0.1:1") {
+		if time.Now().After(deadline) {
+			t.Fatal("no failed attempt against the unreachable address")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	route(b.Base + "/osci")
 	if out := waitForStatus(t, a, "ags:05315000", id); out.Status != msgbox.StatusGreen {
 		t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
 	}
@@ -211,10 +235,45 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Contents) != 2 || string(got.Contents[0].Data) != string(doc) || string(got.Contents[1].Data) != "Anlage" {
-		t.Fatalf("B's reader fetched %d contents: %+v", len(got.Contents), got.Contents)
+	if got.MessageID != id || len(got.Contents) != 2 || string(got.Contents[0].Data) != string(doc) || string(got.Contents[1].Data) != "Anlage" {
+		t.Fatalf("B's reader fetched %s with %d contents: %+v", got.MessageID, len(got.Contents), got.Contents)
 	}
 	if err := reader.Close(ctx, got.MessageID); err != nil {
 		t.Fatal(err)
 	}
+	if next, err := reader.GetMessage(ctx, ""); err == nil {
+		t.Errorf("a second message arrived at B: %s", next.MessageID)
+	}
+
+	// B refuses for good what muenster's signer sends (not trusted for
+	// ags:05515000 there): red, with the code.
+	refused := send("fachverfahren-ms", "ags:05515000")
+	deadline = time.Now().Add(time.Minute)
+	for {
+		out, err := a.Box.Report(ctx, "muenster", "ags:05515000", refused)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Status != msgbox.StatusOpen {
+			if out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9700") {
+				t.Errorf("the refused message's report: status %d\n%s", out.Status, records(out))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the refused message's report stayed open")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// jobErrors are the errors River recorded for the node's osci_forward
+// jobs.
+func jobErrors(t *testing.T, n *nodetest.Node) string {
+	var errs string
+	err := n.Pool.QueryRow(t.Context(), `SELECT coalesce(string_agg(errors::text, ' '), '') FROM river_job WHERE kind = 'osci_forward'`).Scan(&errs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return errs
 }
