@@ -102,6 +102,7 @@ bench-console: build
 bench-osci: build
 	GOGC=$${GOGC:-400} $(BIN) pg temp -- $(GO) test ./osci -run '^$$' -bench BenchmarkStoreDelivery -benchtime 1x
 	$(BIN) pg temp -- $(GO) test ./osci -run '^$$' -bench BenchmarkPartialDelivery -benchtime 1x
+	$(BIN) pg temp -- $(GO) test ./osci -run '^$$' -bench BenchmarkTwoNodes -benchtime 1x
 
 # The fault suite, full form: a real node (a subprocess) on its own
 # PostgreSQL under XTA load into a register inbox, through kill -9 of the

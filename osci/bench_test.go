@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/osci/oscitest"
@@ -299,4 +300,70 @@ func procStatusKB(tb testing.TB, field string) int64 {
 	}
 	tb.Fatalf("no %s in /proc/self/status", field)
 	return 0
+}
+
+// BenchmarkTwoNodes prints what `make bench-osci` reports for the client
+// role: XTA messages (10 KB) sent by 16 concurrent Fachverfahren clients
+// on node A to a reader behind node B's intermediary, end to end (until
+// every transport report on A is green: each message an OSCI dialog with
+// initDialog, getMessageId, storeDelivery and exitDialog, signed and
+// encrypted both ways, RSA-4096 demo keys), beside the rate of the same
+// messages delivered locally on A in the same run. Both nodes share the
+// process and its cores. OSCI_BENCH_N (200) sizes it.
+func BenchmarkTwoNodes(b *testing.B) {
+	n, clients := nodetest.EnvInt(b, "OSCI_BENCH_N", 200), 16
+	certs := oscitest.Certs
+	files := map[string][]byte{"pin": []byte("123456\n")}
+	nb := nodetest.Start(b, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(receiverTenant, certs)}, Files: files, Clients: []string{"osci-node-a"}})
+	directory := filepath.Join(b.TempDir(), "directory.yaml")
+	na := nodetest.Start(b, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files, Clients: []string{"fachverfahren"}, Directory: directory})
+	na.Sender.HTTP = nb.HTTP("osci-node-a")
+	if err := os.WriteFile(directory, []byte(`entries:
+  - reader: "ags:04011000"
+    intermediary: `+nb.Base+`/osci
+    cipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
+    intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
+    intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
+`), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	doc := []byte(`<nachricht xmlns="urn:test">` + strings.Repeat("Meldedaten ", 10<<10/11) + `</nachricht>`)
+	run := func(reader string) (float64, time.Duration) {
+		ids := make([]string, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for w := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := na.XTAClient("fachverfahren", "ags:05315000")
+				for i := w; i < n; i += clients {
+					id, err := na.Send(b.Context(), c, "ags:05315000", reader, "nachricht", "urn:test", doc)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					ids[i] = id
+				}
+			}()
+		}
+		wg.Wait()
+		statuses := na.Settle(b, 10*time.Minute, ids...)
+		elapsed := time.Since(start)
+		for id, st := range statuses {
+			if st != msgbox.StatusGreen && st != msgbox.StatusYellow { // yellow: no schema for the test namespace here
+				b.Fatalf("message %s ended with status %d", id, st)
+			}
+		}
+		return float64(n) / elapsed.Seconds(), elapsed
+	}
+	b.ResetTimer()
+	local, localTime := run("ags:05315000")
+	remote, remoteTime := run("ags:04011000")
+	b.StopTimer()
+	b.ReportMetric(remote, "A-to-B-msgs/s")
+	b.ReportMetric(local, "local-msgs/s")
+	fmt.Printf("XTA messages of 10 KB, %d by %d senders, two nodes in one process on %d cores:\n", n, clients, runtime.GOMAXPROCS(0))
+	fmt.Printf("  A → B over OSCI   %6.1f messages/s (%.1f s, until every report on A is settled)\n", remote, remoteTime.Seconds())
+	fmt.Printf("  A local (XTA)     %6.1f messages/s (%.1f s)\n", local, localTime.Seconds())
 }
