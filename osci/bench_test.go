@@ -318,15 +318,7 @@ func BenchmarkTwoNodes(b *testing.B) {
 	directory := filepath.Join(b.TempDir(), "directory.yaml")
 	na := nodetest.Start(b, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files, Clients: []string{"fachverfahren"}, Directory: directory})
 	na.Sender.HTTP = nb.HTTP("osci-node-a")
-	if err := os.WriteFile(directory, []byte(`entries:
-  - reader: "ags:04011000"
-    intermediary: `+nb.Base+`/osci
-    cipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
-    intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
-    intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
-`), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	writeDirectory(b, directory, "ags:04011000", nb.Base+"/osci", "osci_manager_cipher_4096")
 	doc := []byte(`<nachricht xmlns="urn:test">` + strings.Repeat("Meldedaten ", 10<<10/11) + `</nachricht>`)
 	run := func(reader string) (float64, time.Duration) {
 		ids := make([]string, n)

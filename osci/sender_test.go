@@ -50,16 +50,7 @@ func TestSenderXTAToOSCI(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(intermediaryTenant, certs), "koeln": fmt.Sprintf(authorTenant, certs)},
 		Files: map[string][]byte{"pin": []byte("123456\n")}, Clients: []string{"osci-client", "fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
 	n.Sender.HTTP = n.HTTP("osci-client")
-	err := os.WriteFile(directory, []byte(`entries:
-  - reader: osci:bob
-    intermediary: `+n.Base+`/osci
-    cipherCertificate: `+certs+`/bob_cipher_4096.cer
-    intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
-    intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
-`), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeDirectory(t, directory, "osci:bob", n.Base+"/osci", "bob_cipher_4096")
 	sender := n.XTAClient("fachverfahren", "ags:05315000")
 	doc := []byte(`<nachricht xmlns="urn:test">Hallo bob</nachricht>`)
 	send := func(reader string, attachments ...xta.OutgoingContent) string {
@@ -186,18 +177,7 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs), "muenster": muenster}, Files: files,
 		Clients: []string{"fachverfahren", "fachverfahren-ms"}, Directory: directory, Schemas: osciSchemas(t)})
 	a.Sender.HTTP = b.HTTP("osci-node-a")
-	route := func(url string) {
-		err := os.WriteFile(directory, []byte(`entries:
-  - reader: "ags:04011000"
-    intermediary: `+url+`
-    cipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
-    intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
-    intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
-`), 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	route := func(url string) { writeDirectory(t, directory, "ags:04011000", url, "osci_manager_cipher_4096") }
 	doc := []byte(`<nachricht xmlns="urn:test">von Köln nach Bremen</nachricht>`)
 	send := func(cn, author string) string {
 		t.Helper()
@@ -276,4 +256,21 @@ func jobErrors(t *testing.T, n *nodetest.Node) string {
 		t.Fatal(err)
 	}
 	return errs
+}
+
+// writeDirectory writes a directory file with one entry: the reader (its
+// cipher certificate of the demo PKI) behind the demo intermediary (the
+// OSCI-Manager's certificates) at url.
+func writeDirectory(t testing.TB, file, reader, url, readerCipher string) {
+	certs := oscitest.Certs
+	err := os.WriteFile(file, []byte(`entries:
+  - reader: "`+reader+`"
+    intermediary: `+url+`
+    cipherCertificate: `+certs+`/`+readerCipher+`.cer
+    intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
+    intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
 }
