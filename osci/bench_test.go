@@ -318,7 +318,7 @@ func BenchmarkTwoNodes(b *testing.B) {
 	directory := filepath.Join(b.TempDir(), "directory.yaml")
 	na := nodetest.Start(b, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files, Clients: []string{"fachverfahren"}, Directory: directory})
 	na.Sender.HTTP = nb.HTTP("osci-node-a")
-	writeDirectory(b, directory, "ags:04011000", nb.Base+"/osci", "osci_manager_cipher_4096")
+	writeDirectory(b, directory, "ags:04011000", nb.Base+"/osci", "osci_manager_cipher_4096", "osci_manager")
 	doc := []byte(`<nachricht xmlns="urn:test">` + strings.Repeat("Meldedaten ", 10<<10/11) + `</nachricht>`)
 	run := func(reader string) (float64, time.Duration) {
 		ids := make([]string, n)

@@ -526,18 +526,7 @@ func metaData(author, reader, messageType string) string {
 // process message its schema refuses (9300); the process card of the
 // applied message shows the register's applying as its reception.
 func TestIntermediaryRegisterInbox(t *testing.T) {
-	certs := oscitest.Certs
-	file := nodetest.MelderegisterTenant(t, "duesseldorf", "zuzug")
-	file = strings.Replace(file, `  - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta]}`,
-		`  - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta, osci], osci: {cipherCertificate: `+certs+`/carol_cipher_4096.cer, signatureCertificate: `+certs+`/carol_signature_4096.cer}}`, 1)
-	file += fmt.Sprintf(`keys:
-  signing: [{pkcs12: %[1]s/carol_signature_4096.p12, passwordFile: "{{DIR}}/pin"}]
-  decryption: [{pkcs12: %[1]s/carol_cipher_4096.p12, passwordFile: "{{DIR}}/pin"}]
-  trust:
-    # alice's OSCI signature speaks for the Fachverfahren ags:05111000.
-    counterparts: [{identity: "ags:05111000", signers: [%[1]s/alice_signature_4096.cer]}]
-`, certs)
-	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": file}, Files: map[string][]byte{"pin": []byte("123456\n")},
+	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": registerOverOSCI(t)}, Files: map[string][]byte{"pin": []byte("123456\n")},
 		Clients: []string{"osci-client"}, Schemas: nodetest.Schemas(t)})
 	ix := &intermediary{Node: n, client: n.HTTP("osci-client")}
 	carol := oscitest.Certificate(t, "carol_cipher_4096")
@@ -609,6 +598,23 @@ func TestIntermediaryRegisterInbox(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.exitDialog(t)
+}
+
+// registerOverOSCI is Düsseldorf's Melderegister tenant whose register
+// inbox is an OSCI postbox too (carol's demo keys are the tenant's), and
+// which trusts alice's OSCI signature for its Fachverfahren ags:05111000.
+func registerOverOSCI(t testing.TB) string {
+	certs := oscitest.Certs
+	file := nodetest.MelderegisterTenant(t, "duesseldorf", "zuzug")
+	file = strings.Replace(file, `  - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta]}`,
+		`  - {id: "register:05111000", type: xoev, category: Melderegister, transports: [xta, osci], osci: {cipherCertificate: `+certs+`/carol_cipher_4096.cer, signatureCertificate: `+certs+`/carol_signature_4096.cer}}`, 1)
+	return file + fmt.Sprintf(`keys:
+  signing: [{pkcs12: %[1]s/carol_signature_4096.p12, passwordFile: "{{DIR}}/pin"}]
+  decryption: [{pkcs12: %[1]s/carol_cipher_4096.p12, passwordFile: "{{DIR}}/pin"}]
+  trust:
+    # alice's OSCI signature speaks for the Fachverfahren ags:05111000.
+    counterparts: [{identity: "ags:05111000", signers: [%[1]s/alice_signature_4096.cer]}]
+`, certs)
 }
 
 // countMessages counts the tenant's message rows.

@@ -15,6 +15,8 @@ import (
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/osci/oscitest"
+	"github.com/parzelle/parzelle/register"
+	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -50,7 +52,7 @@ func TestSenderXTAToOSCI(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(intermediaryTenant, certs), "koeln": fmt.Sprintf(authorTenant, certs)},
 		Files: map[string][]byte{"pin": []byte("123456\n")}, Clients: []string{"osci-client", "fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
 	n.Sender.HTTP = n.HTTP("osci-client")
-	writeDirectory(t, directory, "osci:bob", n.Base+"/osci", "bob_cipher_4096")
+	writeDirectory(t, directory, "osci:bob", n.Base+"/osci", "bob_cipher_4096", "osci_manager")
 	sender := n.XTAClient("fachverfahren", "ags:05315000")
 	doc := []byte(`<nachricht xmlns="urn:test">Hallo bob</nachricht>`)
 	send := func(reader string, attachments ...xta.OutgoingContent) string {
@@ -177,7 +179,7 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs), "muenster": muenster}, Files: files,
 		Clients: []string{"fachverfahren", "fachverfahren-ms"}, Directory: directory, Schemas: osciSchemas(t)})
 	a.Sender.HTTP = b.HTTP("osci-node-a")
-	route := func(url string) { writeDirectory(t, directory, "ags:04011000", url, "osci_manager_cipher_4096") }
+	route := func(url string) { writeDirectory(t, directory, "ags:04011000", url, "osci_manager_cipher_4096", "osci_manager") }
 	doc := []byte(`<nachricht xmlns="urn:test">von Köln nach Bremen</nachricht>`)
 	send := func(cn, author string) string {
 		t.Helper()
@@ -259,18 +261,69 @@ func jobErrors(t *testing.T, n *nodetest.Node) string {
 }
 
 // writeDirectory writes a directory file with one entry: the reader (its
-// cipher certificate of the demo PKI) behind the demo intermediary (the
-// OSCI-Manager's certificates) at url.
-func writeDirectory(t testing.TB, file, reader, url, readerCipher string) {
+// cipher certificate of the demo PKI) behind the intermediary at url
+// (whose demo PKI certificates are intermediary_cipher_4096 and
+// intermediary_signature_4096).
+func writeDirectory(t testing.TB, file, reader, url, readerCipher, intermediary string) {
 	certs := oscitest.Certs
 	err := os.WriteFile(file, []byte(`entries:
   - reader: "`+reader+`"
     intermediary: `+url+`
     cipherCertificate: `+certs+`/`+readerCipher+`.cer
-    intermediaryCipherCertificate: `+certs+`/osci_manager_cipher_4096.cer
-    intermediarySignatureCertificate: `+certs+`/osci_manager_signature_4096.cer
+    intermediaryCipherCertificate: `+certs+`/`+intermediary+`_cipher_4096.cer
+    intermediarySignatureCertificate: `+certs+`/`+intermediary+`_signature_4096.cer
 `), 0o644)
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTwoNodesRegisterInbox: a Fachverfahren on node A sends an XMeld
+// message over XTA to Düsseldorf's register inbox, which A's directory
+// places behind node B's intermediary: it goes over OSCI, B's pipeline
+// applies it, and the person appears in B's register.
+func TestTwoNodesRegisterInbox(t *testing.T) {
+	ctx := t.Context()
+	files := map[string][]byte{"pin": []byte("123456\n")}
+	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"duesseldorf": registerOverOSCI(t)}, Files: files,
+		Clients: []string{"osci-node-a"}, Schemas: nodetest.Schemas(t)})
+	directory := filepath.Join(t.TempDir(), "directory.yaml")
+	fv := strings.NewReplacer("id: koeln", "id: fachverfahren", "ags:05315000", "ags:05111000").Replace(fmt.Sprintf(authorTenant, oscitest.Certs))
+	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"fachverfahren": fv}, Files: files, Clients: []string{"fachverfahren"},
+		Directory: directory, Schemas: nodetest.Schemas(t)})
+	a.Sender.HTTP = b.HTTP("osci-node-a")
+	writeDirectory(t, directory, "register:05111000", b.Base+"/osci", "carol_cipher_4096", "carol")
+	typ, doc := nodetest.XMeld(t, "01")
+	id, err := a.Send(ctx, a.XTAClient("fachverfahren", "ags:05111000"), "ags:05111000", "register:05111000", typ, nodetest.XMeldNS, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := a.Box.Report(ctx, "fachverfahren", "ags:05111000", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Status == msgbox.StatusGreen || out.Status == msgbox.StatusYellow {
+			break
+		}
+		if out.Status == msgbox.StatusRed || time.Now().After(deadline) {
+			t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	clerk := tenant.Actor{Tenant: "duesseldorf", Kind: tenant.ActorCertificate, Subject: "test", Role: "fachverfahren", Purpose: "meldewesen"}
+	for {
+		found, err := b.Store.Search(ctx, clerk, "duesseldorf", "melderegister", register.Query{Familienname: "Ćosić", Vornamen: "Mirela Ana", Geburtsdatum: "1987-04"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(found) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the person sent from node A is not in B's register after a minute (%d records)", len(found))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
