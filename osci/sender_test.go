@@ -179,7 +179,9 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs), "muenster": muenster}, Files: files,
 		Clients: []string{"fachverfahren", "fachverfahren-ms"}, Directory: directory, Schemas: osciSchemas(t)})
 	a.Sender.HTTP = b.HTTP("osci-node-a")
-	route := func(url string) { writeDirectory(t, directory, "ags:04011000", url, "osci_manager_cipher_4096", "osci_manager") }
+	route := func(url string) {
+		writeDirectory(t, directory, "ags:04011000", url, "osci_manager_cipher_4096", "osci_manager")
+	}
 	doc := []byte(`<nachricht xmlns="urn:test">von Köln nach Bremen</nachricht>`)
 	send := func(cn, author string) string {
 		t.Helper()
