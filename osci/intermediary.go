@@ -433,7 +433,7 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 	}
 	var issued bool
 	err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM osci_message_id WHERE tenant_id = $1 AND message_id = $2)`, x.tenant.ID, d.MessageID).Scan(&issued)
+		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM osci_message_id WHERE tenant_id = $1 AND message_id = $2 AND stored_as IS NULL)`, x.tenant.ID, d.MessageID).Scan(&issued)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("osci: look up MessageId: %w", err)
@@ -472,6 +472,11 @@ func (in *Intermediary) store(ctx context.Context, x *exchange) ([]Code, error) 
 		return nil, fmt.Errorf("osci: store delivery %s: %w", d.MessageID, err)
 	}
 	err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
+		if m.MessageID != d.MessageID {
+			// Stored under its XTA MessageID: the MessageId stays to find it.
+			_, err := tx.Exec(ctx, `UPDATE osci_message_id SET stored_as = $3, issued_at = now() WHERE tenant_id = $1 AND message_id = $2`, x.tenant.ID, d.MessageID, m.MessageID)
+			return err
+		}
 		_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND message_id = $2`, x.tenant.ID, d.MessageID)
 		return err
 	})
@@ -868,6 +873,16 @@ func (in *Intermediary) processCards(ctx context.Context, x *exchange) error {
 	}
 	out, err := in.Box.Report(ctx, x.tenant.ID, authorOf(x.req.Signer()), sel.IDs[0])
 	var be *msgbox.Error
+	if errors.As(err, &be) && be.Kind == msgbox.KindNoMessage {
+		// A delivery an XTA account received is stored under its XTA
+		// MessageID.
+		var storedAs string
+		if db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `SELECT stored_as FROM osci_message_id WHERE tenant_id = $1 AND message_id = $2 AND stored_as IS NOT NULL`, x.tenant.ID, sel.IDs[0]).Scan(&storedAs)
+		}) == nil {
+			out, err = in.Box.Report(ctx, x.tenant.ID, authorOf(x.req.Signer()), storedAs)
+		}
+	}
 	switch {
 	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
 		return refuse(CodeNoProcessCard, "no delivery %q of this client", sel.IDs[0])
@@ -895,6 +910,10 @@ func (in *Intermediary) processCards(ctx context.Context, x *exchange) error {
 	return nil
 }
 
+// cardDays is how long the MessageId of a delivery stored under its XTA
+// MessageID finds its process card.
+const cardDays = 30
+
 // Expire deletes the tenants' ended dialogs, and the MessageIds handed
 // out, the chunks of partial deliveries received and the responses kept
 // for fetching in chunks more than a day ago.
@@ -905,7 +924,8 @@ func (in *Intermediary) Expire(ctx context.Context, tenantIDs []string) error {
 	for _, t := range tenantIDs {
 		err := db.InTenant(ctx, in.Pool, t, func(tx pgx.Tx) error {
 			day := in.Dialogs.now().Add(-24 * time.Hour)
-			_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND issued_at < $2`, t, day)
+			_, err := tx.Exec(ctx, `DELETE FROM osci_message_id WHERE tenant_id = $1 AND (stored_as IS NULL AND issued_at < $2 OR issued_at < $3)`,
+				t, day, in.Dialogs.now().Add(-cardDays*24*time.Hour))
 			if err == nil {
 				_, err = tx.Exec(ctx, `DELETE FROM osci_chunk WHERE tenant_id = $1 AND received_at < $2`, t, day)
 			}

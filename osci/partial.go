@@ -182,7 +182,7 @@ func (in *Intermediary) storeChunk(ctx context.Context, x *exchange) ([]Code, er
 	state := ChunkInformation{}
 	err = db.InTenant(ctx, in.Pool, x.tenant.ID, func(tx pgx.Tx) error {
 		var issued bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM osci_message_id WHERE tenant_id = $1 AND message_id = $2)`, x.tenant.ID, id).Scan(&issued); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM osci_message_id WHERE tenant_id = $1 AND message_id = $2 AND stored_as IS NULL)`, x.tenant.ID, id).Scan(&issued); err != nil {
 			return fmt.Errorf("osci: look up MessageId: %w", err)
 		}
 		if !issued {

@@ -46,12 +46,19 @@ type Sender struct {
 	// client certificate).
 	HTTP *http.Client
 	Log  *slog.Logger
+	// CardInterval is how often the process card of a delivered message
+	// is asked for until it shows the reception (default a minute,
+	// doubling up to an hour; for a week at most).
+	CardInterval time.Duration
 
 	client *river.Client[pgx.Tx]
 }
 
 // AddWorkers registers the sender's worker.
-func (s *Sender) AddWorkers(w *river.Workers) { river.AddWorker(w, &ForwardWorker{Sender: s}) }
+func (s *Sender) AddWorkers(w *river.Workers) {
+	river.AddWorker(w, &ForwardWorker{Sender: s})
+	river.AddWorker(w, &CardsWorker{Sender: s})
+}
 
 // SetClient gives the sender the River client its jobs run on.
 func (s *Sender) SetClient(c *river.Client[pgx.Tx]) { s.client = c }
@@ -124,8 +131,16 @@ func (w *ForwardWorker) Work(ctx context.Context, job *river.Job[ForwardArgs]) e
 	case err == nil:
 		now := s.Box.Now()
 		green := msgbox.StatusGreen
-		return s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Status: &green, Delivered: &now,
-			Record: msgbox.Record{At: now, Level: "info", Code: msgbox.RecordDelivered, Reason: detail}})
+		if err := s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Status: &green, Delivered: &now,
+			Record: msgbox.Record{At: now, Level: "info", Code: msgbox.RecordDelivered, Reason: detail}}); err != nil {
+			return err
+		}
+		// Its process card tells when the reader fetched and received it.
+		if _, err := s.client.Insert(ctx, CardsArgs{ForwardArgs: a, OSCIMessageID: m.osciID},
+			&river.InsertOpts{ScheduledAt: now.Add(s.cardInterval(0))}); err != nil {
+			s.log().Warn("osci: the process card of a delivered message will not be asked for", "tenant", a.Tenant, "message_id", a.MessageID, "error", err)
+		}
+		return nil
 	case errors.As(err, &p), job.Attempt >= job.MaxAttempts:
 		if p == nil {
 			p = &permanent{CodeForwardNotReached, fmt.Sprintf("after %d attempts: %v", job.Attempt, err)}
@@ -198,28 +213,10 @@ func (s *Sender) load(ctx context.Context, a ForwardArgs) (*outgoing, error) {
 // deliver stores the message at the reader's intermediary and returns the
 // report's text; a refusal is a *permanent with the feedback code.
 func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (string, error) {
-	e, err := s.Directory.Lookup(ctx, m.Reader, m.Service)
+	c, reader, err := s.clientFor(ctx, a.Tenant, m.Reader, m.Service)
 	if err != nil {
-		return "", err // the directory could not be read: retry
+		return "", err
 	}
-	if !e.Known || e.Intermediary == "" || len(e.CipherCertificate) == 0 || len(e.IntermediaryCipher) == 0 || len(e.IntermediarySignature) == 0 {
-		return "", &permanent{CodeForwardNotReached, fmt.Sprintf("the directory names no OSCI intermediary with its certificates and no cipher certificate for the reader %s", m.Reader)}
-	}
-	if e.Passive {
-		return "", &permanent{CodeForwardNotReached, fmt.Sprintf("the reader %s is a passive recipient; forwardDelivery is not built yet", m.Reader)}
-	}
-	t := s.Tenants().Tenant(a.Tenant)
-	if t == nil || t.SigningKey() == nil || len(t.DecryptionKeys()) == 0 {
-		return "", &permanent{CodeOrderInternal, fmt.Sprintf("tenant %s needs a signing and a decryption key (keys.signing, keys.decryption) to send over OSCI", a.Tenant)}
-	}
-	var certs [3]*x509.Certificate
-	for i, der := range [][]byte{e.CipherCertificate, e.IntermediaryCipher, e.IntermediarySignature} {
-		if certs[i], err = x509.ParseCertificate(der); err != nil {
-			return "", &permanent{CodeForwardNotReached, fmt.Sprintf("a certificate of the directory entry for %s: %v", m.Reader, err)}
-		}
-	}
-	reader := certs[0]
-	c := &Client{URL: e.Intermediary, HTTP: s.HTTP, IntermediaryCipher: certs[1], IntermediarySignature: certs[2], Signer: t.SigningKey(), Cipher: t.DecryptionKeys()[0]}
 	sess, err := c.Open(ctx)
 	if err != nil {
 		return "", clientFailure(err)
@@ -236,8 +233,9 @@ func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (strin
 		if err := s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Record: msgbox.Record{At: s.Box.Now(), Level: "info", Code: RecordOSCIMessageID, Reason: id}}); err != nil {
 			return "", err
 		}
+		m.osciID = id
 	}
-	content, atts, err := SealContent(m.document, m.attachments, t.SigningKey(), []*x509.Certificate{reader})
+	content, atts, err := SealContent(m.document, m.attachments, c.Signer, []*x509.Certificate{reader})
 	if err != nil {
 		return "", &permanent{CodeOrderInternal, err.Error()}
 	}
@@ -247,11 +245,39 @@ func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (strin
 	case err != nil:
 		return "", clientFailure(err)
 	case reused && ans.Has(CodeIllegalMessageID):
-		return fmt.Sprintf("Über OSCI an %s zugestellt (MessageId %s, bei einem früheren Versuch)", e.Intermediary, id), nil
+		return fmt.Sprintf("Über OSCI an %s zugestellt (MessageId %s, bei einem früheren Versuch)", c.URL, id), nil
 	case !ans.OK():
 		return "", &permanent{ans.Feedback[0], ans.describe()}
 	}
-	return fmt.Sprintf("Über OSCI an %s in das Postfach von %s zugestellt (MessageId %s, %s)", e.Intermediary, m.Reader, id, ans.describe()), nil
+	return fmt.Sprintf("Über OSCI an %s in das Postfach von %s zugestellt (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
+}
+
+// clientFor is the author tenant's client towards the reader's
+// intermediary, as the directory names it, and the reader's cipher
+// certificate; what the directory cannot give is a *permanent 9809, a
+// directory that cannot be read an error worth a retry.
+func (s *Sender) clientFor(ctx context.Context, tenantID, reader, service string) (*Client, *x509.Certificate, error) {
+	e, err := s.Directory.Lookup(ctx, reader, service)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !e.Known || e.Intermediary == "" || len(e.CipherCertificate) == 0 || len(e.IntermediaryCipher) == 0 || len(e.IntermediarySignature) == 0 {
+		return nil, nil, &permanent{CodeForwardNotReached, fmt.Sprintf("the directory names no OSCI intermediary with its certificates and no cipher certificate for the reader %s", reader)}
+	}
+	if e.Passive {
+		return nil, nil, &permanent{CodeForwardNotReached, fmt.Sprintf("the reader %s is a passive recipient; forwardDelivery is not built yet", reader)}
+	}
+	t := s.Tenants().Tenant(tenantID)
+	if t == nil || t.SigningKey() == nil || len(t.DecryptionKeys()) == 0 {
+		return nil, nil, &permanent{CodeOrderInternal, fmt.Sprintf("tenant %s needs a signing and a decryption key (keys.signing, keys.decryption) to send over OSCI", tenantID)}
+	}
+	var certs [3]*x509.Certificate
+	for i, der := range [][]byte{e.CipherCertificate, e.IntermediaryCipher, e.IntermediarySignature} {
+		if certs[i], err = x509.ParseCertificate(der); err != nil {
+			return nil, nil, &permanent{CodeForwardNotReached, fmt.Sprintf("a certificate of the directory entry for %s: %v", reader, err)}
+		}
+	}
+	return &Client{URL: e.Intermediary, HTTP: s.HTTP, IntermediaryCipher: certs[1], IntermediarySignature: certs[2], Signer: t.SigningKey(), Cipher: t.DecryptionKeys()[0]}, certs[0], nil
 }
 
 // clientFailure sorts a client error: a refusal the intermediary answered
@@ -287,3 +313,110 @@ func metaDataHeader(metadata string) string {
 
 // forwardTimeout bounds one delivery attempt.
 const forwardTimeout = 5 * time.Minute
+
+// CardsArgs is the River job that asks for a delivered message's process
+// card until it shows the reception.
+type CardsArgs struct {
+	ForwardArgs
+	OSCIMessageID string `json:"osciMessageId"`
+}
+
+// Kind is the job kind.
+func (CardsArgs) Kind() string { return "osci_process_card" }
+
+// CardsWorker runs CardsArgs jobs.
+type CardsWorker struct {
+	river.WorkerDefaults[CardsArgs]
+	Sender *Sender
+}
+
+// cardDuration is how long a delivered message's reception is waited for.
+const cardDuration = 7 * 24 * time.Hour
+
+func (s *Sender) cardInterval(attempt int) time.Duration {
+	d := s.CardInterval
+	if d == 0 {
+		d = time.Minute
+	}
+	for range min(attempt, 6) {
+		d *= 2
+	}
+	return min(d, time.Hour)
+}
+
+// Work asks for the process card and records in the author's report when
+// the reader fetched the message and when it received it; until the
+// reception it asks again later (snoozed), for a week at most.
+func (w *CardsWorker) Work(ctx context.Context, job *river.Job[CardsArgs]) error {
+	s, a := w.Sender, job.Args
+	out, err := s.outbox(ctx, a.ForwardArgs)
+	var be *msgbox.Error
+	switch {
+	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
+		return river.JobCancel(err)
+	case err != nil:
+		return err
+	}
+	if out.Closed != nil {
+		return nil
+	}
+	c, _, err := s.clientFor(ctx, a.Tenant, a.Reader, out.service)
+	var p *permanent
+	if errors.As(err, &p) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	sess, err := c.Open(ctx)
+	if err != nil {
+		return err
+	}
+	card, err := sess.ProcessCard(ctx, a.OSCIMessageID)
+	_ = sess.Close(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.Box.Now()
+	if card.Forwarding != nil && out.Fetched == nil {
+		if err := s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Fetched: card.Forwarding,
+			Record: msgbox.Record{At: now, Level: "info", Code: msgbox.RecordFetched, Reason: fmt.Sprintf("Laut Laufzettel von %s am %s abgeholt", a.Reader, card.Forwarding.UTC().Format(time.RFC3339))}}); err != nil {
+			return err
+		}
+	}
+	if card.Reception != nil {
+		return s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Closed: card.Reception,
+			Record: msgbox.Record{At: now, Level: "info", Code: msgbox.RecordClosed, Reason: fmt.Sprintf("Laut Laufzettel von %s am %s empfangen", a.Reader, card.Reception.UTC().Format(time.RFC3339))}})
+	}
+	if time.Since(job.CreatedAt) > cardDuration {
+		return s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{
+			Record: msgbox.Record{At: now, Level: "warning", Code: msgbox.RecordDelivered, Reason: "Der Laufzettel zeigt nach einer Woche keinen Empfang; er wird nicht weiter abgefragt"}})
+	}
+	return river.JobSnooze(s.cardInterval(job.Attempt))
+}
+
+// outboxState is what the process card job needs of the author's report.
+type outboxState struct {
+	service         string
+	Fetched, Closed *time.Time
+}
+
+// outbox reads the message's service and its report's fetched and closed
+// times.
+func (s *Sender) outbox(ctx context.Context, a ForwardArgs) (*outboxState, error) {
+	var author string
+	st := &outboxState{}
+	err := s.Box.ReadOutgoing(ctx, a.Tenant, a.Outbox, func(o *msgbox.Outgoing) error {
+		author, st.service = o.Author, o.Service
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.Box.Report(ctx, a.Tenant, author, a.MessageID)
+	if err != nil {
+		return nil, err
+	}
+	st.Fetched, st.Closed = r.Fetched, r.Closed
+	return st, nil
+}

@@ -162,7 +162,9 @@ keys:
 // directory places behind node B's intermediary, arrives in B's XTA
 // message box over OSCI (A presents a client certificate of B's CA):
 // B's Fachverfahren lists and fetches it over XTA, document and
-// attachment as sent; A's transport report is green. While the directory
+// attachment as sent; A's transport report is green, and once B's reader
+// closed the message, the process card brings the fetching and reception
+// times into it. While the directory
 // still points where B is not, the job retries; once it points to B the
 // message arrives, once. A message B refuses for good (its author's
 // signer is not trusted there: 9700) turns A's report red naming the
@@ -178,7 +180,7 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 		Replace(fmt.Sprintf(authorTenant, certs))
 	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs), "muenster": muenster}, Files: files,
 		Clients: []string{"fachverfahren", "fachverfahren-ms"}, Directory: directory, Schemas: osciSchemas(t)})
-	a.Sender.HTTP = b.HTTP("osci-node-a")
+	a.Sender.HTTP, a.Sender.CardInterval = b.HTTP("osci-node-a"), 200*time.Millisecond
 	route := func(url string) {
 		writeDirectory(t, directory, "ags:04011000", url, "osci_manager_cipher_4096", "osci_manager")
 	}
@@ -227,6 +229,24 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	}
 	if next, err := reader.GetMessage(ctx, ""); err == nil {
 		t.Errorf("a second message arrived at B: %s", next.MessageID)
+	}
+	// The process card brings B's fetching and reception into A's report.
+	deadline = time.Now().Add(time.Minute)
+	for {
+		out, err := a.Box.Report(ctx, "koeln", "ags:05315000", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Fetched != nil && out.Closed != nil {
+			if !strings.Contains(records(out), "Laut Laufzettel von ags:04011000") {
+				t.Errorf("A's report after the reception:\n%s", records(out))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A's report shows no reception a minute after B's reader closed the message:\n%s", records(out))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	// B refuses for good what muenster's signer sends (not trusted for

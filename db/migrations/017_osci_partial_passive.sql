@@ -37,3 +37,9 @@ SELECT parzelle_tenant_table('osci_fetch_assembly', 'SELECT, INSERT, UPDATE, DEL
 -- console like the pipeline's.
 ALTER TABLE pipeline_dead_letter DROP CONSTRAINT pipeline_dead_letter_step_check;
 ALTER TABLE pipeline_dead_letter ADD CONSTRAINT pipeline_dead_letter_step_check CHECK (step IN ('authorize', 'validate', 'map', 'apply', 'forward'));
+
+-- A MessageId handed out stays known once used for a delivery an XTA
+-- account received under its XTA MessageID (stored_as): fetchProcessCard
+-- finds the delivery by the MessageId its author knows.
+ALTER TABLE osci_message_id ADD COLUMN stored_as text;
+GRANT UPDATE ON osci_message_id TO parzelle_tenant;
