@@ -47,10 +47,11 @@ type Services struct {
 	XTA      *xta.Server
 	OSCI     *osci.Intermediary
 	// Sender forwards messages to readers behind other OSCI
-	// intermediaries.
-	Sender  *osci.Sender
-	Jobs    *river.Client[pgx.Tx]
-	Console *console.Console
+	// intermediaries; Collector collects the tenants' postboxes there.
+	Sender    *osci.Sender
+	Collector *osci.Collector
+	Jobs      *river.Client[pgx.Tx]
+	Console   *console.Console
 
 	pool      *pgxpool.Pool
 	tenants   *tenant.Registry
@@ -143,6 +144,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	}
 	s.Box = msgbox.New(boxes)
 	s.Sender.Box = s.Box
+	s.Collector = &osci.Collector{Sender: s.Sender, Directory: directory}
 	s.OSCI.Box = s.Box
 	s.Pipeline.Box, evidenceInbox.Box = s.Box, s.Box
 	identity := o.identity
@@ -160,6 +162,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	evidenceInbox.AddWorkers(workers)
 	passive.AddWorkers(workers)
 	s.Sender.AddWorkers(workers)
+	s.Collector.AddWorkers(workers)
 	if s.Jobs, err = jobs.NewClient(pool, workers, log.With("service", "jobs")); err != nil {
 		return nil, err
 	}
@@ -167,6 +170,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	evidenceInbox.SetClient(s.Jobs)
 	passive.SetClient(s.Jobs)
 	s.Sender.SetClient(s.Jobs)
+	s.Collector.SetClient(s.Jobs)
 	if err := s.Pipeline.SetClient(s.Jobs); err != nil {
 		return nil, err
 	}
@@ -231,6 +235,11 @@ func (s *Services) Start(ctx context.Context) error {
 			s.log.Warn("erase register data past retention", "service", "register", "error", err)
 		case r.Records+r.Versions > 0:
 			s.log.Info("register data past retention erased", "service", "register", "records", r.Records, "versions", r.Versions)
+		}
+	})
+	go every(ctx, time.Minute, func(ctx context.Context) {
+		if err := s.Collector.Enqueue(ctx); err != nil {
+			s.log.Warn("enqueue the collection of OSCI postboxes", "service", "osci", "error", err)
 		}
 	})
 	if err := s.Store.SealPlaintext(ctx, s.Jobs); err != nil {

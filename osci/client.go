@@ -2,6 +2,7 @@ package osci
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
@@ -474,6 +475,9 @@ type Content struct {
 	Document []byte
 	// Author signed the content container (nil when unsigned).
 	Author *x509.Certificate
+	// Attachments are the attachments its other contents name
+	// (href="cid:…"), as received.
+	Attachments []Attachment
 }
 
 // OpenContent decrypts a fetched delivery's content with the reader's
@@ -520,6 +524,18 @@ func OpenContent(a *Answer, pairs []*keys.KeyPair, trust xmldsig.Trust) (*Conten
 		return nil, fmt.Errorf("osci: Base64Content: %w", err)
 	}
 	out.Document = data
+	for _, c := range container.ChildrenNamed(Namespace, "Content") {
+		href, _ := c.Attribute("href")
+		if !strings.HasPrefix(href, "cid:") {
+			continue
+		}
+		p, err := a.MIME.partOf(href)
+		if err != nil {
+			return nil, fmt.Errorf("osci: the content names %s: %w", href, err)
+		}
+		out.Attachments = append(out.Attachments, Attachment{ContentID: p.ContentID, ContentType: cmp.Or(p.Header.Get("Content-Type"), "application/octet-stream"),
+			Data: p.Body, Size: int64(len(p.Body))})
+	}
 	return out, nil
 }
 

@@ -19,8 +19,9 @@
 // processDelivery). The client role: Client (dialogs with any
 // intermediary, every answer checked), SealContent and OpenContent, and
 // Sender, which forwards XTA messages to readers behind other
-// intermediaries and polls their process cards into the author's report.
-// Not yet: collecting postboxes elsewhere, forwardDelivery as a client.
+// intermediaries and polls their process cards into the author's report,
+// and Collector, which collects the tenants' postboxes at other
+// intermediaries. Not yet: forwardDelivery as a client.
 //
 // An OSCI message is the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose

@@ -261,6 +261,12 @@ func (s *Sender) clientFor(ctx context.Context, tenantID, reader, service string
 	if err != nil {
 		return nil, nil, err
 	}
+	return s.clientOf(e, tenantID, reader)
+}
+
+// clientOf is clientFor with the directory entry given.
+func (s *Sender) clientOf(e xta.Entry, tenantID, reader string) (*Client, *x509.Certificate, error) {
+	var err error
 	if !e.Known || e.Intermediary == "" || len(e.CipherCertificate) == 0 || len(e.IntermediaryCipher) == 0 || len(e.IntermediarySignature) == 0 {
 		return nil, nil, &permanent{CodeForwardNotReached, fmt.Sprintf("the directory names no OSCI intermediary with its certificates and no cipher certificate for the reader %s", reader)}
 	}

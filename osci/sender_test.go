@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node/nodetest"
@@ -348,4 +350,110 @@ func TestTwoNodesRegisterInbox(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestTwoNodesCollect: node A's tenant has the postbox of its account
+// ags:05315000 at node B's intermediary (alice's keys, collect: true, the
+// directory's entry naming B). bob's Fachverfahren stores a delivery
+// there; A's collection fetches it, checks bob's signature against the
+// tenant's trust for the author ags:04011000, and puts it into the
+// account's XTA box, where A's Fachverfahren fetches it over XTA;
+// bob's process card shows the reception. A second collection finds
+// nothing and stores nothing twice.
+func TestTwoNodesCollect(t *testing.T) {
+	ctx := t.Context()
+	certs := oscitest.Certs
+	files := map[string][]byte{"pin": []byte("123456\n")}
+	bremen := strings.Replace(fmt.Sprintf(intermediaryTenant, certs), "trust:\n", fmt.Sprintf(`  - id: osci:koeln
+    type: osci
+    category: Postfach
+    transports: [osci]
+    osci: {cipherCertificate: %[1]s/alice_cipher_4096.cer, signatureCertificate: %[1]s/alice_signature_4096.cer}
+trust:
+`, certs), 1)
+	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": bremen}, Files: files, Clients: []string{"osci-node-a", "osci-client"}, Schemas: osciSchemas(t)})
+	directory := filepath.Join(t.TempDir(), "directory.yaml")
+	koeln := strings.NewReplacer(`transports: [xta]}`, `transports: [xta], collect: true}`,
+		"keys:\n", fmt.Sprintf("keys:\n  trust:\n    counterparts: [{identity: \"ags:04011000\", signers: [%s/bob_signature_4096.cer]}]\n", certs)).Replace(fmt.Sprintf(authorTenant, certs))
+	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": koeln}, Files: files, Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
+	a.Sender.HTTP = b.HTTP("osci-node-a")
+	writeDirectory(t, directory, "ags:05315000", b.Base+"/osci", "alice_cipher_4096", "osci_manager")
+
+	bob := &osci.Client{URL: b.Base + "/osci", HTTP: b.HTTP("osci-client"),
+		IntermediaryCipher: oscitest.Certificate(t, "osci_manager_cipher_4096"), IntermediarySignature: oscitest.Certificate(t, "osci_manager_signature_4096"),
+		Signer: oscitest.Key(t, "bob_signature_4096"), Cipher: oscitest.Key(t, "bob_cipher_4096")}
+	s, err := bob.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.MessageID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte(`<nachricht xmlns="urn:test">von Bremen nach Köln</nachricht>`)
+	aliceCipher := oscitest.Certificate(t, "alice_cipher_4096")
+	content, atts, err := osci.SealContent(doc, []osci.Attachment{{ContentID: "anlage.txt", ContentType: "text/plain", Data: []byte("Anlage"), Size: 6}}, bob.Signer, []*x509.Certificate{aliceCipher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := metaData("ags:04011000", "ags:05315000", "nachricht")
+	if ans, err := s.Store(ctx, osci.Outgoing{MessageID: id, Subject: "an Köln", Reader: aliceCipher, CustomHeaders: []string{meta}, Content: content, Attachments: atts}); err != nil || !ans.OK() {
+		t.Fatalf("bob's storeDelivery: %v %v", ans, err)
+	}
+
+	reader := a.XTAClient("fachverfahren", "ags:05315000")
+	deadline := time.Now().Add(time.Minute)
+	var got *xta.ReceivedMessage
+	for got == nil {
+		// The node enqueues a collection every minute; the test does not
+		// wait that long (one collection runs at a time: a second enqueue
+		// while one runs is dropped).
+		if err := a.Collector.Enqueue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = reader.GetMessage(ctx, ""); err != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("nothing collected into A's XTA box after a minute: %v", err)
+			}
+			got = nil
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if len(got.Contents) != 2 || string(got.Contents[0].Data) != string(doc) || string(got.Contents[1].Data) != "Anlage" {
+		t.Fatalf("A's reader fetched %d contents: %+v", len(got.Contents), got.Contents)
+	}
+	if err := reader.Close(ctx, got.MessageID); err != nil {
+		t.Fatal(err)
+	}
+	// The collection's dialog ended, which confirmed the reception.
+	card, err := s.ProcessCard(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if card.Reception == nil {
+		t.Errorf("bob's process card shows no reception: %+v", card)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := countRows(t, a, "koeln")
+	if err := a.Collector.Enqueue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if after := countRows(t, a, "koeln"); after != before {
+		t.Errorf("a second collection stored %d more messages", after-before)
+	}
+}
+
+// countRows counts a tenant's message rows on a node.
+func countRows(t *testing.T, n *nodetest.Node, tenantID string) int {
+	var count int
+	err := db.InTenant(t.Context(), n.Pool, tenantID, func(tx pgx.Tx) error {
+		return tx.QueryRow(t.Context(), `SELECT count(*) FROM xta_message`).Scan(&count)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return count
 }

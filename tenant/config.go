@@ -76,6 +76,11 @@ type Identity struct {
 	Transports []string `yaml:"transports" conf:"required"`
 	// OSCI makes the identity an OSCI postbox (transport osci).
 	OSCI OSCIPostbox `yaml:"osci"`
+	// Collect says the identity's postbox is at another OSCI
+	// intermediary (the directory's entry for the identity names it): the
+	// node collects it every minute with the tenant's keys, and what it
+	// fetches lands in the identity's XTA box or register inbox.
+	Collect bool `yaml:"collect"`
 }
 
 // OSCIPostbox names the certificates of an OSCI addressee, files (PEM or

@@ -16,6 +16,9 @@ import (
 // neither, one certificate each, and only for an identity reachable by
 // osci.
 func (c *Config) checkPostbox(pos *strictyaml.Positions, h hash.Hash, field string, id *Identity) {
+	if id.Collect && !slices.Contains(id.Transports, "xta") {
+		pos.Errorf(field+".collect", "what the node collects lands in the identity's XTA box or register inbox: transports needs xta")
+	}
 	p := &id.OSCI
 	if p.CipherCertificate == "" && p.SignatureCertificate == "" {
 		return

@@ -74,6 +74,15 @@ type directoryFile struct {
 	} `yaml:"entries"`
 }
 
+// Remote returns the file's entry for an identity whatever the tenants
+// host: where the identity's own postbox is, for collecting it.
+func (d *StaticDirectory) Remote(ctx context.Context, identity string) (Entry, error) {
+	if d.File == "" {
+		return Entry{}, nil
+	}
+	return d.fromFile(identity, "")
+}
+
 // Lookup implements Directory.
 func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (Entry, error) {
 	// A reader hosted here for XTA is answered from the tenants; one
@@ -90,6 +99,16 @@ func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (E
 	if hosted.Available || d.File == "" {
 		return hosted, nil
 	}
+	e, err := d.fromFile(reader, service)
+	if err != nil || e.Known {
+		return e, err
+	}
+	return hosted, nil
+}
+
+// fromFile reads the file's entry for the reader and service (every
+// service when service is empty).
+func (d *StaticDirectory) fromFile(reader, service string) (Entry, error) {
 	data, err := os.ReadFile(d.File)
 	if err != nil {
 		return Entry{}, fmt.Errorf("xta: directory: %w", err)
@@ -99,7 +118,7 @@ func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (E
 		return Entry{}, fmt.Errorf("xta: directory: %w", err)
 	}
 	for _, e := range f.Entries {
-		if e.Reader != reader || (len(e.Services) > 0 && !slices.Contains(e.Services, service)) {
+		if e.Reader != reader || (service != "" && len(e.Services) > 0 && !slices.Contains(e.Services, service)) {
 			continue
 		}
 		out := Entry{Known: true, Available: e.Available == nil || *e.Available, Intermediary: e.Intermediary}
@@ -133,7 +152,7 @@ func (d *StaticDirectory) Lookup(ctx context.Context, reader, service string) (E
 		}
 		return out, nil
 	}
-	return hosted, nil
+	return Entry{}, nil
 }
 
 func (s *Server) lookupService(ctx context.Context, c *call) error {
