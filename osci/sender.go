@@ -3,6 +3,7 @@ package osci
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -282,6 +283,19 @@ func (s *Sender) clientOf(e xta.Entry, tenantID, reader string) (*Client, *x509.
 		if certs[i], err = x509.ParseCertificate(der); err != nil {
 			return nil, nil, &permanent{CodeForwardNotReached, fmt.Sprintf("a certificate of the directory entry for %s: %v", reader, err)}
 		}
+	}
+	// Nothing goes out to a reader whose cipher certificate cannot take
+	// it: the content would be encrypted to a key it may not use.
+	now := time.Now()
+	switch rc := certs[0]; {
+	case now.After(rc.NotAfter) || now.Before(rc.NotBefore):
+		return nil, nil, &permanent{CodeRecipientCipherExpired, fmt.Sprintf("the cipher certificate of %s (%q, the directory's) is valid from %s to %s, not now",
+			reader, rc.Subject, rc.NotBefore.UTC().Format(time.DateOnly), rc.NotAfter.UTC().Format(time.DateOnly))}
+	case rc.KeyUsage != 0 && rc.KeyUsage&(x509.KeyUsageKeyEncipherment|x509.KeyUsageDataEncipherment) == 0:
+		return nil, nil, &permanent{CodeRecipientCipherBad, fmt.Sprintf("the cipher certificate of %s (%q) does not allow encryption", reader, rc.Subject)}
+	}
+	if _, ok := certs[0].PublicKey.(*rsa.PublicKey); !ok {
+		return nil, nil, &permanent{CodeRecipientCipherBad, fmt.Sprintf("the cipher certificate of %s (%q) has no RSA key, which OSCI encrypts to", reader, certs[0].Subject)}
 	}
 	return &Client{URL: e.Intermediary, HTTP: s.HTTP, IntermediaryCipher: certs[1], IntermediarySignature: certs[2], Signer: t.SigningKey(), Cipher: t.DecryptionKeys()[0]}, certs[0], nil
 }

@@ -3,6 +3,7 @@ package osci_test
 import (
 	"bytes"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/osci/oscitest"
+	"github.com/parzelle/parzelle/pki"
 	"github.com/parzelle/parzelle/register"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xta"
@@ -45,7 +47,9 @@ keys:
 // signed by the author tenant (alice's key) and encrypted to bob, the
 // attachment with it. The author's report turns green, naming the OSCI
 // MessageId. bob collects it with the client role and opens it. A reader
-// the directory cannot place turns the report red (9809).
+// whose cipher certificate in the directory has expired is refused before
+// anything is sent (red, 3705, no dialog opened); a reader the directory
+// cannot place turns the report red (9809).
 func TestSenderXTAToOSCI(t *testing.T) {
 	ctx := t.Context()
 	certs := oscitest.Certs
@@ -102,6 +106,43 @@ func TestSenderXTAToOSCI(t *testing.T) {
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+
+	// A reader whose cipher certificate in the directory has expired:
+	// refused before anything is sent.
+	expired := filepath.Join(dir, "abgelaufen.crt")
+	ca, err := pki.NewAuthority(pkix.Name{CommonName: "Test-CA"}, pki.RSA3072, time.Now().AddDate(-3, 0, 0), time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.Issue(pki.Template{Subject: pkix.Name{CommonName: "abgelaufen"}, NotBefore: time.Now().AddDate(-2, 0, 0), NotAfter: time.Now().AddDate(-1, 0, 0)}, pki.RSA3072)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteFiles(expired, filepath.Join(dir, "abgelaufen.key"), cert, key); err != nil {
+		t.Fatal(err)
+	}
+	writeDirectory(t, directory, "osci:bob", n.Base+"/osci", "bob_cipher_4096", "osci_manager")
+	body, _ := os.ReadFile(directory)
+	body = append(body, []byte("  - reader: osci:abgelaufen\n    intermediary: "+n.Base+"/osci\n    cipherCertificate: "+expired+
+		"\n    intermediaryCipherCertificate: "+certs+"/osci_manager_cipher_4096.cer\n    intermediarySignatureCertificate: "+certs+"/osci_manager_signature_4096.cer\n")...)
+	if err := os.WriteFile(directory, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dialogs := func() (count int) {
+		if err := db.InTenant(ctx, n.Pool, "bremen", func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `SELECT count(*) FROM osci_dialog`).Scan(&count)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return count
+	}
+	before := dialogs()
+	if out := waitForStatus(t, n, "ags:05315000", send("osci:abgelaufen")); out.Status != msgbox.StatusRed || !strings.Contains(records(out), "3705") {
+		t.Errorf("the message to a reader with an expired certificate: status %d\n%s", out.Status, records(out))
+	}
+	if dialogs() != before {
+		t.Error("a dialog was opened for a reader whose certificate had expired")
 	}
 
 	// A reader the directory does not know how to reach.
