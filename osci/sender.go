@@ -116,18 +116,21 @@ func (w *ForwardWorker) Work(ctx context.Context, job *river.Job[ForwardArgs]) e
 	s, a := w.Sender, job.Args
 	m, err := s.load(ctx, a)
 	var be *msgbox.Error
+	var p *permanent
 	switch {
 	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
 		return river.JobCancel(err)
-	case err != nil:
+	case err != nil && !errors.As(err, &p):
 		return err
-	case m.Status != msgbox.StatusOpen:
+	case err == nil && m.Status != msgbox.StatusOpen:
 		return nil // settled before (cancelled, or delivered by an earlier attempt)
 	}
 	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
 	defer cancel()
-	detail, err := s.deliver(ctx, a, m)
-	var p *permanent
+	var detail string
+	if err == nil {
+		detail, err = s.deliver(ctx, a, m)
+	}
 	switch {
 	case err == nil:
 		now := s.Box.Now()
