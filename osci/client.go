@@ -119,31 +119,44 @@ func (d *Session) MessageID(ctx context.Context) (string, error) {
 // Outgoing is a delivery to store: its MessageId (from MessageID), its
 // subject, the reader's cipher certificate (its postbox), custom header
 // blocks (each with an Id, such as the XTA MessageMetaData), and the
-// content package and attachments (SealContent makes them).
+// content package and attachments (SealContent makes them). With a
+// ContentReceiver, the reader is a passive recipient at that address and
+// the delivery is forwarded (forwardDelivery).
 type Outgoing struct {
-	MessageID, Subject string
-	Reader             *x509.Certificate
-	CustomHeaders      []string
-	Content            []byte
-	Attachments        []Attachment
+	MessageID, Subject, ContentReceiver string
+	Reader                              *x509.Certificate
+	CustomHeaders                       []string
+	Content                             []byte
+	Attachments                         []Attachment
 }
 
-// Store stores a delivery in the reader's postbox (storeDelivery); the
-// answer carries its feedback and process card.
+// Store stores a delivery in the reader's postbox (storeDelivery), or
+// forwards it to a passive recipient (forwardDelivery, when
+// ContentReceiver is set); the answer carries its feedback and process
+// card.
 func (d *Session) Store(ctx context.Context, o Outgoing) (*Answer, error) {
-	var order strings.Builder
-	order.WriteString(`<osci:QualityOfTimestamp Id="qualityoftimestamp_creation" Quality="plain" Service="creation" ` + actorNext + `></osci:QualityOfTimestamp>`)
-	order.WriteString(`<osci:QualityOfTimestamp Id="qualityoftimestamp_reception" Quality="plain" Service="reception" ` + actorNext + `></osci:QualityOfTimestamp>`)
-	order.WriteString(`<osci:storeDelivery Id="storedelivery" ` + actorNext + `>`)
-	writeElement(&order, "osci:MessageId", base64.StdEncoding.EncodeToString([]byte(o.MessageID)))
-	if o.Subject != "" {
-		writeElement(&order, "osci:Subject", o.Subject)
+	order := OrderStoreDelivery
+	if o.ContentReceiver != "" {
+		order = OrderForwardDelivery
 	}
-	order.WriteString(`</osci:storeDelivery>`)
+	var b strings.Builder
+	b.WriteString(`<osci:QualityOfTimestamp Id="qualityoftimestamp_creation" Quality="plain" Service="creation" ` + actorNext + `></osci:QualityOfTimestamp>`)
+	b.WriteString(`<osci:QualityOfTimestamp Id="qualityoftimestamp_reception" Quality="plain" Service="reception" ` + actorNext + `></osci:QualityOfTimestamp>`)
+	b.WriteString(`<osci:` + string(order) + ` Id="` + strings.ToLower(string(order)) + `" ` + actorNext + `>`)
+	if o.ContentReceiver != "" {
+		b.WriteString(`<osci:ContentReceiver URI="`)
+		_ = xmlEscape(&b, o.ContentReceiver)
+		b.WriteString(`"></osci:ContentReceiver>`)
+	}
+	writeElement(&b, "osci:MessageId", base64.StdEncoding.EncodeToString([]byte(o.MessageID)))
+	if o.Subject != "" {
+		writeElement(&b, "osci:Subject", o.Subject)
+	}
+	b.WriteString(`</osci:` + string(order) + `>`)
 	certs := certificateElement("CipherCertificateAddressee", "addressee_cipher", o.Reader)
 	d.customHeaders = o.CustomHeaders
 	defer func() { d.customHeaders = nil }()
-	return d.do(ctx, OrderStoreDelivery, order.String(), string(o.Content), certs, o.Attachments)
+	return d.do(ctx, order, b.String(), string(o.Content), certs, o.Attachments)
 }
 
 // Fetch collects the next delivery of the dialog's postbox (the one with
@@ -207,7 +220,7 @@ func (d *Session) do(ctx context.Context, order Order, headerOrder, body, certs 
 	env.WriteString(headerOrder)
 	ids = append(ids, blockIDs(headerOrder)...)
 	env.WriteString(`<osci:NonIntermediaryCertificates Id="nonintermediarycertificates" soap:actor="http://www.w3.org/2001/12/soap-envelope/actor/none" soap:mustUnderstand="1">`)
-	if order == OrderInitDialog || order == OrderGetMessageID || order == OrderStoreDelivery {
+	if order == OrderInitDialog || order == OrderGetMessageID || order == OrderStoreDelivery || order == OrderForwardDelivery {
 		env.WriteString(certificateElement("CipherCertificateOriginator", "originator_cipher", c.Cipher.Certificate()))
 	}
 	env.WriteString(certs)

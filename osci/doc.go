@@ -21,7 +21,7 @@
 // Sender, which forwards XTA messages to readers behind other
 // intermediaries and polls their process cards into the author's report,
 // and Collector, which collects the tenants' postboxes at other
-// intermediaries. Not yet: forwardDelivery as a client.
+// intermediaries.
 //
 // An OSCI message is the HTTP body itself: its MIME headers are the first lines, followed by a
 // Multipart/Related body whose root part is the SOAP 1.1 envelope and whose

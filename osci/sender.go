@@ -217,7 +217,7 @@ func (s *Sender) load(ctx context.Context, a ForwardArgs) (*outgoing, error) {
 // deliver stores the message at the reader's intermediary and returns the
 // report's text; a refusal is a *permanent with the feedback code.
 func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (string, error) {
-	c, reader, err := s.clientFor(ctx, a.Tenant, m.Reader, m.Service)
+	c, reader, e, err := s.clientFor(ctx, a.Tenant, m.Reader, m.Service)
 	if err != nil {
 		return "", err
 	}
@@ -243,8 +243,11 @@ func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (strin
 	if err != nil {
 		return "", &permanent{CodeOrderInternal, err.Error()}
 	}
-	ans, err := sess.Store(ctx, Outgoing{MessageID: id, Subject: m.MessageID, Reader: reader, CustomHeaders: []string{metaDataHeader(m.Metadata)},
-		Content: content, Attachments: atts})
+	o := Outgoing{MessageID: id, Subject: m.MessageID, Reader: reader, CustomHeaders: []string{metaDataHeader(m.Metadata)}, Content: content, Attachments: atts}
+	if e.Passive {
+		o.ContentReceiver = e.ContentReceiver
+	}
+	ans, err := sess.Store(ctx, o)
 	switch {
 	case err != nil:
 		return "", clientFailure(err)
@@ -253,19 +256,23 @@ func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (strin
 	case !ans.OK():
 		return "", &permanent{ans.Feedback[0], ans.describe()}
 	}
+	if e.Passive {
+		return fmt.Sprintf("Über OSCI an %s zur Weiterleitung an den passiven Empfänger %s übergeben (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
+	}
 	return fmt.Sprintf("Über OSCI an %s in das Postfach von %s zugestellt (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
 }
 
 // clientFor is the author tenant's client towards the reader's
-// intermediary, as the directory names it, and the reader's cipher
-// certificate; what the directory cannot give is a *permanent 9809, a
+// intermediary, as the directory names it, the reader's cipher
+// certificate and the directory entry; what the directory cannot give is a *permanent 9809, a
 // directory that cannot be read an error worth a retry.
-func (s *Sender) clientFor(ctx context.Context, tenantID, reader, service string) (*Client, *x509.Certificate, error) {
+func (s *Sender) clientFor(ctx context.Context, tenantID, reader, service string) (*Client, *x509.Certificate, xta.Entry, error) {
 	e, err := s.Directory.Lookup(ctx, reader, service)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, e, err
 	}
-	return s.clientOf(e, tenantID, reader)
+	c, cert, err := s.clientOf(e, tenantID, reader)
+	return c, cert, e, err
 }
 
 // clientOf is clientFor with the directory entry given.
@@ -274,8 +281,8 @@ func (s *Sender) clientOf(e xta.Entry, tenantID, reader string) (*Client, *x509.
 	if !e.Known || e.Intermediary == "" || len(e.CipherCertificate) == 0 || len(e.IntermediaryCipher) == 0 || len(e.IntermediarySignature) == 0 {
 		return nil, nil, &permanent{CodeForwardNotReached, fmt.Sprintf("the directory names no OSCI intermediary with its certificates and no cipher certificate for the reader %s", reader)}
 	}
-	if e.Passive {
-		return nil, nil, &permanent{CodeForwardNotReached, fmt.Sprintf("the reader %s is a passive recipient; forwardDelivery is not built yet", reader)}
+	if e.Passive && e.ContentReceiver == "" {
+		return nil, nil, &permanent{CodeForwardNotReached, fmt.Sprintf("the directory names the reader %s a passive recipient without its contentReceiver address", reader)}
 	}
 	t := s.Tenants().Tenant(tenantID)
 	if t == nil || t.SigningKey() == nil || len(t.DecryptionKeys()) == 0 {
@@ -383,7 +390,7 @@ func (w *CardsWorker) Work(ctx context.Context, job *river.Job[CardsArgs]) error
 	if out.Closed != nil {
 		return nil
 	}
-	c, _, err := s.clientFor(ctx, a.Tenant, a.Reader, out.service)
+	c, _, _, err := s.clientFor(ctx, a.Tenant, a.Reader, out.service)
 	var p *permanent
 	if errors.As(err, &p) {
 		return river.JobCancel(err)

@@ -498,3 +498,63 @@ func countRows(t *testing.T, n *nodetest.Node, tenantID string) int {
 	}
 	return count
 }
+
+// TestTwoNodesPassiveReader: node A's directory names carol a passive
+// recipient behind node B's intermediary, at her address: an XTA message
+// to her goes to B as forwardDelivery, B pushes it to carol, and the
+// process card brings her reception into A's report.
+func TestTwoNodesPassiveReader(t *testing.T) {
+	ctx := t.Context()
+	certs := oscitest.Certs
+	carol := newPassiveRecipient(t, func(int) osci.Code { return osci.CodeDoneDialogClosed })
+	bremen := strings.Replace(fmt.Sprintf(intermediaryTenant, certs), "trust:\n", fmt.Sprintf(`  - id: osci:carol
+    type: osci
+    category: Postfach
+    transports: [osci]
+    osci:
+      cipherCertificate: %[1]s/carol_cipher_4096.cer
+      signatureCertificate: %[1]s/carol_signature_4096.cer
+      passive: %[2]s/osci
+      passiveCA: "{{DIR}}/carol-tls.pem"
+trust:
+`, certs, carol.server.URL), 1)
+	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": bremen},
+		Files: map[string][]byte{"pin": []byte("123456\n"), "carol-tls.pem": carol.caPEM()}, Clients: []string{"osci-node-a"}, Schemas: osciSchemas(t)})
+	directory := filepath.Join(t.TempDir(), "directory.yaml")
+	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: map[string][]byte{"pin": []byte("123456\n")},
+		Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
+	a.Sender.HTTP, a.Sender.CardInterval = b.HTTP("osci-node-a"), 200*time.Millisecond
+	writeDirectory(t, directory, "osci:carol", b.Base+"/osci", "carol_cipher_4096", "osci_manager")
+	entry, _ := os.ReadFile(directory)
+	entry = append(entry, []byte("    mode: passive\n    contentReceiver: "+carol.server.URL+"/osci\n")...)
+	if err := os.WriteFile(directory, entry, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte(`<nachricht xmlns="urn:test">an carol</nachricht>`)
+	id, err := a.Send(ctx, a.XTAClient("fachverfahren", "ags:05315000"), "ags:05315000", "osci:carol", "nachricht", "urn:test", doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := a.Box.Report(ctx, "koeln", "ags:05315000", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Closed != nil {
+			if out.Status != msgbox.StatusGreen || !strings.Contains(records(out), "zur Weiterleitung an den passiven Empfänger osci:carol") {
+				t.Errorf("A's report: status %d\n%s", out.Status, records(out))
+			}
+			break
+		}
+		if out.Status == msgbox.StatusRed || time.Now().After(deadline) {
+			t.Fatalf("A's report shows no reception by carol: status %d\n%s", out.Status, records(out))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	carol.mu.Lock()
+	defer carol.mu.Unlock()
+	if strings.Join(carol.received, "|") != string(doc) || len(carol.problems) > 0 {
+		t.Errorf("carol received %q, problems %v", carol.received, carol.problems)
+	}
+}

@@ -30,9 +30,11 @@ type Entry struct {
 	// requests are encrypted to the first, its answers must be signed
 	// with the second.
 	IntermediaryCipher, IntermediarySignature []byte
-	// Passive is set for a passive recipient (forwardDelivery); else the
-	// reader collects from a postbox (storeDelivery).
-	Passive bool
+	// Passive is set for a passive recipient (forwardDelivery, to
+	// ContentReceiver, the address its intermediary knows for it); else
+	// the reader collects from a postbox (storeDelivery).
+	Passive         bool
+	ContentReceiver string
 }
 
 // Directory answers lookupService. A failing directory is reported to the
@@ -60,7 +62,8 @@ type StaticDirectory struct {
 //	    cipherCertificate: certs/muenchen-cipher.crt                # PEM or DER, relative to the file
 //	    intermediaryCipherCertificate: certs/osci-manager-cipher.cer
 //	    intermediarySignatureCertificate: certs/osci-manager-signature.cer
-//	    mode: postbox                                               # or passive
+//	    mode: postbox                                               # or passive, with
+//	    contentReceiver: https://empfaenger.example/osci            # the recipient's address
 type directoryFile struct {
 	Entries []struct {
 		Reader                           string   `yaml:"reader" conf:"required"`
@@ -70,6 +73,7 @@ type directoryFile struct {
 		IntermediaryCipherCertificate    string   `yaml:"intermediaryCipherCertificate"`
 		IntermediarySignatureCertificate string   `yaml:"intermediarySignatureCertificate"`
 		Mode                             string   `yaml:"mode"`
+		ContentReceiver                  string   `yaml:"contentReceiver"`
 		Available                        *bool    `yaml:"available"`
 	} `yaml:"entries"`
 }
@@ -121,7 +125,7 @@ func (d *StaticDirectory) fromFile(reader, service string) (Entry, error) {
 		if e.Reader != reader || (service != "" && len(e.Services) > 0 && !slices.Contains(e.Services, service)) {
 			continue
 		}
-		out := Entry{Known: true, Available: e.Available == nil || *e.Available, Intermediary: e.Intermediary}
+		out := Entry{Known: true, Available: e.Available == nil || *e.Available, Intermediary: e.Intermediary, ContentReceiver: e.ContentReceiver}
 		switch e.Mode {
 		case "", "postbox":
 		case "passive":
