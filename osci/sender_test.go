@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -556,5 +559,61 @@ trust:
 	defer carol.mu.Unlock()
 	if strings.Join(carol.received, "|") != string(doc) || len(carol.problems) > 0 {
 		t.Errorf("carol received %q, problems %v", carol.received, carol.problems)
+	}
+}
+
+// dropThird is a transport that loses the answer to the third request it
+// carries (after the intermediary carried it out), as a crash or a broken
+// connection between the storeDelivery and its answer would.
+type dropThird struct {
+	next http.RoundTripper
+	n    atomic.Int32
+}
+
+func (d *dropThird) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := d.next.RoundTrip(r)
+	if d.n.Add(1) == 3 && err == nil {
+		resp.Body.Close()
+		return nil, errors.New("connection reset (test: the answer is lost)")
+	}
+	return resp, err
+}
+
+// TestTwoNodesAnswerLost: the answer to A's storeDelivery is lost after B
+// stored the message. The job retries with the MessageId it recorded
+// before the store; B refuses the second use (9801), which tells A the
+// message is there: A's report turns green, and B's reader finds the
+// message exactly once.
+func TestTwoNodesAnswerLost(t *testing.T) {
+	ctx := t.Context()
+	certs := oscitest.Certs
+	files := map[string][]byte{"pin": []byte("123456\n")}
+	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(receiverTenant, certs)}, Files: files,
+		Clients: []string{"osci-node-a", "fachverfahren-b"}, Schemas: osciSchemas(t)})
+	directory := filepath.Join(t.TempDir(), "directory.yaml")
+	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files,
+		Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
+	through := b.HTTP("osci-node-a")
+	a.Sender.HTTP = &http.Client{Transport: &dropThird{next: through.Transport}}
+	writeDirectory(t, directory, "ags:04011000", b.Base+"/osci", "osci_manager_cipher_4096", "osci_manager")
+	doc := []byte(`<nachricht xmlns="urn:test">einmal</nachricht>`)
+	id, err := a.Send(ctx, a.XTAClient("fachverfahren", "ags:05315000"), "ags:05315000", "ags:04011000", "nachricht", "urn:test", doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := waitForStatus(t, a, "ags:05315000", id)
+	if out.Status != msgbox.StatusGreen || !strings.Contains(records(out), "bei einem früheren Versuch") {
+		t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
+	}
+	reader := b.XTAClient("fachverfahren-b", "ags:04011000")
+	got, err := reader.GetMessage(ctx, "")
+	if err != nil || string(got.Contents[0].Data) != string(doc) {
+		t.Fatalf("B's reader: %v %v", got, err)
+	}
+	if err := reader.Close(ctx, got.MessageID); err != nil {
+		t.Fatal(err)
+	}
+	if next, err := reader.GetMessage(ctx, ""); err == nil {
+		t.Errorf("the message arrived twice at B: %s", next.MessageID)
 	}
 }
