@@ -543,7 +543,7 @@ func TestIntermediaryRegisterInbox(t *testing.T) {
 		id = c.getMessageID(t)
 		return c.do(t, osci.OrderStoreDelivery, c.storeRequest(t, id, "Rückmeldung", string(doc), []byte("Anlage"), carol))
 	}
-	before := countMessages(t, ix, "duesseldorf")
+	before := countMessages(t, ix.Node, "duesseldorf")
 	// A process message its schema refuses is refused at the intermediary
 	// (9300, with the problem), as over XTA.
 	c := client("alice")
@@ -558,7 +558,7 @@ func TestIntermediaryRegisterInbox(t *testing.T) {
 	if a := deliver("bob"); strings.Join(a.feedback, " ") != "9700" {
 		t.Errorf("bob, not trusted for ags:05111000: feedback %v, want 9700", a.feedback)
 	}
-	if after := countMessages(t, ix, "duesseldorf"); after != before {
+	if after := countMessages(t, ix.Node, "duesseldorf"); after != before {
 		t.Errorf("the refused delivery left %d messages, want %d", after, before)
 	}
 	// 3707: the tenant trusts alice for one author (keys.trust.counterparts),
@@ -617,10 +617,10 @@ func registerOverOSCI(t testing.TB) string {
 `, certs)
 }
 
-// countMessages counts the tenant's message rows.
-func countMessages(t *testing.T, ix *intermediary, tenantID string) int {
+// countMessages counts the tenant's message rows on the node.
+func countMessages(t *testing.T, n *nodetest.Node, tenantID string) int {
 	var count int
-	err := db.InTenant(t.Context(), ix.Pool, tenantID, func(tx pgx.Tx) error {
+	err := db.InTenant(t.Context(), n.Pool, tenantID, func(tx pgx.Tx) error {
 		return tx.QueryRow(t.Context(), `SELECT count(*) FROM xta_message`).Scan(&count)
 	})
 	if err != nil {

@@ -241,12 +241,12 @@ func refusedChunks(t *testing.T, ix *intermediary, alice *testClient) {
 	// The second chunk completes a message that is no storeDelivery: the
 	// chunk is taken (0801), the message refused inside (9100), nothing
 	// stored.
-	before := countMessages(t, ix, "bremen")
+	before := countMessages(t, ix.Node, "bremen")
 	a := alice.do(t, osci.OrderPartialStoreDelivery, alice.chunkRequest(t, chunkOrder(id, 2, 1, 2, 2), kib, bobCipher))
 	if strings.Join(a.feedback, " ") != "9100 0801" {
 		t.Errorf("completing garbage: feedback %v, want 9100 (inside) 0801", a.feedback)
 	}
-	if n := chunksKept(t, ix); n != 0 || countMessages(t, ix, "bremen") != before {
-		t.Errorf("after the refused message: %d chunks, %d messages (before %d)", n, countMessages(t, ix, "bremen"), before)
+	if n := chunksKept(t, ix); n != 0 || countMessages(t, ix.Node, "bremen") != before {
+		t.Errorf("after the refused message: %d chunks, %d messages (before %d)", n, countMessages(t, ix.Node, "bremen"), before)
 	}
 }

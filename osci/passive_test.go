@@ -17,6 +17,7 @@ import (
 
 	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/osci/oscitest"
@@ -142,6 +143,23 @@ func (p *passiveRecipient) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
+// withPassiveCarol adds carol to an intermediary tenant file as a passive
+// recipient at her server (its TLS certificate in the file carol-tls.pem
+// of the node's directory).
+func withPassiveCarol(file string, carol *passiveRecipient) string {
+	return strings.Replace(file, "trust:\n", fmt.Sprintf(`  - id: osci:carol
+    type: osci
+    category: Postfach
+    transports: [osci]
+    osci:
+      cipherCertificate: %[1]s/carol_cipher_4096.cer
+      signatureCertificate: %[1]s/carol_signature_4096.cer
+      passive: %[2]s/osci
+      passiveCA: "{{DIR}}/carol-tls.pem"
+trust:
+`, oscitest.Certs, carol.server.URL), 1)
+}
+
 // forwardDelivery sends a delivery for a passive recipient.
 func (c *testClient) forwardDelivery(t *testing.T, receiver, messageID, subject, text string, attachment []byte, reader *x509.Certificate) *answer {
 	order := qualityOfTimestamps + `<osci:forwardDelivery Id="forwarddelivery" ` + next + `><osci:ContentReceiver URI="` + receiver + `"></osci:ContentReceiver><osci:MessageId>` +
@@ -182,18 +200,7 @@ func TestPassiveRecipient(t *testing.T) {
 		return osci.CodeDoneDialogClosed
 	})
 	certs := oscitest.Certs
-	file := fmt.Sprintf(intermediaryTenant, certs)
-	file = strings.Replace(file, "trust:\n", fmt.Sprintf(`  - id: osci:carol
-    type: osci
-    category: Postfach
-    transports: [osci]
-    osci:
-      cipherCertificate: %[1]s/carol_cipher_4096.cer
-      signatureCertificate: %[1]s/carol_signature_4096.cer
-      passive: %[2]s/osci
-      passiveCA: "{{DIR}}/carol-tls.pem"
-trust:
-`, certs, carol.server.URL), 1)
+	file := withPassiveCarol(fmt.Sprintf(intermediaryTenant, certs), carol)
 	file = strings.Replace(file, "bob_cipher_4096.cer]", fmt.Sprintf("bob_cipher_4096.cer, %[1]s/carol_cipher_4096.cer]", certs), 1)
 	n := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": file},
 		Files: map[string][]byte{"pin": []byte("123456\n"), "carol-tls.pem": carol.caPEM()}, Clients: []string{"osci-client"}, Schemas: osciSchemas(t)})
@@ -219,9 +226,9 @@ trust:
 	refuse = true
 	id2 := alice.getMessageID(t)
 	alice.forwardDelivery(t, carol.server.URL+"/osci", id2, "Abgelehnt", "wird abgelehnt", []byte("x"), carolCipher)
-	out := waitForReport(t, ix, alice, id2)
-	if !strings.Contains(out, string(osci.CodeNotAccepted)) || !strings.HasPrefix(out, "status 3") {
-		t.Errorf("the refused delivery's report: %s", out)
+	signer := fmt.Sprintf("osci:%x", sha256.Sum256(alice.sign.Certificate().Raw))
+	if out := awaitReport(t, ix.Node, "bremen", signer, id2, settled); out.Status != msgbox.StatusRed || !strings.Contains(records(out), string(osci.CodeNotAccepted)) {
+		t.Errorf("the refused delivery's report: status %d\n%s", out.Status, records(out))
 	}
 	// It is a dead letter of the intermediary tenant; once carol accepts
 	// again, an operator's retry delivers it.
@@ -245,7 +252,7 @@ trust:
 	// mediateDelivery: carol's reply comes back in the response, for alice
 	// to decrypt, signed by carol; nothing is stored on the way.
 	refuse = false
-	before := countMessages(t, ix, "bremen")
+	before := countMessages(t, ix.Node, "bremen")
 	a := alice.mediateDelivery(t, carol.server.URL+"/osci", "Anfrage", "Frage an carol", []byte("Frage-Anlage"), carolCipher)
 	if strings.Join(a.feedback, " ") != "0801" {
 		t.Fatalf("mediateDelivery: feedback %v", a.feedback)
@@ -256,7 +263,7 @@ trust:
 	if len(a.env.Root.FindAll(osci.Namespace, "RequestProcessCardBundle")) != 1 || len(a.env.Root.FindAll(osci.Namespace, "ReplyProcessCardBundle")) != 1 || a.time("Reception") == "" {
 		t.Error("the response lacks the request's process card (with its reception) or the reply's")
 	}
-	if countMessages(t, ix, "bremen") != before {
+	if countMessages(t, ix.Node, "bremen") != before {
 		t.Error("the mediated delivery was stored")
 	}
 	refuse = true
@@ -268,7 +275,7 @@ trust:
 	if a := alice.forwardDelivery(t, "https://elsewhere.example/osci", id3, "Umgeleitet", "x", []byte("x"), carolCipher); strings.Join(a.feedback, " ") != "9809" {
 		t.Errorf("a ContentReceiver that is not carol's address: feedback %v, want 9809", a.feedback)
 	}
-	if countMessages(t, ix, "bremen") != before {
+	if countMessages(t, ix.Node, "bremen") != before {
 		t.Error("the refused forwardDelivery stored a message")
 	}
 	alice.exitDialog(t)
@@ -308,28 +315,6 @@ func waitForCard(t *testing.T, c *testClient, messageID string) *answer {
 		a := c.fetchProcessCard(t, messageID)
 		if a.time("Reception") != "" || time.Now().After(deadline) {
 			return a
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// waitForReport waits until the delivery's report is settled and returns
-// its records.
-func waitForReport(t *testing.T, ix *intermediary, c *testClient, messageID string) string {
-	t.Helper()
-	author := fmt.Sprintf("osci:%x", sha256.Sum256(c.sign.Certificate().Raw))
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out, err := ix.Box.Report(t.Context(), "bremen", author, messageID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		for _, r := range out.Records {
-			b.WriteString(r.Code + " " + r.Reason + "\n")
-		}
-		if out.Status != 0 || time.Now().After(deadline) {
-			return fmt.Sprintf("status %d\n%s", out.Status, b.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -80,7 +80,7 @@ func TestSenderXTAToOSCI(t *testing.T) {
 		return id
 	}
 	id := send("osci:bob", xta.OutgoingContent{ContentType: "text/plain", Filename: "anlage.txt", ID: "anlage.txt", Data: strings.NewReader("Anlage"), Size: 6})
-	out := waitForStatus(t, n, "ags:05315000", id)
+	out := awaitReport(t, n, "koeln", "ags:05315000", id, settled)
 	if out.Status != msgbox.StatusGreen || !strings.Contains(records(out), "Über OSCI an "+n.Base+"/osci in das Postfach von osci:bob zugestellt") {
 		t.Fatalf("the author's report: status %d\n%s", out.Status, records(out))
 	}
@@ -141,7 +141,7 @@ func TestSenderXTAToOSCI(t *testing.T) {
 		return count
 	}
 	before := dialogs()
-	if out := waitForStatus(t, n, "ags:05315000", send("osci:abgelaufen")); out.Status != msgbox.StatusRed || !strings.Contains(records(out), "3705") {
+	if out := awaitReport(t, n, "koeln", "ags:05315000", send("osci:abgelaufen"), settled); out.Status != msgbox.StatusRed || !strings.Contains(records(out), "3705") {
 		t.Errorf("the message to a reader with an expired certificate: status %d\n%s", out.Status, records(out))
 	}
 	if dialogs() != before {
@@ -150,27 +150,31 @@ func TestSenderXTAToOSCI(t *testing.T) {
 
 	// A reader the directory does not know how to reach.
 	lost := send("osci:unbekannt")
-	if out := waitForStatus(t, n, "ags:05315000", lost); out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9809") {
+	if out := awaitReport(t, n, "koeln", "ags:05315000", lost, settled); out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9809") {
 		t.Errorf("the lost message's report: status %d\n%s", out.Status, records(out))
 	}
 }
 
-// waitForStatus waits until a message's report is settled (a minute at
-// most).
-func waitForStatus(t *testing.T, n *nodetest.Node, account, messageID string) *msgbox.Outbox {
+// awaitReport polls the report of a message the account (of the tenant)
+// sent until done says so, a minute at most, and returns it as it last
+// was.
+func awaitReport(t testing.TB, n *nodetest.Node, tenantID, account, messageID string, done func(*msgbox.Outbox) bool) *msgbox.Outbox {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		out, err := n.Box.Report(t.Context(), "koeln", account, messageID)
+		out, err := n.Box.Report(t.Context(), tenantID, account, messageID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Status != msgbox.StatusOpen || time.Now().After(deadline) {
+		if done(out) || time.Now().After(deadline) {
 			return out
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// settled is the done of awaitReport for a report no longer open.
+func settled(out *msgbox.Outbox) bool { return out.Status != msgbox.StatusOpen }
 
 func records(out *msgbox.Outbox) string {
 	var b strings.Builder
@@ -259,7 +263,7 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	route(b.Base + "/osci")
-	if out := waitForStatus(t, a, "ags:05315000", id); out.Status != msgbox.StatusGreen {
+	if out := awaitReport(t, a, "koeln", "ags:05315000", id, settled); out.Status != msgbox.StatusGreen {
 		t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
 	}
 	reader := b.XTAClient("fachverfahren-b", "ags:04011000")
@@ -277,43 +281,19 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 		t.Errorf("a second message arrived at B: %s", next.MessageID)
 	}
 	// The process card brings B's fetching and reception into A's report.
-	deadline = time.Now().Add(time.Minute)
-	for {
-		out, err := a.Box.Report(ctx, "koeln", "ags:05315000", id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out.Fetched != nil && out.Closed != nil {
-			if !strings.Contains(records(out), "Laut Laufzettel von ags:04011000") {
-				t.Errorf("A's report after the reception:\n%s", records(out))
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("A's report shows no reception a minute after B's reader closed the message:\n%s", records(out))
-		}
-		time.Sleep(100 * time.Millisecond)
+	out := awaitReport(t, a, "koeln", "ags:05315000", id, func(o *msgbox.Outbox) bool { return o.Fetched != nil && o.Closed != nil })
+	if out.Fetched == nil || out.Closed == nil {
+		t.Fatalf("A's report shows no reception a minute after B's reader closed the message:\n%s", records(out))
+	}
+	if !strings.Contains(records(out), "Laut Laufzettel von ags:04011000") {
+		t.Errorf("A's report after the reception:\n%s", records(out))
 	}
 
 	// B refuses for good what muenster's signer sends (not trusted for
 	// ags:05515000 there): red, with the code.
-	refused := send("fachverfahren-ms", "ags:05515000")
-	deadline = time.Now().Add(time.Minute)
-	for {
-		out, err := a.Box.Report(ctx, "muenster", "ags:05515000", refused)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out.Status != msgbox.StatusOpen {
-			if out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9700") {
-				t.Errorf("the refused message's report: status %d\n%s", out.Status, records(out))
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the refused message's report stayed open")
-		}
-		time.Sleep(100 * time.Millisecond)
+	out = awaitReport(t, a, "muenster", "ags:05515000", send("fachverfahren-ms", "ags:05515000"), settled)
+	if out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9700") {
+		t.Errorf("the refused message's report: status %d\n%s", out.Status, records(out))
 	}
 }
 
@@ -366,20 +346,10 @@ func TestTwoNodesRegisterInbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out, err := a.Box.Report(ctx, "fachverfahren", "ags:05111000", id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out.Status == msgbox.StatusGreen || out.Status == msgbox.StatusYellow {
-			break
-		}
-		if out.Status == msgbox.StatusRed || time.Now().After(deadline) {
-			t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if out := awaitReport(t, a, "fachverfahren", "ags:05111000", id, settled); out.Status != msgbox.StatusGreen && out.Status != msgbox.StatusYellow {
+		t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
 	}
+	deadline := time.Now().Add(time.Minute)
 	clerk := tenant.Actor{Tenant: "duesseldorf", Kind: tenant.ActorCertificate, Subject: "test", Role: "fachverfahren", Purpose: "meldewesen"}
 	for {
 		found, err := b.Store.Search(ctx, clerk, "duesseldorf", "melderegister", register.Query{Familienname: "Ćosić", Vornamen: "Mirela Ana", Geburtsdatum: "1987-04"})
@@ -480,26 +450,14 @@ trust:
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before := countRows(t, a, "koeln")
+	before := countMessages(t, a, "koeln")
 	if err := a.Collector.Enqueue(ctx); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	if after := countRows(t, a, "koeln"); after != before {
+	if after := countMessages(t, a, "koeln"); after != before {
 		t.Errorf("a second collection stored %d more messages", after-before)
 	}
-}
-
-// countRows counts a tenant's message rows on a node.
-func countRows(t *testing.T, n *nodetest.Node, tenantID string) int {
-	var count int
-	err := db.InTenant(t.Context(), n.Pool, tenantID, func(tx pgx.Tx) error {
-		return tx.QueryRow(t.Context(), `SELECT count(*) FROM xta_message`).Scan(&count)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return count
 }
 
 // TestTwoNodesPassiveReader: node A's directory names carol a passive
@@ -510,17 +468,7 @@ func TestTwoNodesPassiveReader(t *testing.T) {
 	ctx := t.Context()
 	certs := oscitest.Certs
 	carol := newPassiveRecipient(t, func(int) osci.Code { return osci.CodeDoneDialogClosed })
-	bremen := strings.Replace(fmt.Sprintf(intermediaryTenant, certs), "trust:\n", fmt.Sprintf(`  - id: osci:carol
-    type: osci
-    category: Postfach
-    transports: [osci]
-    osci:
-      cipherCertificate: %[1]s/carol_cipher_4096.cer
-      signatureCertificate: %[1]s/carol_signature_4096.cer
-      passive: %[2]s/osci
-      passiveCA: "{{DIR}}/carol-tls.pem"
-trust:
-`, certs, carol.server.URL), 1)
+	bremen := withPassiveCarol(fmt.Sprintf(intermediaryTenant, certs), carol)
 	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": bremen},
 		Files: map[string][]byte{"pin": []byte("123456\n"), "carol-tls.pem": carol.caPEM()}, Clients: []string{"osci-node-a"}, Schemas: osciSchemas(t)})
 	directory := filepath.Join(t.TempDir(), "directory.yaml")
@@ -538,22 +486,12 @@ trust:
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out, err := a.Box.Report(ctx, "koeln", "ags:05315000", id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out.Closed != nil {
-			if out.Status != msgbox.StatusGreen || !strings.Contains(records(out), "zur Weiterleitung an den passiven Empfänger osci:carol") {
-				t.Errorf("A's report: status %d\n%s", out.Status, records(out))
-			}
-			break
-		}
-		if out.Status == msgbox.StatusRed || time.Now().After(deadline) {
-			t.Fatalf("A's report shows no reception by carol: status %d\n%s", out.Status, records(out))
-		}
-		time.Sleep(100 * time.Millisecond)
+	out := awaitReport(t, a, "koeln", "ags:05315000", id, func(o *msgbox.Outbox) bool { return o.Closed != nil || o.Status == msgbox.StatusRed })
+	if out.Closed == nil {
+		t.Fatalf("A's report shows no reception by carol: status %d\n%s", out.Status, records(out))
+	}
+	if out.Status != msgbox.StatusGreen || !strings.Contains(records(out), "zur Weiterleitung an den passiven Empfänger osci:carol") {
+		t.Errorf("A's report: status %d\n%s", out.Status, records(out))
 	}
 	carol.mu.Lock()
 	defer carol.mu.Unlock()
@@ -601,7 +539,7 @@ func TestTwoNodesAnswerLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := waitForStatus(t, a, "ags:05315000", id)
+	out := awaitReport(t, a, "koeln", "ags:05315000", id, settled)
 	if out.Status != msgbox.StatusGreen || !strings.Contains(records(out), "bei einem früheren Versuch") {
 		t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
 	}
