@@ -332,12 +332,12 @@ func (in *Intermediary) storeAssembled(ctx context.Context, x *exchange, id stri
 			return nil, refuse(CodeNoValidRequest, "the storeDelivery the chunks make up does not match the OSCI 1.2 schema: %v", err)
 		}
 	}
-	d, err := DeliveryOf(inner)
-	if err != nil {
+	// store reads the delivery (and refuses one without MessageId); here
+	// only whether it is the one the chunks were sent for.
+	if mid, err := messageIDOf(inner.OrderElement); err != nil {
 		return nil, err
-	}
-	if d.MessageID != id {
-		return nil, refuse(CodeIllegalMessageID, "the chunks of %q make up the delivery %q", id, d.MessageID)
+	} else if mid != "" && mid != id {
+		return nil, refuse(CodeIllegalMessageID, "the chunks of %q make up the delivery %q", id, mid)
 	}
 	y := &exchange{tenant: x.tenant, req: inner, dialog: x.dialog, set: x.set, started: x.started, resp: &Response{Order: OrderStoreDelivery}}
 	warnings, err := in.store(ctx, y)
