@@ -2,6 +2,7 @@ package osci_test
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -41,6 +42,10 @@ type passiveRecipient struct {
 	requests int
 	received []string
 	problems []string
+	// signer signs her answers (default carol's signature key); noReply
+	// leaves the reply out of an accepted processDelivery.
+	signer  string
+	noReply bool
 }
 
 func newPassiveRecipient(t *testing.T, answer func(n int) osci.Code) *passiveRecipient {
@@ -114,9 +119,12 @@ func (p *passiveRecipient) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.received = append(p.received, text)
 	p.mu.Unlock()
-	signing := oscitest.Key(t, "carol_signature_4096")
+	p.mu.Lock()
+	signer, noReply := cmp.Or(p.signer, "carol_signature_4096"), p.noReply
+	p.mu.Unlock()
+	signing := oscitest.Key(t, signer)
 	resp := &osci.Response{Order: order, Control: osci.ControlBlock{Response: a.text("Challenge")}, Feedback: []osci.Code{code}}
-	if order == osci.OrderProcessDelivery && code[0] == '0' {
+	if order == osci.OrderProcessDelivery && code[0] == '0' && !noReply {
 		// The reply: for the author (the originator's cipher certificate
 		// the request carries), signed by carol, with an attachment.
 		var author *x509.Certificate
@@ -187,7 +195,8 @@ func (c *testClient) mediateDelivery(t *testing.T, receiver, subject, text strin
 // is refused (9809) and nothing is stored. A mediateDelivery goes to carol
 // at once as processDelivery; her reply, encrypted to alice and signed by
 // carol, comes back in the response with both process cards; her refusal
-// is 9805. Every request carol gets is valid against the OSCI schemas.
+// is 9805, her answer signed by another 9807, one without the reply 9806.
+// Every request carol gets is valid against the OSCI schemas.
 func TestPassiveRecipient(t *testing.T) {
 	var refuse bool
 	carol := newPassiveRecipient(t, func(n int) osci.Code {
@@ -270,6 +279,32 @@ func TestPassiveRecipient(t *testing.T) {
 	if a := alice.mediateDelivery(t, carol.server.URL+"/osci", "Anfrage", "abgelehnt", []byte("x"), carolCipher); strings.Join(a.feedback, " ") != "9805" {
 		t.Errorf("mediateDelivery carol refuses: feedback %v, want 9805", a.feedback)
 	}
+	refuse = false
+	// An answer signed by another than carol's signature certificate
+	// (9807), and one without the reply (9806); nothing stored.
+	for _, c := range []struct {
+		name    string
+		signer  string
+		noReply bool
+		code    string
+	}{
+		{"signed by another", "bob_signature_4096", false, "9807"},
+		{"no reply", "", true, "9806"},
+	} {
+		carol.mu.Lock()
+		carol.signer, carol.noReply = c.signer, c.noReply
+		carol.mu.Unlock()
+		if a := alice.mediateDelivery(t, carol.server.URL+"/osci", "Anfrage", c.name, []byte("x"), carolCipher); strings.Join(a.feedback, " ") != c.code {
+			t.Errorf("mediateDelivery, carol's answer %s: feedback %v, want %s", c.name, a.feedback, c.code)
+		}
+	}
+	carol.mu.Lock()
+	carol.signer, carol.noReply = "", false
+	carol.mu.Unlock()
+	if countMessages(t, ix.Node, "bremen") != before {
+		t.Error("a refused mediateDelivery stored a message")
+	}
+	refuse = true
 
 	id3 := alice.getMessageID(t)
 	if a := alice.forwardDelivery(t, "https://elsewhere.example/osci", id3, "Umgeleitet", "x", []byte("x"), carolCipher); strings.Join(a.feedback, " ") != "9809" {
@@ -296,7 +331,7 @@ func TestPassiveRecipient(t *testing.T) {
 			}
 		}
 	}
-	if want := map[string]float64{"acceptDelivery retry": 1, "acceptDelivery accepted": 2, "acceptDelivery refused": 1, "processDelivery accepted": 1, "processDelivery refused": 1}; fmt.Sprint(pushes) != fmt.Sprint(want) {
+	if want := map[string]float64{"acceptDelivery retry": 1, "acceptDelivery accepted": 2, "acceptDelivery refused": 1, "processDelivery accepted": 2, "processDelivery refused": 2}; fmt.Sprint(pushes) != fmt.Sprint(want) {
 		t.Errorf("parzelle_osci_passive_total: %v, want %v", pushes, want)
 	}
 	carol.mu.Lock()
