@@ -125,8 +125,8 @@ func (w *ForwardWorker) Work(ctx context.Context, job *river.Job[ForwardArgs]) e
 	case err == nil && m.Status != msgbox.StatusOpen:
 		return nil // settled before (cancelled, or delivered by an earlier attempt)
 	}
-	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
-	defer cancel()
+	// One attempt is bounded by the node's job timeout (jobs.JobTimeout):
+	// a job running longer would be taken for one whose node died.
 	var detail string
 	if err == nil {
 		detail, err = s.deliver(ctx, a, m)
@@ -340,9 +340,6 @@ func metaDataHeader(metadata string) string {
 	at := start + name
 	return metadata[:at] + ` Id="MetaData"` + metadata[at:]
 }
-
-// forwardTimeout bounds one delivery attempt.
-const forwardTimeout = 5 * time.Minute
 
 // CardsArgs is the River job that asks for a delivered message's process
 // card until it shows the reception.
