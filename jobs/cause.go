@@ -25,15 +25,17 @@ const (
 	CauseMapping       = "mapping"
 	CauseApplyRefused  = "apply-refused"
 	CauseApplyError    = "apply-error"
-	// An OSCI delivery for a passive recipient (StepForward): refused by
-	// it, or it stayed out of reach.
+	// An OSCI delivery (StepForward, StepSend): refused by its passive
+	// recipient or the reader's intermediary, or they stayed out of reach;
+	// or the directory names no usable way to the reader.
 	CauseNotAccepted = "not-accepted"
 	CauseUnreachable = "unreachable"
+	CauseNoRoute     = "no-route"
 )
 
 // Causes are the codes in the order a message meets them.
 var Causes = []string{CauseTenantGone, CauseNotInbox, CauseNotWriter, CauseNotXML, CauseNoSchema, CauseSchemaError,
-	CauseSchemaInvalid, CauseSignature, CauseNoSpec, CauseSpecBroken, CauseMapping, CauseApplyRefused, CauseApplyError, CauseNotAccepted, CauseUnreachable}
+	CauseSchemaInvalid, CauseSignature, CauseNoSpec, CauseSpecBroken, CauseMapping, CauseApplyRefused, CauseApplyError, CauseNotAccepted, CauseUnreachable, CauseNoRoute}
 
 // mappingFailure is the failure of a message the tenant's specs could not
 // map; its problem names the line of the message it concerns, where known.

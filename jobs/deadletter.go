@@ -67,7 +67,7 @@ type DeadLetters struct {
 	// client will do: the node's workers run it).
 	Jobs *river.Client[pgx.Tx]
 	// Retriers enqueue the work of a retried message of a step outside the
-	// pipeline (StepForward), in tx, which is in no tenant.
+	// pipeline (StepForward, StepSend), in tx, which is in no tenant.
 	Retriers map[string]func(ctx context.Context, tx pgx.Tx, tenantID string, d DeadLetter) error
 }
 
@@ -89,7 +89,8 @@ const recordDeadLetter = `WITH reopened AS (
 	SELECT $1, id, $3, $7, $12, $11, $10, $8, $9 FROM (SELECT id FROM reopened UNION ALL SELECT id FROM inserted) l`
 
 // Failure is a message that became a dead letter outside the register
-// pipeline (an OSCI delivery its passive recipient did not accept).
+// pipeline (an OSCI delivery its passive recipient or the reader's
+// intermediary did not accept).
 type Failure struct {
 	Inbox                                  int64
 	MessageID, Author, Reader, MessageType string

@@ -33,6 +33,10 @@ const (
 	// StepForward is an OSCI intermediary's push of a delivery to its
 	// passive recipient (package osci).
 	StepForward = "forward"
+	// StepSend is an OSCI delivery of a message whose reader lives behind
+	// another intermediary, in the author's tenant (package osci): its
+	// intermediary refused it, or could not be reached or placed.
+	StepSend = "send"
 )
 
 // PipelineArgs is the River job that applies messages of a tenant's

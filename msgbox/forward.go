@@ -74,20 +74,30 @@ type Progress struct {
 
 // Forwarded records progress in the author's report of an outbox message.
 func (s *Store) Forwarded(ctx context.Context, tenantID string, outbox int64, p Progress) error {
+	return db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error { return s.ForwardedTx(ctx, tx, tenantID, outbox, p) })
+}
+
+// ForwardedTx is Forwarded in tx, which must be in the author's tenant.
+// A message delivered (green) loses its content: it is at the reader's
+// intermediary now, and the node has no business keeping it.
+func (s *Store) ForwardedTx(ctx context.Context, tx pgx.Tx, tenantID string, outbox int64, p Progress) error {
 	key, err := s.keyring.Current(ctx, s.pool, tenantID)
 	if err != nil {
 		return err
 	}
-	return db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE xta_message SET status = coalesce($2, status), delivered_at = coalesce($3, delivered_at),
-			fetched_at = coalesce($4, fetched_at), closed_at = coalesce($5, closed_at) WHERE id = $1 AND box = 'outbox'`,
-			outbox, p.Status, p.Delivered, p.Fetched, p.Closed)
-		if err != nil {
+	tag, err := tx.Exec(ctx, `UPDATE xta_message SET status = coalesce($2, status), delivered_at = coalesce($3, delivered_at),
+		fetched_at = coalesce($4, fetched_at), closed_at = coalesce($5, closed_at) WHERE id = $1 AND box = 'outbox'`,
+		outbox, p.Status, p.Delivered, p.Fetched, p.Closed)
+	if err != nil {
+		return fmt.Errorf("msgbox: forwarding progress: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return refuse(KindNoMessage, "outbox message %d of %s is gone", outbox, tenantID)
+	}
+	if p.Status != nil && *p.Status == StatusGreen {
+		if _, err := tx.Exec(ctx, `DELETE FROM xta_part WHERE message = $1`, outbox); err != nil {
 			return fmt.Errorf("msgbox: forwarding progress: %w", err)
 		}
-		if tag.RowsAffected() == 0 {
-			return refuse(KindNoMessage, "outbox message %d of %s is gone", outbox, tenantID)
-		}
-		return addRecords(ctx, tx, key, outbox, p.Record)
-	})
+	}
+	return addRecords(ctx, tx, key, outbox, p.Record)
 }

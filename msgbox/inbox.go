@@ -297,9 +297,10 @@ func (s *Store) Settle(ctx context.Context, tx pgx.Tx, readerTenant string, sts 
 
 // Reopen puts a settled message back for its consumer (an operator retries
 // a dead letter): its box row is open again and the author's report open,
-// with a record saying why. tx must be in the reader's tenant and is left
-// there. It reports false when the message is not settled or its content is
-// gone.
+// with a record saying why. The message is an inbox row of the reader, or
+// an outbox row whose forwarding failed (the report is its own). tx must
+// be in the tenant of that row and is left there. It reports false when
+// the message is not settled or its content is gone.
 func (s *Store) Reopen(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, reason string) (bool, error) {
 	var peerTenant *string
 	var peerID *int64
@@ -307,7 +308,7 @@ func (s *Store) Reopen(ctx context.Context, tx pgx.Tx, readerTenant string, inbo
 		WHERE id = $1 AND box = 'inbox' AND closed_at IS NOT NULL AND EXISTS (SELECT 1 FROM xta_part p WHERE p.message = $1)
 		RETURNING peer_tenant, peer_id`, inbox).Scan(&peerTenant, &peerID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		return s.reopenOutbox(ctx, tx, readerTenant, inbox, reason)
 	}
 	if err != nil {
 		return false, fmt.Errorf("msgbox: reopen message %d: %w", inbox, err)
@@ -333,16 +334,21 @@ func (s *Store) Reopen(ctx context.Context, tx pgx.Tx, readerTenant string, inbo
 
 // Discard deletes a settled message's content (an operator discards its
 // dead letter); the author's report keeps its red status and gets a record
-// saying why. tx must be in the reader's tenant and is left there.
+// saying why. The message is an inbox row or a failed forwarding's outbox
+// row, as for Reopen; tx must be in its tenant and is left there.
 func (s *Store) Discard(ctx context.Context, tx pgx.Tx, readerTenant string, inbox int64, reason string) error {
+	var box string
 	var peerTenant *string
 	var peerID *int64
-	err := tx.QueryRow(ctx, `SELECT peer_tenant, peer_id FROM xta_message WHERE id = $1 AND box = 'inbox'`, inbox).Scan(&peerTenant, &peerID)
+	err := tx.QueryRow(ctx, `SELECT box, peer_tenant, peer_id FROM xta_message WHERE id = $1`, inbox).Scan(&box, &peerTenant, &peerID)
 	if err != nil {
 		return fmt.Errorf("msgbox: discard message %d: %w", inbox, err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM xta_part WHERE message = $1`, inbox); err != nil {
 		return fmt.Errorf("msgbox: discard message %d: %w", inbox, err)
+	}
+	if box == "outbox" {
+		peerTenant, peerID = &readerTenant, &inbox
 	}
 	if peerTenant == nil || peerID == nil {
 		return nil
@@ -358,4 +364,22 @@ func (s *Store) Discard(ctx context.Context, tx pgx.Tx, readerTenant string, inb
 		return err
 	}
 	return db.EnterTenant(ctx, tx, readerTenant)
+}
+
+// reopenOutbox reopens an outbox message whose forwarding failed (red, not
+// cancelled, its content kept), with a record saying why.
+func (s *Store) reopenOutbox(ctx context.Context, tx pgx.Tx, tenantID string, outbox int64, reason string) (bool, error) {
+	tag, err := tx.Exec(ctx, `UPDATE xta_message SET status = $2 WHERE id = $1 AND box = 'outbox' AND status = $3 AND cancelled_at IS NULL
+		AND EXISTS (SELECT 1 FROM xta_part p WHERE p.message = $1)`, outbox, StatusOpen, StatusRed)
+	if err != nil {
+		return false, fmt.Errorf("msgbox: reopen message %d: %w", outbox, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	key, err := s.keyring.Current(ctx, s.pool, tenantID)
+	if err != nil {
+		return false, err
+	}
+	return true, addRecords(ctx, tx, key, outbox, Record{s.now(), "info", RecordRetried, reason})
 }

@@ -134,7 +134,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 	if err != nil {
 		return nil, err
 	}
-	s.Sender = &osci.Sender{Tenants: tenants.Current, Directory: directory, HTTP: senderHTTP, Log: log.With("service", "osci-sender")}
+	s.Sender = &osci.Sender{Pool: pool, Keyring: s.Keyring, Tenants: tenants.Current, Directory: directory, HTTP: senderHTTP, Log: log.With("service", "osci-sender")}
 	boxes := msgbox.Config{Pool: pool, Tenants: tenants.Current, Keyring: s.Keyring, Consumer: msgbox.Consumers{s.Pipeline, evidenceInbox, passive},
 		Log: log.With("service", "msgbox")}
 	if cfg.Paths.Directory != "" {
@@ -175,7 +175,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 		return nil, err
 	}
 	s.Letters = &jobs.DeadLetters{Pool: pool, Jobs: s.Jobs, Box: s.Box, Keyring: s.Keyring, Retriers: map[string]func(context.Context, pgx.Tx, string, jobs.DeadLetter) error{
-		jobs.StepForward: passive.Retry}}
+		jobs.StepForward: passive.Retry, jobs.StepSend: s.Sender.Retry}}
 
 	if s.Console, err = console.New(console.Config{Console: cfg.Console, Pool: pool, Tenants: tenants, Letters: s.Letters, Box: s.Box, Store: s.Store,
 		Keys: s.Keys, Metrics: n.reg, Log: log.With("service", "console"), Ready: n.ready}); err != nil {

@@ -13,9 +13,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/msgbox"
+	"github.com/parzelle/parzelle/sealing"
 	"github.com/parzelle/parzelle/tenant"
 	"github.com/parzelle/parzelle/xta"
 )
@@ -37,10 +41,15 @@ const (
 // MessageMetaData as the signed custom header Id="MetaData", the content
 // signed by the author tenant's key and encrypted to the reader, the
 // request transport-encrypted to the intermediary. The author's report
-// turns green with the delivery, red with the feedback of a refusal; an
-// intermediary out of reach is retried.
+// turns green with the delivery, red with the feedback of a refusal (and
+// the message becomes a dead letter of the author's tenant, step send, for
+// an operator to retry or discard); an intermediary out of reach is
+// retried.
 type Sender struct {
-	Box       *msgbox.Store
+	Pool *pgxpool.Pool
+	Box  *msgbox.Store
+	// Keyring seals the reasons of dead letters.
+	Keyring   *sealing.Keyring
 	Tenants   func() *tenant.Set
 	Directory xta.Directory
 	// HTTP reaches the intermediaries (default: the system's roots, no
@@ -146,14 +155,16 @@ func (w *ForwardWorker) Work(ctx context.Context, job *river.Job[ForwardArgs]) e
 		}
 		return nil
 	case errors.As(err, &p), job.Attempt >= job.MaxAttempts:
-		if p == nil {
-			p = &permanent{CodeForwardNotReached, fmt.Sprintf("after %d attempts: %v", job.Attempt, err)}
+		cause := jobs.CauseNoRoute
+		var there *refusedThere
+		switch {
+		case p == nil:
+			p, cause = &permanent{CodeForwardNotReached, fmt.Sprintf("after %d attempts: %v", job.Attempt, err)}, jobs.CauseUnreachable
+		case errors.As(err, &there):
+			cause = jobs.CauseNotAccepted
 		}
-		s.log().Warn("osci: forwarding failed", "tenant", a.Tenant, "message_id", a.MessageID, "reader", a.Reader, "code", string(p.code), "detail", p.detail)
-		now := s.Box.Now()
-		red := msgbox.StatusRed
-		if err := s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Status: &red,
-			Record: msgbox.Record{At: now, Level: "error", Code: msgbox.RecordFailed, Reason: fmt.Sprintf("OSCI %s %s: %s", p.code, p.code.Text("de"), p.detail)}}); err != nil {
+		s.log().Warn("osci: forwarding failed", "tenant", a.Tenant, "message_id", a.MessageID, "reader", a.Reader, "code", string(p.code), "cause", cause, "detail", p.detail)
+		if err := s.fail(ctx, a, m, job.Attempt, cause, fmt.Sprintf("OSCI %s %s: %s", p.code, p.code.Text("de"), p.detail)); err != nil {
 			return err
 		}
 		return river.JobCancel(err)
@@ -161,6 +172,36 @@ func (w *ForwardWorker) Work(ctx context.Context, job *river.Job[ForwardArgs]) e
 		s.log().Warn("osci: forwarding will be retried", "tenant", a.Tenant, "message_id", a.MessageID, "reader", a.Reader, "attempt", job.Attempt, "error", err)
 		return err
 	}
+}
+
+// fail turns the author's report red with the reason and makes the
+// message a dead letter of the author's tenant (step send), in one
+// transaction; its content stays for an operator's retry.
+func (s *Sender) fail(ctx context.Context, a ForwardArgs, m *outgoing, attempts int, cause, reason string) error {
+	key, err := s.Keyring.Current(ctx, s.Pool, a.Tenant)
+	if err != nil {
+		return err
+	}
+	f := jobs.Failure{Inbox: a.Outbox, MessageID: a.MessageID, Reader: a.Reader, MessageType: "xta", Step: jobs.StepSend, Cause: cause, Reason: reason, Attempts: attempts}
+	if m != nil {
+		f.Author, f.MessageType = m.Author, m.MessageType
+	}
+	red := msgbox.StatusRed
+	return db.InTenant(ctx, s.Pool, a.Tenant, func(tx pgx.Tx) error {
+		if err := jobs.RecordDeadLetter(ctx, tx, key, a.Tenant, f); err != nil {
+			return err
+		}
+		return s.Box.ForwardedTx(ctx, tx, a.Tenant, a.Outbox, msgbox.Progress{Status: &red,
+			Record: msgbox.Record{At: s.Box.Now(), Level: "error", Code: msgbox.RecordFailed, Reason: reason}})
+	})
+}
+
+// Retry enqueues the delivery of a message an operator retries from its
+// dead letter (jobs.DeadLetters.Retriers, step send), in tx; the MessageId
+// recorded by the failed attempts is used again.
+func (s *Sender) Retry(ctx context.Context, tx pgx.Tx, tenantID string, d jobs.DeadLetter) error {
+	_, err := s.client.InsertTx(ctx, tx, ForwardArgs{Tenant: tenantID, Outbox: d.Inbox, MessageID: d.MessageID, Reader: d.Reader}, nil)
+	return err
 }
 
 func (s *Sender) log() *slog.Logger {
@@ -226,40 +267,52 @@ func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (strin
 		return "", clientFailure(err)
 	}
 	defer func() { _ = sess.Close(ctx) }()
-	id, reused := m.osciID, m.osciID != ""
-	if !reused {
-		if id, err = sess.MessageID(ctx); err != nil {
-			return "", clientFailure(err)
-		}
-		// Recorded before the delivery: a retry after a crash stores it
-		// under the same MessageId, which the intermediary refuses the
-		// second time (9801), so it is never stored twice.
-		if err := s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Record: msgbox.Record{At: s.Box.Now(), Level: "info", Code: RecordOSCIMessageID, Reason: id}}); err != nil {
-			return "", err
-		}
-		m.osciID = id
-	}
 	content, atts, err := SealContent(m.document, m.attachments, c.Signer, []*x509.Certificate{reader})
 	if err != nil {
 		return "", &permanent{CodeOrderInternal, err.Error()}
 	}
-	o := Outgoing{MessageID: id, Subject: m.MessageID, Reader: reader, CustomHeaders: []string{metaDataHeader(m.Metadata)}, Content: content, Attachments: atts}
+	o := Outgoing{Subject: m.MessageID, Reader: reader, CustomHeaders: []string{metaDataHeader(m.Metadata)}, Content: content, Attachments: atts}
 	if e.Passive {
 		o.ContentReceiver = e.ContentReceiver
 	}
-	ans, err := sess.Store(ctx, o)
-	switch {
-	case err != nil:
-		return "", clientFailure(err)
-	case reused && ans.Has(CodeIllegalMessageID):
-		return fmt.Sprintf("Über OSCI an %s zugestellt (MessageId %s, bei einem früheren Versuch)", c.URL, id), nil
-	case !ans.OK():
-		return "", &permanent{ans.Feedback[0], ans.describe()}
+	reused := m.osciID != ""
+	for {
+		if m.osciID == "" {
+			id, err := sess.MessageID(ctx)
+			if err != nil {
+				return "", clientFailure(err)
+			}
+			// Recorded before the delivery: a retry after a crash stores it
+			// under the same MessageId, which the intermediary refuses the
+			// second time (9801), so it is never stored twice.
+			if err := s.Box.Forwarded(ctx, a.Tenant, a.Outbox, msgbox.Progress{Record: msgbox.Record{At: s.Box.Now(), Level: "info", Code: RecordOSCIMessageID, Reason: id}}); err != nil {
+				return "", err
+			}
+			m.osciID = id
+		}
+		o.MessageID = m.osciID
+		ans, err := sess.Store(ctx, o)
+		switch {
+		case err != nil:
+			return "", clientFailure(err)
+		case reused && ans.Has(CodeIllegalMessageID):
+			// Used by an earlier attempt whose answer was lost, or
+			// forgotten by the intermediary (handed out too long ago, say
+			// before an operator's retry): only a process card tells.
+			if _, err := sess.ProcessCard(ctx, o.MessageID); err == nil {
+				return fmt.Sprintf("Über OSCI an %s zugestellt (MessageId %s, bei einem früheren Versuch)", c.URL, o.MessageID), nil
+			}
+			m.osciID, reused = "", false
+			continue
+		case !ans.OK():
+			return "", &refusedThere{&permanent{ans.Feedback[0], ans.describe()}}
+		}
+		id := o.MessageID
+		if e.Passive {
+			return fmt.Sprintf("Über OSCI an %s zur Weiterleitung an den passiven Empfänger %s übergeben (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
+		}
+		return fmt.Sprintf("Über OSCI an %s in das Postfach von %s zugestellt (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
 	}
-	if e.Passive {
-		return fmt.Sprintf("Über OSCI an %s zur Weiterleitung an den passiven Empfänger %s übergeben (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
-	}
-	return fmt.Sprintf("Über OSCI an %s in das Postfach von %s zugestellt (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
 }
 
 // clientFor is the author tenant's client towards the reader's
@@ -316,10 +369,16 @@ func (s *Sender) clientOf(e xta.Entry, tenantID, reader string) (*Client, *x509.
 func clientFailure(err error) error {
 	var oe *Error
 	if errors.As(err, &oe) && oe.Code != CodeInternal {
-		return &permanent{oe.Code, oe.Detail}
+		return &refusedThere{&permanent{oe.Code, oe.Detail}}
 	}
 	return err
 }
+
+// refusedThere is a permanent refusal the reader's intermediary answered,
+// as opposed to one this node made before sending.
+type refusedThere struct{ *permanent }
+
+func (r *refusedThere) Unwrap() error { return r.permanent }
 
 // metaDataHeader is the XTA MessageMetaData as OSCI's custom header: the
 // stored element with Id="MetaData".

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/jobs"
 	"github.com/parzelle/parzelle/keys"
 	"github.com/parzelle/parzelle/msgbox"
 	"github.com/parzelle/parzelle/node/nodetest"
@@ -152,6 +153,28 @@ func TestSenderXTAToOSCI(t *testing.T) {
 	lost := send("osci:unbekannt")
 	if out := awaitReport(t, n, "koeln", "ags:05315000", lost, settled); out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9809") {
 		t.Errorf("the lost message's report: status %d\n%s", out.Status, records(out))
+	}
+	// Both are dead letters of koeln (no route); an operator discards the
+	// lost one: its content goes, its report says why.
+	letters, err := n.Letters.List(ctx, "koeln", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	causes := map[string]string{}
+	for _, l := range letters {
+		causes[l.Reader] = l.Step + " " + l.Cause
+		if l.MessageID == lost {
+			operator := tenant.Actor{Tenant: "koeln", Kind: "operator", Subject: "ops@test", Role: "operator", Purpose: "betrieb"}
+			if err := n.Letters.Discard(ctx, operator, "koeln", l.ID, "Empfänger gibt es nicht"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(letters) != 2 || causes["osci:abgelaufen"] != "send no-route" || causes["osci:unbekannt"] != "send no-route" {
+		t.Errorf("koeln's dead letters: %v", causes)
+	}
+	if out := awaitReport(t, n, "koeln", "ags:05315000", lost, settled); outboxParts(t, n, lost) != 0 || !strings.Contains(records(out), "Empfänger gibt es nicht") {
+		t.Errorf("the discarded message: %d parts\n%s", outboxParts(t, n, lost), records(out))
 	}
 }
 
@@ -290,11 +313,62 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	}
 
 	// B refuses for good what muenster's signer sends (not trusted for
-	// ags:05515000 there): red, with the code.
-	out = awaitReport(t, a, "muenster", "ags:05515000", send("fachverfahren-ms", "ags:05515000"), settled)
+	// ags:05515000 there): red, with the code, and a dead letter of
+	// muenster on A whose message keeps its content.
+	refused := send("fachverfahren-ms", "ags:05515000")
+	out = awaitReport(t, a, "muenster", "ags:05515000", refused, settled)
 	if out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9700") {
 		t.Errorf("the refused message's report: status %d\n%s", out.Status, records(out))
 	}
+	letters, err := a.Letters.List(ctx, "muenster", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 || letters[0].MessageID != refused || letters[0].Step != jobs.StepSend || letters[0].Cause != jobs.CauseNotAccepted ||
+		!strings.Contains(letters[0].Reason, "9700") || letters[0].Author != "ags:05515000" {
+		t.Fatalf("A's dead letters of muenster: %+v", letters)
+	}
+	if parts := outboxParts(t, a, refused); parts != 2 {
+		t.Errorf("the refused message keeps %d parts, not its 2", parts)
+	}
+	if parts := outboxParts(t, a, id); parts != 0 {
+		t.Errorf("the delivered message still has %d parts stored on A", parts)
+	}
+	// B learns to trust muenster's signer; a day passes, and B forgets
+	// the MessageId A recorded. The operator's retry finds it forgotten
+	// (9801 and no process card), asks for a new one and delivers.
+	trusted := strings.Replace(fmt.Sprintf(receiverTenant, certs), "counterparts: [", `counterparts: [{identity: "ags:05515000", signers: [`+certs+`/bob_signature_4096.cer]}, `, 1)
+	if err := os.WriteFile(filepath.Join(b.Dir, "tenants", "bremen.yaml"), []byte(strings.NewReplacer("{{CA}}", b.CAFile, "{{DIR}}", b.Dir).Replace(trusted)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := b.Tenants.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
+		t.Fatalf("B's tenants: %v %v", err, rep.Rejected)
+	}
+	if _, err := b.Pool.Exec(ctx, `DELETE FROM osci_message_id`); err != nil {
+		t.Fatal(err)
+	}
+	operator := tenant.Actor{Tenant: "muenster", Kind: "operator", Subject: "ops@test", Role: "operator", Purpose: "betrieb"}
+	if err := a.Letters.Retry(ctx, operator, "muenster", letters[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	out = awaitReport(t, a, "muenster", "ags:05515000", refused, settled)
+	if out.Status != msgbox.StatusGreen || strings.Contains(records(out), "früheren Versuch") {
+		t.Fatalf("the retried message's report: status %d\n%s", out.Status, records(out))
+	}
+	got, err = reader.GetMessage(ctx, "")
+	if err != nil || got.MessageID != refused {
+		t.Fatalf("B's reader after the retry: %v %v", got, err)
+	}
+}
+
+// outboxParts counts the stored parts of an outbox message of node n.
+func outboxParts(t *testing.T, n *nodetest.Node, messageID string) int {
+	var parts int
+	err := n.Pool.QueryRow(t.Context(), `SELECT count(*) FROM xta_part p JOIN xta_message m ON m.id = p.message WHERE m.box = 'outbox' AND m.message_id = $1`, messageID).Scan(&parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parts
 }
 
 // jobErrors are the errors River recorded for the node's osci_forward
