@@ -87,7 +87,7 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session
 	pages := (total + pageSize - 1) / pageSize
 	data := map[string]any{
 		"Tenant": tenantID, "Tenants": c.visibleTenants(s), "Letters": letters, "Total": total, "Page": pageNo, "Pages": max(pages, 1),
-		"Q": q, "ByCause": byCause, "Causes": jobs.Causes, "Steps": []string{jobs.StepAuthorize, jobs.StepValidate, jobs.StepMap, jobs.StepApply, jobs.StepForward, jobs.StepSend},
+		"Q": q, "ByCause": byCause, "Causes": jobs.Causes, "Steps": []string{jobs.StepAuthorize, jobs.StepValidate, jobs.StepMap, jobs.StepApply, jobs.StepForward, jobs.StepSend, jobs.StepCollect},
 		"Prev": "", "Next": "",
 	}
 	if pageNo > 1 {

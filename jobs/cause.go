@@ -31,11 +31,14 @@ const (
 	CauseNotAccepted = "not-accepted"
 	CauseUnreachable = "unreachable"
 	CauseNoRoute     = "no-route"
+	// A collected OSCI delivery (StepCollect) that cannot be decrypted or
+	// read; one whose author's signature fails is CauseSignature.
+	CauseUnreadable = "unreadable"
 )
 
 // Causes are the codes in the order a message meets them.
 var Causes = []string{CauseTenantGone, CauseNotInbox, CauseNotWriter, CauseNotXML, CauseNoSchema, CauseSchemaError,
-	CauseSchemaInvalid, CauseSignature, CauseNoSpec, CauseSpecBroken, CauseMapping, CauseApplyRefused, CauseApplyError, CauseNotAccepted, CauseUnreachable, CauseNoRoute}
+	CauseSchemaInvalid, CauseSignature, CauseNoSpec, CauseSpecBroken, CauseMapping, CauseApplyRefused, CauseApplyError, CauseNotAccepted, CauseUnreachable, CauseNoRoute, CauseUnreadable}
 
 // mappingFailure is the failure of a message the tenant's specs could not
 // map; its problem names the line of the message it concerns, where known.

@@ -37,6 +37,10 @@ const (
 	// another intermediary, in the author's tenant (package osci): its
 	// intermediary refused it, or could not be reached or placed.
 	StepSend = "send"
+	// StepCollect is a delivery collected from the postbox of a tenant's
+	// identity at another intermediary that cannot be opened (package
+	// osci).
+	StepCollect = "collect"
 )
 
 // PipelineArgs is the River job that applies messages of a tenant's

@@ -43,6 +43,8 @@ type Message struct {
 	// Validated is true when the first part was checked against its
 	// installed schema.
 	Validated bool
+	// held messages (Hold) are stored settled, for a dead letter.
+	held bool
 }
 
 // Part is one content part (XTA: the xta:Message, then the attachments).
@@ -99,7 +101,7 @@ func (s *Store) prepare(m *Message) *accepted {
 	}
 	now := m.SentAt
 	a.scheduled = m.NotBefore != nil && m.NotBefore.After(now)
-	a.consumed = a.readerTenant != "" && s.consumer != nil && !a.scheduled && s.consumer.Claims(a.readerTenant, m.Reader)
+	a.consumed = a.readerTenant != "" && s.consumer != nil && !a.scheduled && !m.held && s.consumer.Claims(a.readerTenant, m.Reader)
 	if a.consumed {
 		a.deliveredAt = &now
 		m.Records = append(m.Records, Record{now, "info", RecordDelivered, "Nachricht an " + m.Reader + " übergeben; die Verarbeitung steht aus"})
@@ -125,6 +127,42 @@ func (s *Store) Accept(ctx context.Context, m *Message) error {
 	} else {
 		err = s.store(ctx, []*accepted{a})
 	}
+	if db.IsUniqueViolation(err) {
+		return refuse(KindMessageIDUsed, "the MessageID %q was already used", m.MessageID)
+	}
+	return err
+}
+
+// Hold stores a message its reader's node took but cannot hand to the
+// reader (a delivery collected from another intermediary that cannot be
+// opened) as the message of a dead letter: in the reader's box, settled at
+// once with the reason — never listed, fetched or handed to a consumer —
+// its author's report red; then fn runs in the same transaction, in the
+// reader's tenant, with the inbox row (to record the dead letter). Reopen
+// and Settle take it from there. A MessageID used before is an *Error of
+// KindMessageIDUsed.
+func (s *Store) Hold(ctx context.Context, m *Message, reason string, fn func(tx pgx.Tx, inbox int64) error) error {
+	m.held = true
+	a := s.prepare(m)
+	if a.readerTenant == "" {
+		return fmt.Errorf("msgbox: hold %s: no tenant hosts the reader %s", m.MessageID, m.Reader)
+	}
+	keys, err := s.keysOf(ctx, []*accepted{a})
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.storeWith(ctx, tx, keys, []*accepted{a}); err != nil {
+			return err
+		}
+		if err := db.EnterTenant(ctx, tx, a.readerTenant); err != nil {
+			return err
+		}
+		if _, err := s.Settle(ctx, tx, a.readerTenant, Settlement{Inbox: a.inbox, Code: RecordDeadLetter, Reason: reason}); err != nil {
+			return err
+		}
+		return fn(tx, a.inbox)
+	})
 	if db.IsUniqueViolation(err) {
 		return refuse(KindMessageIDUsed, "the MessageID %q was already used", m.MessageID)
 	}
@@ -367,6 +405,9 @@ func (s *Store) handOver(ctx context.Context, tx pgx.Tx, ms []*accepted) error {
 	var ds []Delivery
 	var fs []Forwarding
 	for _, m := range ms {
+		if m.held {
+			continue
+		}
 		if m.readerTenant == "" && s.forwarder != nil {
 			fs = append(fs, Forwarding{AuthorTenant: m.AuthorTenant, Outbox: m.outbox, MessageID: m.MessageID, Reader: m.Reader, NotBefore: m.NotBefore})
 			continue

@@ -175,7 +175,7 @@ func Assemble(n *Node, reg prometheus.Registerer, opts ...Option) (*Services, er
 		return nil, err
 	}
 	s.Letters = &jobs.DeadLetters{Pool: pool, Jobs: s.Jobs, Box: s.Box, Keyring: s.Keyring, Retriers: map[string]func(context.Context, pgx.Tx, string, jobs.DeadLetter) error{
-		jobs.StepForward: passive.Retry, jobs.StepSend: s.Sender.Retry}}
+		jobs.StepForward: passive.Retry, jobs.StepSend: s.Sender.Retry, jobs.StepCollect: s.Collector.Retry}}
 
 	if s.Console, err = console.New(console.Config{Console: cfg.Console, Pool: pool, Tenants: tenants, Letters: s.Letters, Box: s.Box, Store: s.Store,
 		Keys: s.Keys, Metrics: n.reg, Log: log.With("service", "console"), Ready: n.ready}); err != nil {

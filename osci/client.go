@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,7 +66,35 @@ type Answer struct {
 	ProcessCards []ProcessCard
 	MIME         *MIMEMessage
 	Envelope     *xmlsafe.Document
+	// Plain is the MIME message as received, its transport encryption
+	// undone (ReadAnswer reads it again).
+	Plain []byte
 }
+
+// ReadAnswer reads an answer kept as its Plain bytes (a fetched delivery
+// held for a dead letter): its MIME message, envelope, feedback and
+// process cards. The intermediary's signature was checked when it came.
+func ReadAnswer(plain []byte) (*Answer, error) {
+	msg, env, err := parseEnvelope(plain)
+	if err != nil {
+		return nil, fmt.Errorf("osci: the kept answer: %w", err)
+	}
+	return answerOf(msg, env, plain), nil
+}
+
+// answerOf is the answer in msg, with its feedback and process cards.
+func answerOf(msg *MIMEMessage, env *xmlsafe.Document, plain []byte) *Answer {
+	a := &Answer{MIME: msg, Envelope: env, Plain: plain}
+	for _, code := range env.Root.FindAll(Namespace, "Code") {
+		a.Feedback = append(a.Feedback, Code(code.TrimmedText()))
+	}
+	a.ProcessCards = readProcessCards(env)
+	return a
+}
+
+// ErrAuthorSignature marks a content whose author's signature is missing,
+// fails or is not trusted (OpenContent).
+var ErrAuthorSignature = errors.New("the author's signature")
 
 // OK reports whether the first feedback code is a success (0xxx).
 func (a *Answer) OK() bool { return len(a.Feedback) > 0 && a.Feedback[0][0] == '0' }
@@ -334,17 +363,13 @@ func (c *Client) exchange(ctx context.Context, order Order, msg []byte, challeng
 	if got := controlText(env, "Response"); got != challenge {
 		return nil, fmt.Errorf("osci: the answer to %s does not answer its challenge", order)
 	}
-	a := &Answer{MIME: msgIn, Envelope: env}
-	for _, code := range env.Root.FindAll(Namespace, "Code") {
-		a.Feedback = append(a.Feedback, Code(code.TrimmedText()))
-	}
+	a := answerOf(msgIn, env, plain)
 	if order == OrderGetMessageID {
 		if el := env.Root.FindAll(Namespace, "MessageId"); len(el) > 0 {
 			id, _ := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(el[0].Text), ""))
 			a.MessageID = string(id)
 		}
 	}
-	a.ProcessCards = readProcessCards(env)
 	return a, nil
 }
 
@@ -516,7 +541,7 @@ func OpenContent(a *Answer, pairs []*keys.KeyPair, trust xmldsig.Trust) (*Conten
 	out := &Content{}
 	sigs := container.ChildrenNamed(xmldsig.Namespace, "Signature")
 	if len(sigs) == 0 && trust != nil {
-		return nil, fmt.Errorf("osci: the content container is not signed")
+		return nil, fmt.Errorf("osci: %w: the content container is not signed", ErrAuthorSignature)
 	}
 	for _, sig := range sigs {
 		if trust == nil {
@@ -524,7 +549,7 @@ func OpenContent(a *Answer, pairs []*keys.KeyPair, trust xmldsig.Trust) (*Conten
 		}
 		res, err := (&xmldsig.Verifier{Trust: trust, Resolve: a.MIME.Resolve}).Verify(doc, sig)
 		if err != nil {
-			return nil, fmt.Errorf("osci: the author's signature over the content: %w", err)
+			return nil, fmt.Errorf("osci: %w over the content: %w", ErrAuthorSignature, err)
 		}
 		out.Author = res.Certificate
 	}

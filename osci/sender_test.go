@@ -474,12 +474,27 @@ trust:
 	if err != nil {
 		t.Fatal(err)
 	}
+	aliceCipher := oscitest.Certificate(t, "alice_cipher_4096")
+	// First in the postbox: a delivery whose content carol signed, whom
+	// A does not trust for ags:04011000.
+	unopened := []byte(`<nachricht xmlns="urn:test">von carol signiert</nachricht>`)
+	carolContent, _, err := osci.SealContent(unopened, nil, oscitest.Key(t, "carol_signature_4096"), []*x509.Certificate{aliceCipher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	carolID, err := s.MessageID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans, err := s.Store(ctx, osci.Outgoing{MessageID: carolID, Subject: "von carol", Reader: aliceCipher, CustomHeaders: []string{metaData("ags:04011000", "ags:05315000", "nachricht")},
+		Content: carolContent}); err != nil || !ans.OK() {
+		t.Fatalf("the delivery signed by carol: %v %v", ans, err)
+	}
 	id, err := s.MessageID(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	doc := []byte(`<nachricht xmlns="urn:test">von Bremen nach Köln</nachricht>`)
-	aliceCipher := oscitest.Certificate(t, "alice_cipher_4096")
 	content, atts, err := osci.SealContent(doc, []osci.Attachment{{ContentID: "anlage.txt", ContentType: "text/plain", Data: []byte("Anlage"), Size: 6}}, bob.Signer, []*x509.Certificate{aliceCipher})
 	if err != nil {
 		t.Fatal(err)
@@ -531,6 +546,55 @@ trust:
 	time.Sleep(2 * time.Second)
 	if after := countMessages(t, a, "koeln"); after != before {
 		t.Errorf("a second collection stored %d more messages", after-before)
+	}
+
+	// The delivery carol signed did not hold up bob's: it is a dead
+	// letter of koeln, taken off the postbox (its card shows the
+	// reception). Once A trusts carol for ags:04011000, an operator's
+	// retry opens it, and A's Fachverfahren fetches it.
+	letters, err := a.Letters.List(ctx, "koeln", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 || letters[0].Step != jobs.StepCollect || letters[0].Cause != jobs.CauseSignature || letters[0].Reader != "ags:05315000" ||
+		!strings.Contains(letters[0].Reason, "signature") {
+		t.Fatalf("koeln's dead letters: %+v", letters)
+	}
+	s, err = bob.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if card, err := s.ProcessCard(ctx, carolID); err != nil || card.Reception == nil {
+		t.Errorf("the process card of the delivery carol signed: %+v %v", card, err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reader.GetMessage(ctx, ""); err == nil {
+		t.Fatalf("A's reader got the unopened delivery: %s", got.Contents[0].Data)
+	}
+	trusting := strings.Replace(koeln, "bob_signature_4096.cer]", "bob_signature_4096.cer, "+certs+"/carol_signature_4096.cer]", 1)
+	if err := os.WriteFile(filepath.Join(a.Dir, "tenants", "koeln.yaml"), []byte(strings.NewReplacer("{{CA}}", a.CAFile, "{{DIR}}", a.Dir).Replace(trusting)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := a.Tenants.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
+		t.Fatalf("A's tenants: %v %v", err, rep.Rejected)
+	}
+	operator := tenant.Actor{Tenant: "koeln", Kind: "operator", Subject: "ops@test", Role: "operator", Purpose: "betrieb"}
+	if err := a.Letters.Retry(ctx, operator, "koeln", letters[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		got, err = reader.GetMessage(ctx, "")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the retried delivery did not arrive in A's XTA box: %v", err)
+		}
+	}
+	if string(got.Contents[0].Data) != string(unopened) {
+		t.Errorf("A's reader fetched %s", got.Contents[0].Data)
 	}
 }
 
