@@ -61,7 +61,8 @@ type Sender struct {
 	// doubling up to an hour; for a week at most).
 	CardInterval time.Duration
 
-	client *river.Client[pgx.Tx]
+	client  *river.Client[pgx.Tx]
+	dialogs dialogPool
 }
 
 // AddWorkers registers the sender's worker.
@@ -262,11 +263,6 @@ func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (strin
 	if err != nil {
 		return "", err
 	}
-	sess, err := c.Open(ctx)
-	if err != nil {
-		return "", clientFailure(err)
-	}
-	defer func() { _ = sess.Close(ctx) }()
 	content, atts, err := SealContent(m.document, m.attachments, c.Signer, []*x509.Certificate{reader})
 	if err != nil {
 		return "", &permanent{CodeOrderInternal, err.Error()}
@@ -275,12 +271,31 @@ func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (strin
 	if e.Passive {
 		o.ContentReceiver = e.ContentReceiver
 	}
+	var detail string
+	err = s.inDialog(ctx, c, func(sess *Session) error {
+		var err error
+		detail, err = s.store(ctx, a, m, sess, o)
+		return err
+	})
+	if err != nil {
+		return "", clientFailure(err)
+	}
+	if e.Passive {
+		return fmt.Sprintf("Über OSCI an %s zur Weiterleitung an den passiven Empfänger %s übergeben (%s)", c.URL, m.Reader, detail), nil
+	}
+	return fmt.Sprintf("Über OSCI an %s in das Postfach von %s zugestellt (%s)", c.URL, m.Reader, detail), nil
+}
+
+// store stores the message in the dialog under the MessageId an earlier
+// attempt recorded, or a new one it records first, and returns the
+// report's detail; a refusal in the answer is a *refusedThere.
+func (s *Sender) store(ctx context.Context, a ForwardArgs, m *outgoing, sess *Session, o Outgoing) (string, error) {
 	reused := m.osciID != ""
 	for {
 		if m.osciID == "" {
 			id, err := sess.MessageID(ctx)
 			if err != nil {
-				return "", clientFailure(err)
+				return "", err
 			}
 			// Recorded before the delivery: a retry after a crash stores it
 			// under the same MessageId, which the intermediary refuses the
@@ -294,25 +309,46 @@ func (s *Sender) deliver(ctx context.Context, a ForwardArgs, m *outgoing) (strin
 		ans, err := sess.Store(ctx, o)
 		switch {
 		case err != nil:
-			return "", clientFailure(err)
+			return "", err
 		case reused && ans.Has(CodeIllegalMessageID):
 			// Used by an earlier attempt whose answer was lost, or
 			// forgotten by the intermediary (handed out too long ago, say
 			// before an operator's retry): only a process card tells.
 			if _, err := sess.ProcessCard(ctx, o.MessageID); err == nil {
-				return fmt.Sprintf("Über OSCI an %s zugestellt (MessageId %s, bei einem früheren Versuch)", c.URL, o.MessageID), nil
+				return fmt.Sprintf("MessageId %s, bei einem früheren Versuch", o.MessageID), nil
 			}
 			m.osciID, reused = "", false
 			continue
 		case !ans.OK():
 			return "", &refusedThere{&permanent{ans.Feedback[0], ans.describe()}}
 		}
-		id := o.MessageID
-		if e.Passive {
-			return fmt.Sprintf("Über OSCI an %s zur Weiterleitung an den passiven Empfänger %s übergeben (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
-		}
-		return fmt.Sprintf("Über OSCI an %s in das Postfach von %s zugestellt (MessageId %s, %s)", c.URL, m.Reader, id, ans.describe()), nil
+		return fmt.Sprintf("MessageId %s, %s", o.MessageID, ans.describe()), nil
 	}
+}
+
+// inDialog runs fn in a dialog with the client's intermediary: a pooled
+// one (or, when the intermediary ended that, a new one), else a new one.
+// The dialog goes back to the pool when fn went through, and is closed
+// otherwise (its state may be out of step).
+func (s *Sender) inDialog(ctx context.Context, c *Client, fn func(*Session) error) error {
+	sess, pooled, err := s.dialogs.open(ctx, c)
+	if err != nil {
+		return err
+	}
+	err = fn(sess)
+	var oe *Error
+	if pooled && errors.As(err, &oe) && oe.Code == CodeWrongDialog {
+		if sess, err = c.Open(ctx); err != nil {
+			return err
+		}
+		err = fn(sess)
+	}
+	if err != nil {
+		_ = sess.Close(ctx)
+		return err
+	}
+	s.dialogs.put(ctx, sess)
+	return nil
 }
 
 // clientFor is the author tenant's client towards the reader's
@@ -454,13 +490,12 @@ func (w *CardsWorker) Work(ctx context.Context, job *river.Job[CardsArgs]) error
 	if err != nil {
 		return err
 	}
-	sess, err := c.Open(ctx)
-	if err != nil {
+	var card ProcessCard
+	if err := s.inDialog(ctx, c, func(sess *Session) error {
+		var err error
+		card, err = sess.ProcessCard(ctx, a.OSCIMessageID)
 		return err
-	}
-	card, err := sess.ProcessCard(ctx, a.OSCIMessageID)
-	_ = sess.Close(ctx)
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	now := s.Box.Now()

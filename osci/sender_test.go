@@ -693,3 +693,59 @@ func TestTwoNodesAnswerLost(t *testing.T) {
 		t.Errorf("the message arrived twice at B: %s", next.MessageID)
 	}
 }
+
+// TestTwoNodesDialogReuse: A keeps its dialog with B open for the next
+// delivery, so that three messages in a row cost B one dialog, not
+// three; when B has forgotten the dialog (here: its dialogs deleted, as
+// its idle timeout would), A's next delivery is refused 9400 in it and
+// goes through in a new one.
+func TestTwoNodesDialogReuse(t *testing.T) {
+	ctx := t.Context()
+	certs := oscitest.Certs
+	files := map[string][]byte{"pin": []byte("123456\n")}
+	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(receiverTenant, certs)}, Files: files,
+		Clients: []string{"osci-node-a", "fachverfahren-b"}, Schemas: osciSchemas(t)})
+	directory := filepath.Join(t.TempDir(), "directory.yaml")
+	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files,
+		Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
+	a.Sender.HTTP = b.HTTP("osci-node-a")
+	writeDirectory(t, directory, "ags:04011000", b.Base+"/osci", "osci_manager_cipher_4096", "osci_manager")
+	dialogs := func() (n int) {
+		if err := b.Pool.QueryRow(ctx, `SELECT count(*) FROM osci_dialog`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	send := func(i int) {
+		t.Helper()
+		doc := []byte(fmt.Sprintf(`<nachricht xmlns="urn:test">Nummer %d</nachricht>`, i))
+		id, err := a.Send(ctx, a.XTAClient("fachverfahren", "ags:05315000"), "ags:05315000", "ags:04011000", "nachricht", "urn:test", doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out := awaitReport(t, a, "koeln", "ags:05315000", id, settled); out.Status != msgbox.StatusGreen {
+			t.Fatalf("message %d: status %d\n%s", i, out.Status, records(out))
+		}
+	}
+	for i := range 3 {
+		send(i)
+	}
+	if n := dialogs(); n != 1 {
+		t.Errorf("three deliveries in a row opened %d dialogs at B, not one", n)
+	}
+	if _, err := b.Pool.Exec(ctx, `DELETE FROM osci_dialog`); err != nil {
+		t.Fatal(err)
+	}
+	send(3)
+	if n := dialogs(); n != 1 {
+		t.Errorf("after B forgot the dialog, B has %d dialogs, not the one new", n)
+	}
+	reader := b.XTAClient("fachverfahren-b", "ags:04011000")
+	list, err := reader.StatusList(ctx, xta.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Entries) != 4 {
+		t.Errorf("B's reader has %d messages, not 4", len(list.Entries))
+	}
+}
