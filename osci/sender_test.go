@@ -130,6 +130,8 @@ func TestSenderXTAToOSCI(t *testing.T) {
 	body, _ := os.ReadFile(directory)
 	body = append(body, []byte("  - reader: osci:abgelaufen\n    intermediary: "+n.Base+"/osci\n    cipherCertificate: "+expired+
 		"\n    intermediaryCipherCertificate: "+certs+"/osci_manager_cipher_4096.cer\n    intermediarySignatureCertificate: "+certs+"/osci_manager_signature_4096.cer\n")...)
+	body = append(body, []byte("  - reader: osci:passivlos\n    intermediary: "+n.Base+"/osci\n    cipherCertificate: "+certs+"/carol_cipher_4096.cer"+
+		"\n    intermediaryCipherCertificate: "+certs+"/osci_manager_cipher_4096.cer\n    intermediarySignatureCertificate: "+certs+"/osci_manager_signature_4096.cer\n    mode: passive\n")...)
 	if err := os.WriteFile(directory, body, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +156,13 @@ func TestSenderXTAToOSCI(t *testing.T) {
 	if out := awaitReport(t, n, "koeln", "ags:05315000", lost, settled); out.Status != msgbox.StatusRed || !strings.Contains(records(out), "9809") {
 		t.Errorf("the lost message's report: status %d\n%s", out.Status, records(out))
 	}
-	// Both are dead letters of koeln (no route); an operator discards the
-	// lost one: its content goes, its report says why.
+	// A passive recipient whose address the directory does not name.
+	if out := awaitReport(t, n, "koeln", "ags:05315000", send("osci:passivlos"), settled); out.Status != msgbox.StatusRed ||
+		!strings.Contains(records(out), "without its contentReceiver") {
+		t.Errorf("the message to a passive recipient without address: status %d\n%s", out.Status, records(out))
+	}
+	// All three are dead letters of koeln (no route); an operator discards
+	// the lost one: its content goes, its report says why.
 	letters, err := n.Letters.List(ctx, "koeln", false)
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +177,7 @@ func TestSenderXTAToOSCI(t *testing.T) {
 			}
 		}
 	}
-	if len(letters) != 2 || causes["osci:abgelaufen"] != "send no-route" || causes["osci:unbekannt"] != "send no-route" {
+	if len(letters) != 3 || causes["osci:abgelaufen"] != "send no-route" || causes["osci:unbekannt"] != "send no-route" || causes["osci:passivlos"] != "send no-route" {
 		t.Errorf("koeln's dead letters: %v", causes)
 	}
 	if out := awaitReport(t, n, "koeln", "ags:05315000", lost, settled); outboxParts(t, n, lost) != 0 || !strings.Contains(records(out), "Empfänger gibt es nicht") {
