@@ -178,10 +178,7 @@ func (c *Collector) hold(ctx context.Context, a CollectArgs, ans *Answer, from s
 		id = fmt.Sprintf("%x", sha256.Sum256(ans.Plain))
 	}
 	id = "osci-unopened:" + id
-	cause := jobs.CauseUnreadable
-	if errors.Is(failure, ErrAuthorSignature) {
-		cause = jobs.CauseSignature
-	}
+	cause := unopenedCause(failure)
 	key, err := s.Keyring.Current(ctx, s.Pool, a.Tenant)
 	if err != nil {
 		return err
@@ -204,6 +201,15 @@ func (c *Collector) hold(ctx context.Context, a CollectArgs, ans *Answer, from s
 	}
 	s.log().Warn("osci: a collected delivery cannot be opened; it is a dead letter", "tenant", a.Tenant, "identity", a.Identity, "message_id", id, "cause", cause, "error", failure)
 	return nil
+}
+
+// unopenedCause is the dead letter's cause of a delivery that cannot be
+// opened.
+func unopenedCause(failure error) string {
+	if errors.Is(failure, ErrAuthorSignature) {
+		return jobs.CauseSignature
+	}
+	return jobs.CauseUnreadable
 }
 
 // Retry enqueues the opening of a held delivery an operator retries from
@@ -259,10 +265,7 @@ func (w *OpenHeldWorker) Work(ctx context.Context, job *river.Job[OpenHeldArgs])
 		m, failure = collected(ans, CollectArgs{Tenant: a.Tenant, Identity: a.Identity}, t.DecryptionKeys(), t.SignerTrust, "einem früheren Abholen", s.Box.Now())
 	}
 	if failure != nil {
-		cause := jobs.CauseUnreadable
-		if errors.Is(failure, ErrAuthorSignature) {
-			cause = jobs.CauseSignature
-		}
+		cause := unopenedCause(failure)
 		key, err := s.Keyring.Current(ctx, s.Pool, a.Tenant)
 		if err != nil {
 			return err

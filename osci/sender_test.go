@@ -662,6 +662,23 @@ func (d *dropThird) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// twoNodes starts node B (bremen: its intermediary, with the XTA account
+// ags:04011000 reachable over OSCI) and node A (koeln: the author
+// ags:05315000), whose directory places ags:04011000 behind B and whose
+// sender reaches B with a client certificate of B's CA.
+func twoNodes(t *testing.T) (a, b *nodetest.Node) {
+	certs := oscitest.Certs
+	files := map[string][]byte{"pin": []byte("123456\n")}
+	b = nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(receiverTenant, certs)}, Files: files,
+		Clients: []string{"osci-node-a", "fachverfahren-b"}, Schemas: osciSchemas(t)})
+	directory := filepath.Join(t.TempDir(), "directory.yaml")
+	a = nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files,
+		Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
+	a.Sender.HTTP = b.HTTP("osci-node-a")
+	writeDirectory(t, directory, "ags:04011000", b.Base+"/osci", "osci_manager_cipher_4096", "osci_manager")
+	return a, b
+}
+
 // TestTwoNodesAnswerLost: the answer to A's storeDelivery is lost after B
 // stored the message. The job retries with the MessageId it recorded
 // before the store; B refuses the second use (9801), which tells A the
@@ -669,16 +686,8 @@ func (d *dropThird) RoundTrip(r *http.Request) (*http.Response, error) {
 // message exactly once.
 func TestTwoNodesAnswerLost(t *testing.T) {
 	ctx := t.Context()
-	certs := oscitest.Certs
-	files := map[string][]byte{"pin": []byte("123456\n")}
-	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(receiverTenant, certs)}, Files: files,
-		Clients: []string{"osci-node-a", "fachverfahren-b"}, Schemas: osciSchemas(t)})
-	directory := filepath.Join(t.TempDir(), "directory.yaml")
-	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files,
-		Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
-	through := b.HTTP("osci-node-a")
-	a.Sender.HTTP = &http.Client{Transport: &dropThird{next: through.Transport}}
-	writeDirectory(t, directory, "ags:04011000", b.Base+"/osci", "osci_manager_cipher_4096", "osci_manager")
+	a, b := twoNodes(t)
+	a.Sender.HTTP = &http.Client{Transport: &dropThird{next: a.Sender.HTTP.Transport}}
 	doc := []byte(`<nachricht xmlns="urn:test">einmal</nachricht>`)
 	id, err := a.Send(ctx, a.XTAClient("fachverfahren", "ags:05315000"), "ags:05315000", "ags:04011000", "nachricht", "urn:test", doc)
 	if err != nil {
@@ -708,15 +717,7 @@ func TestTwoNodesAnswerLost(t *testing.T) {
 // goes through in a new one.
 func TestTwoNodesDialogReuse(t *testing.T) {
 	ctx := t.Context()
-	certs := oscitest.Certs
-	files := map[string][]byte{"pin": []byte("123456\n")}
-	b := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"bremen": fmt.Sprintf(receiverTenant, certs)}, Files: files,
-		Clients: []string{"osci-node-a", "fachverfahren-b"}, Schemas: osciSchemas(t)})
-	directory := filepath.Join(t.TempDir(), "directory.yaml")
-	a := nodetest.Start(t, nodetest.Options{Tenants: map[string]string{"koeln": fmt.Sprintf(authorTenant, certs)}, Files: files,
-		Clients: []string{"fachverfahren"}, Directory: directory, Schemas: osciSchemas(t)})
-	a.Sender.HTTP = b.HTTP("osci-node-a")
-	writeDirectory(t, directory, "ags:04011000", b.Base+"/osci", "osci_manager_cipher_4096", "osci_manager")
+	a, b := twoNodes(t)
 	dialogs := func() (n int) {
 		if err := b.Pool.QueryRow(ctx, `SELECT count(*) FROM osci_dialog`).Scan(&n); err != nil {
 			t.Fatal(err)
