@@ -130,10 +130,15 @@ func (w *ForwardWorker) Work(ctx context.Context, job *river.Job[ForwardArgs]) e
 	switch {
 	case errors.As(err, &be) && be.Kind == msgbox.KindNoMessage:
 		return river.JobCancel(err)
-	case err != nil && !errors.As(err, &p):
+	case err != nil:
 		return err
-	case err == nil && m.Status != msgbox.StatusOpen:
-		return nil // settled before (cancelled, or delivered by an earlier attempt)
+	case m.Status != msgbox.StatusOpen:
+		// Settled before: cancelled, or delivered by an earlier run (a
+		// job rescued after its node died, which had committed; its
+		// content is gone then).
+		return nil
+	case len(m.document) == 0:
+		err = &permanent{CodeNoValidRequest, "the message has no content to deliver"}
 	}
 	// One attempt is bounded by the node's job timeout (jobs.JobTimeout):
 	// a job running longer would be taken for one whose node died.
@@ -240,9 +245,6 @@ func (s *Sender) load(ctx context.Context, a ForwardArgs) (*outgoing, error) {
 	})
 	if err != nil {
 		return nil, err
-	}
-	if len(m.document) == 0 {
-		return nil, &permanent{CodeNoValidRequest, "the message has no content to deliver"}
 	}
 	out, err := s.Box.Report(ctx, a.Tenant, m.Author, m.MessageID)
 	if err != nil {

@@ -708,6 +708,33 @@ func TestTwoNodesAnswerLost(t *testing.T) {
 	if next, err := reader.GetMessage(ctx, ""); err == nil {
 		t.Errorf("the message arrived twice at B: %s", next.MessageID)
 	}
+	// The job runs once more, as River runs a job it rescued from a node
+	// that died after the delivery committed: it leaves the delivered
+	// message (its content gone) alone.
+	var outbox int64
+	if err := a.Pool.QueryRow(ctx, `SELECT id FROM xta_message WHERE box = 'outbox' AND message_id = $1`, id).Scan(&outbox); err != nil {
+		t.Fatal(err)
+	}
+	job, err := a.Jobs.Insert(ctx, osci.ForwardArgs{Tenant: "koeln", Outbox: outbox, MessageID: id, Reader: "ags:04011000"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var state string
+		if err := a.Pool.QueryRow(ctx, `SELECT state FROM river_job WHERE id = $1`, job.Job.ID).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		if state == "completed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the repeated job is %s after 30 s", state)
+		}
+	}
+	letters, err := a.Letters.List(ctx, "koeln", false)
+	if out := awaitReport(t, a, "koeln", "ags:05315000", id, settled); out.Status != msgbox.StatusGreen || err != nil || len(letters) != 0 {
+		t.Errorf("after the repeated job: status %d, dead letters %v %v\n%s", out.Status, letters, err, records(out))
+	}
 }
 
 // TestTwoNodesDialogReuse: A keeps its dialog with B open for the next
