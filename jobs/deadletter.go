@@ -67,7 +67,8 @@ type DeadLetters struct {
 	// client will do: the node's workers run it).
 	Jobs *river.Client[pgx.Tx]
 	// Retriers enqueue the work of a retried message of a step outside the
-	// pipeline (StepForward, StepSend), in tx, which is in no tenant.
+	// pipeline (StepForward, StepSend, StepCollect), in tx, which is in no
+	// tenant.
 	Retriers map[string]func(ctx context.Context, tx pgx.Tx, tenantID string, d DeadLetter) error
 }
 
