@@ -69,10 +69,12 @@ type accepted struct {
 	// larger ones are streamed.
 	small bool
 	// consumed messages are handed to the consumer in the transaction that
-	// stores them; the others get a delivery job, scheduled for NotBefore
-	// when that is in the future.
-	consumed, scheduled bool
-	deliveredAt         *time.Time
+	// stores them; direct ones (a reader hosted here, no NotBefore ahead)
+	// are in the reader's box with it, the author's report green (yellow
+	// with warnings); the others get a delivery job, scheduled for
+	// NotBefore when that is in the future.
+	consumed, direct, scheduled bool
+	deliveredAt                 *time.Time
 	// outbox and inbox are the rows' ids, allocated by store.
 	outbox, inbox int64
 }
@@ -102,9 +104,14 @@ func (s *Store) prepare(m *Message) *accepted {
 	now := m.SentAt
 	a.scheduled = m.NotBefore != nil && m.NotBefore.After(now)
 	a.consumed = a.readerTenant != "" && s.consumer != nil && !a.scheduled && !m.held && s.consumer.Claims(a.readerTenant, m.Reader)
-	if a.consumed {
+	a.direct = a.readerTenant != "" && !a.scheduled && !a.consumed && !m.held
+	switch {
+	case a.consumed:
 		a.deliveredAt = &now
 		m.Records = append(m.Records, Record{now, "info", RecordDelivered, "Nachricht an " + m.Reader + " übergeben; die Verarbeitung steht aus"})
+	case a.direct:
+		a.deliveredAt = &now
+		m.Records = append(m.Records, Record{now, "info", RecordDelivered, "Nachricht in das Postfach von " + m.Reader + " zugestellt"})
 	}
 	if a.readerTenant == "" {
 		m.Records = append(m.Records, Record{now, "info", RecordForwarding, fmt.Sprintf("Leser %s wird nicht von diesem Knoten bedient; Weiterleitung über OSCI steht aus", m.Reader)})
@@ -114,8 +121,9 @@ func (s *Store) prepare(m *Message) *accepted {
 
 // Accept stores a message the author's transport accepted: in the
 // author's outbox with its transport report, and in the reader's box when
-// the reader is hosted here; a consumer's message is handed over in the
-// same transaction, the others get a delivery job. A small message is
+// the reader is hosted here — delivered there in the same transaction, or
+// handed over to a consumer; one with a NotBefore ahead gets a delivery
+// job, and one for a reader elsewhere goes to the forwarder. A small message is
 // stored together with the others accepted at the same time (commit.go),
 // a large one alone, its content streamed. It returns once the message is
 // committed; a MessageID used before is an *Error of KindMessageIDUsed.
@@ -219,8 +227,7 @@ func (s *Store) keysOf(ctx context.Context, ms []*accepted) (map[string]*sealing
 // storeWith writes messages in tx: their ids with one statement; per
 // tenant one switch into it and one INSERT per table for all its rows, all
 // in one round trip; the chunks of large contents one by one; then,
-// outside any tenant, the delivery jobs with one statement and the
-// messages for the consumer with one call.
+// outside any tenant, the hand-over (handOver).
 func (s *Store) storeWith(ctx context.Context, tx pgx.Tx, keys map[string]*sealing.DataKey, ms []*accepted) error {
 	if err := allocateIDs(ctx, tx, ms); err != nil {
 		return err
@@ -285,6 +292,7 @@ type messageRow struct {
 	notBefore                                        *time.Time
 	sentAt                                           time.Time
 	deliveredAt                                      *time.Time
+	status                                           int16
 	peerTenant                                       *string
 	peerID                                           *int64
 }
@@ -297,6 +305,14 @@ func (m *accepted) addRows(set *rowSet, keys map[string]*sealing.DataKey) error 
 	row := messageRow{messageID: m.MessageID, author: m.Author, reader: m.Reader, service: m.Service, businessScenario: m.BusinessScenario,
 		messageType: m.MessageType, metadata: m.Metadata, size: m.size, test: m.Test, notBefore: m.NotBefore, sentAt: m.SentAt, deliveredAt: m.deliveredAt}
 	out, in := row, row
+	if m.direct {
+		out.status = StatusGreen
+		for _, r := range m.Records {
+			if r.Level != "info" {
+				out.status = StatusYellow
+			}
+		}
+	}
 	if m.readerTenant != "" {
 		readerTenant, inbox, authorTenant, outbox := m.readerTenant, m.inbox, m.AuthorTenant, m.outbox
 		out.peerTenant, out.peerID = &readerTenant, &inbox
@@ -398,14 +414,14 @@ func (r *byteReader) Read(p []byte) (int, error) {
 }
 
 // handOver passes the stored messages on, outside any tenant: those for
-// the consumer in one call, the others to delivery jobs inserted with one
-// statement.
+// the consumer in one call, those for readers elsewhere to the forwarder,
+// the scheduled ones to delivery jobs inserted with one statement.
 func (s *Store) handOver(ctx context.Context, tx pgx.Tx, ms []*accepted) error {
 	var jobs []river.InsertManyParams
 	var ds []Delivery
 	var fs []Forwarding
 	for _, m := range ms {
-		if m.held {
+		if m.held || m.direct {
 			continue
 		}
 		if m.readerTenant == "" && s.forwarder != nil {

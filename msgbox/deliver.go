@@ -12,9 +12,9 @@ import (
 	"github.com/parzelle/parzelle/db"
 )
 
-// DeliverArgs is the River job that delivers an accepted message: into the
-// reader's message box when the reader is hosted here, else (later) to
-// forwarding.
+// DeliverArgs is the River job that delivers an accepted message that
+// waited for its NotBefore into the reader's message box (a message due at
+// once is there as it is stored).
 type DeliverArgs struct {
 	Tenant string `json:"tenant"`
 	Outbox int64  `json:"outbox"`

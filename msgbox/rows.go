@@ -68,6 +68,7 @@ type messageCols struct {
 	test                                             []bool
 	notBefore, deliveredAt                           []*time.Time
 	sentAt                                           []time.Time
+	status                                           []int16
 }
 
 func (c *messageCols) add(id int64, box, account string, m messageRow) {
@@ -88,6 +89,7 @@ func (c *messageCols) add(id int64, box, account string, m messageRow) {
 	c.notBefore = append(c.notBefore, m.notBefore)
 	c.sentAt = append(c.sentAt, m.sentAt)
 	c.deliveredAt = append(c.deliveredAt, m.deliveredAt)
+	c.status = append(c.status, m.status)
 }
 
 func (c *messageCols) insert(ctx context.Context, q db.Execer, tenantID string) error {
@@ -95,11 +97,11 @@ func (c *messageCols) insert(ctx context.Context, q db.Execer, tenantID string) 
 		return nil
 	}
 	_, err := q.Exec(ctx, `INSERT INTO xta_message (tenant_id, id, box, message_id, account, author, reader, peer_tenant, peer_id,
-		service, business_scenario, message_type, metadata, content_size, test_msg, not_before, sent_at, delivered_at)
+		service, business_scenario, message_type, metadata, content_size, test_msg, not_before, sent_at, delivered_at, status)
 		SELECT $1::text, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[],
-		$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::boolean[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[])`,
+		$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::boolean[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::smallint[])`,
 		tenantID, c.id, c.box, c.messageID, c.account, c.author, c.reader, c.peerTenant, c.peerID,
-		c.service, c.businessScenario, c.messageType, c.metadata, c.size, c.test, c.notBefore, c.sentAt, c.deliveredAt)
+		c.service, c.businessScenario, c.messageType, c.metadata, c.size, c.test, c.notBefore, c.sentAt, c.deliveredAt, c.status)
 	if err != nil {
 		return fmt.Errorf("msgbox: store messages: %w", err)
 	}

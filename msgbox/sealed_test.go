@@ -99,7 +99,7 @@ func TestSealedChunksStayInPlace(t *testing.T) {
 	if _, err := s.Report(ctx, "muenchen", small.Author, other.MessageID); !errors.Is(err, sealing.ErrDecrypt) {
 		t.Errorf("the report with a moved text: %v, want ErrDecrypt", err)
 	}
-	if o, err := s.Report(ctx, "muenchen", small.Author, small.MessageID); err != nil || len(o.Records) != 2 || o.Records[0].Reason != "angenommen" {
+	if o, err := s.Report(ctx, "muenchen", small.Author, small.MessageID); err != nil || len(o.Records) != 3 || o.Records[0].Reason != "angenommen" {
 		t.Errorf("the report the text was taken from: %+v %v", o, err)
 	}
 }
