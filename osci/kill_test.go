@@ -100,7 +100,7 @@ func TestTwoNodesKillA(t *testing.T) {
 			if rep.Status != 1 || !strings.Contains(strings.Join(texts, "\n"), c.record) {
 				t.Fatalf("A's report: status %d\n%s\n%s", rep.Status, strings.Join(texts, "\n"), a.logs())
 			}
-			got := awaitMessage(t, reader)
+			got := nextMessage(t, reader)
 			if got.MessageID != id || !bytes.Equal(got.Contents[0].Data, doc) {
 				t.Fatalf("B's reader fetched %s: %s", got.MessageID, got.Contents[0].Data)
 			}

@@ -93,13 +93,9 @@ func TestSenderXTAToOSCI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The intermediary hands a stored delivery to the postbox in a job of
-	// its own, which may run after the author's report turned green.
-	var a *osci.Answer
-	for deadline := time.Now().Add(30 * time.Second); a == nil; time.Sleep(100 * time.Millisecond) {
-		if a, _, err = s.Fetch(ctx, ""); err != nil || (a == nil && time.Now().After(deadline)) {
-			t.Fatalf("bob's fetch: %v %v", a, err)
-		}
+	a, _, err := s.Fetch(ctx, "")
+	if err != nil || a == nil {
+		t.Fatalf("bob's fetch: %v %v", a, err)
 	}
 	content, err := osci.OpenContent(a, []*keys.KeyPair{bob.Cipher}, keys.NewTrustStore([]*x509.Certificate{oscitest.Certificate(t, "alice_signature_4096")}))
 	if err != nil {
@@ -301,7 +297,7 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 		t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
 	}
 	reader := b.XTAClient("fachverfahren-b", "ags:04011000")
-	got := awaitMessage(t, reader)
+	got := nextMessage(t, reader)
 	if got.MessageID != id || len(got.Contents) != 2 || string(got.Contents[0].Data) != string(doc) || string(got.Contents[1].Data) != "Anlage" {
 		t.Fatalf("B's reader fetched %s with %d contents: %+v", got.MessageID, len(got.Contents), got.Contents)
 	}
@@ -363,7 +359,7 @@ func TestTwoNodesXTAOverOSCI(t *testing.T) {
 	if out.Status != msgbox.StatusGreen || strings.Contains(records(out), "früheren Versuch") {
 		t.Fatalf("the retried message's report: status %d\n%s", out.Status, records(out))
 	}
-	if got = awaitMessage(t, reader); got.MessageID != refused {
+	if got = nextMessage(t, reader); got.MessageID != refused {
 		t.Fatalf("B's reader after the retry got %s", got.MessageID)
 	}
 }
@@ -662,20 +658,16 @@ func (d *dropThird) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// awaitMessage waits up to half a minute for the next message in the
-// reader's XTA box and returns it: B hands a stored delivery to the box
-// in a job of its own, which may run after A's report turned green.
-func awaitMessage(t testing.TB, reader *xta.Client) *xta.ReceivedMessage {
+// nextMessage is the next message in the reader's XTA box: there as
+// soon as A's report is green, since B stores a delivery into the box in
+// the transaction that answers it.
+func nextMessage(t testing.TB, reader *xta.Client) *xta.ReceivedMessage {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		got, err := reader.GetMessage(t.Context(), "")
-		if err == nil {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no message in the box of %s after half a minute: %v", reader.Account, err)
-		}
+	got, err := reader.GetMessage(t.Context(), "")
+	if err != nil {
+		t.Fatalf("the box of %s: %v", reader.Account, err)
 	}
+	return got
 }
 
 // inboxRows counts the messages node n ever put into the account's box
@@ -724,7 +716,7 @@ func TestTwoNodesAnswerLost(t *testing.T) {
 		t.Fatalf("A's report: status %d\n%s", out.Status, records(out))
 	}
 	reader := b.XTAClient("fachverfahren-b", "ags:04011000")
-	got := awaitMessage(t, reader)
+	got := nextMessage(t, reader)
 	if string(got.Contents[0].Data) != string(doc) {
 		t.Fatalf("B's reader fetched %s", got.Contents[0].Data)
 	}
@@ -803,7 +795,7 @@ func TestTwoNodesDialogReuse(t *testing.T) {
 	}
 	reader := b.XTAClient("fachverfahren-b", "ags:04011000")
 	for i := range 4 {
-		if err := reader.Close(ctx, awaitMessage(t, reader).MessageID); err != nil {
+		if err := reader.Close(ctx, nextMessage(t, reader).MessageID); err != nil {
 			t.Fatalf("message %d at B: %v", i, err)
 		}
 	}
