@@ -192,37 +192,28 @@ func DeadLetterTables() []sealing.Table {
 // resealer re-encrypts the reasons and problems of a table of dead letters
 // or their attempts.
 func resealer(table string) func(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
-	return func(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
-		rows, err := tx.Query(ctx, `SELECT id, message_id, key_version, reason, problems FROM `+table+`
-			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenant, version, limit)
-		if err != nil {
-			return 0, err
-		}
-		type letterRow struct {
-			ID               int64
-			MessageID        string
-			Key              int
-			Reason, Problems []byte
-		}
-		letters, err := pgx.CollectRows(rows, pgx.RowToStructByPos[letterRow])
-		if err != nil {
-			return 0, err
-		}
-		b := &pgx.Batch{}
-		for _, l := range letters {
-			var sealed [2][]byte
-			for i, f := range []struct {
-				name string
-				data []byte
-			}{{"reason", l.Reason}, {"problems", l.Problems}} {
-				if sealed[i], err = k.Reseal(ctx, tx, tenant, l.Key, version, deadLetterAAD(tenant, l.MessageID, f.name), f.data); err != nil {
-					return 0, fmt.Errorf("%s %d: %w", table, l.ID, err)
-				}
+	return sealing.Rows[letterRow]{
+		Select: `SELECT id, message_id, key_version, reason, problems FROM ` + table + `
+			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`,
+		Fields: func(tenant string, l letterRow) (int, []sealing.Field) {
+			return l.Key, []sealing.Field{
+				{AAD: deadLetterAAD(tenant, l.MessageID, "reason"), Sealed: l.Reason},
+				{AAD: deadLetterAAD(tenant, l.MessageID, "problems"), Sealed: l.Problems},
 			}
+		},
+		Update: func(b *pgx.Batch, _ string, l letterRow, version int, sealed [][]byte) {
 			b.Queue(`UPDATE `+table+` SET key_version = $2, reason = $3, problems = $4 WHERE id = $1`, l.ID, version, sealed[0], sealed[1])
-		}
-		return len(letters), tx.SendBatch(ctx, b).Close()
-	}
+		},
+		Name: func(l letterRow) string { return fmt.Sprintf("%s %d", table, l.ID) },
+	}.Reseal
+}
+
+// letterRow is a dead letter or attempt as key rotation reads it.
+type letterRow struct {
+	ID               int64
+	MessageID        string
+	Key              int
+	Reason, Problems []byte
 }
 
 // List returns the tenant's dead letters, newest first: the open ones, or

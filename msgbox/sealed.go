@@ -1,7 +1,6 @@
 package msgbox
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 
@@ -27,61 +26,44 @@ func recordAAD(tenant string, message int64) []byte {
 // texts.
 func Tables() []sealing.Table {
 	return []sealing.Table{
-		{Name: "message content", SQL: "xta_chunk", Reseal: resealChunks},
-		{Name: "transport report texts", SQL: "xta_report_record", Reseal: resealRecords},
+		{Name: "message content", SQL: "xta_chunk", Reseal: sealing.Rows[chunkRow]{
+			Select: `SELECT message, part, seq, key_version, data FROM xta_chunk
+				WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`,
+			Divide: 10, // content is up to a MiB a chunk: fewer of them to a batch
+			Fields: func(tenant string, c chunkRow) (int, []sealing.Field) {
+				return c.Key, []sealing.Field{{AAD: chunkAAD(tenant, c.Message, c.Part, c.Seq), Sealed: c.Data}}
+			},
+			Update: func(b *pgx.Batch, _ string, c chunkRow, version int, sealed [][]byte) {
+				b.Queue(`UPDATE xta_chunk SET key_version = $4, data = $5 WHERE message = $1 AND part = $2 AND seq = $3`, c.Message, c.Part, c.Seq, version, sealed[0])
+			},
+			Name: func(c chunkRow) string {
+				return fmt.Sprintf("chunk %d of part %d of message %d", c.Seq, c.Part, c.Message)
+			},
+		}.Reseal},
+		{Name: "transport report texts", SQL: "xta_report_record", Reseal: sealing.Rows[recordRow]{
+			Select: `SELECT id, message, key_version, reason FROM xta_report_record
+				WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`,
+			Fields: func(tenant string, r recordRow) (int, []sealing.Field) {
+				return r.Key, []sealing.Field{{AAD: recordAAD(tenant, r.Message), Sealed: r.Reason}}
+			},
+			Update: func(b *pgx.Batch, _ string, r recordRow, version int, sealed [][]byte) {
+				b.Queue(`UPDATE xta_report_record SET key_version = $2, reason = $3 WHERE id = $1`, r.ID, version, sealed[0])
+			},
+			Name: func(r recordRow) string { return fmt.Sprintf("report record %d", r.ID) },
+		}.Reseal},
 	}
 }
 
-func resealChunks(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
-	// Content is up to a MiB a chunk: fewer of them to a batch.
-	rows, err := tx.Query(ctx, `SELECT message, part, seq, key_version, data FROM xta_chunk
-		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenant, version, max(1, limit/10))
-	if err != nil {
-		return 0, err
-	}
-	type chunkRow struct {
-		Message   int64
-		Part, Seq int
-		Key       int
-		Data      []byte
-	}
-	chunks, err := pgx.CollectRows(rows, pgx.RowToStructByPos[chunkRow])
-	if err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	for _, c := range chunks {
-		ct, err := k.Reseal(ctx, tx, tenant, c.Key, version, chunkAAD(tenant, c.Message, c.Part, c.Seq), c.Data)
-		if err != nil {
-			return 0, fmt.Errorf("chunk %d of part %d of message %d: %w", c.Seq, c.Part, c.Message, err)
-		}
-		b.Queue(`UPDATE xta_chunk SET key_version = $4, data = $5 WHERE message = $1 AND part = $2 AND seq = $3`, c.Message, c.Part, c.Seq, version, ct)
-	}
-	return len(chunks), tx.SendBatch(ctx, b).Close()
+// chunkRow and recordRow are sealed rows as key rotation reads them.
+type chunkRow struct {
+	Message   int64
+	Part, Seq int
+	Key       int
+	Data      []byte
 }
 
-func resealRecords(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
-	rows, err := tx.Query(ctx, `SELECT id, message, key_version, reason FROM xta_report_record
-		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenant, version, limit)
-	if err != nil {
-		return 0, err
-	}
-	type recordRow struct {
-		ID, Message int64
-		Key         int
-		Reason      []byte
-	}
-	records, err := pgx.CollectRows(rows, pgx.RowToStructByPos[recordRow])
-	if err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	for _, r := range records {
-		ct, err := k.Reseal(ctx, tx, tenant, r.Key, version, recordAAD(tenant, r.Message), r.Reason)
-		if err != nil {
-			return 0, fmt.Errorf("report record %d: %w", r.ID, err)
-		}
-		b.Queue(`UPDATE xta_report_record SET key_version = $2, reason = $3 WHERE id = $1`, r.ID, version, ct)
-	}
-	return len(records), tx.SendBatch(ctx, b).Close()
+type recordRow struct {
+	ID, Message int64
+	Key         int
+	Reason      []byte
 }

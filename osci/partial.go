@@ -396,9 +396,43 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 // Tables are the intermediary's sealed tables, for key rotation.
 func Tables() []sealing.Table {
 	return []sealing.Table{
-		{Name: "OSCI chunks", SQL: "osci_chunk", Reseal: resealChunks},
-		{Name: "OSCI responses in chunks", SQL: "osci_fetch_assembly", Reseal: resealAssemblies},
+		{Name: "OSCI chunks", SQL: "osci_chunk", Reseal: sealing.Rows[chunkRow]{
+			Select: `SELECT message_id, chunk_no, key_version, data FROM osci_chunk
+				WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`,
+			Divide: 10, // chunks are up to 16 MiB each: fewer to a batch
+			Fields: func(tenant string, c chunkRow) (int, []sealing.Field) {
+				return c.Key, []sealing.Field{{AAD: chunkAAD(tenant, c.MessageID, c.No), Sealed: c.Data}}
+			},
+			Update: func(b *pgx.Batch, tenant string, c chunkRow, version int, sealed [][]byte) {
+				b.Queue(`UPDATE osci_chunk SET key_version = $4, data = $5 WHERE tenant_id = $1 AND message_id = $2 AND chunk_no = $3`, tenant, c.MessageID, c.No, version, sealed[0])
+			},
+			Name: func(c chunkRow) string { return fmt.Sprintf("chunk %d of %s", c.No, c.MessageID) },
+		}.Reseal},
+		{Name: "OSCI responses in chunks", SQL: "osci_fetch_assembly", Reseal: sealing.Rows[assemblyRow]{
+			Select: `SELECT conversation_id, key_version, envelope FROM osci_fetch_assembly
+				WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`,
+			Fields: func(tenant string, a assemblyRow) (int, []sealing.Field) {
+				return a.Key, []sealing.Field{{AAD: assemblyAAD(tenant, a.Conversation), Sealed: a.Envelope}}
+			},
+			Update: func(b *pgx.Batch, tenant string, a assemblyRow, version int, sealed [][]byte) {
+				b.Queue(`UPDATE osci_fetch_assembly SET key_version = $3, envelope = $4 WHERE tenant_id = $1 AND conversation_id = $2`, tenant, a.Conversation, version, sealed[0])
+			},
+			Name: func(a assemblyRow) string { return "response in chunks of dialog " + a.Conversation },
+		}.Reseal},
 	}
+}
+
+// chunkRow and assemblyRow are sealed rows as key rotation reads them.
+type chunkRow struct {
+	MessageID string
+	No, Key   int
+	Data      []byte
+}
+
+type assemblyRow struct {
+	Conversation string
+	Key          int
+	Envelope     []byte
 }
 
 // assembly is a response handed out in chunks: the responseToFetchDelivery
@@ -605,55 +639,3 @@ type counter int64
 func (c *counter) Skip(n int64) bool { *c += counter(n); return true }
 
 func (c *counter) Write(p []byte) (int, error) { *c += counter(len(p)); return len(p), nil }
-
-func resealChunks(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
-	rows, err := tx.Query(ctx, `SELECT message_id, chunk_no, key_version, data FROM osci_chunk
-		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenant, version, max(1, limit/10))
-	if err != nil {
-		return 0, err
-	}
-	type chunkRow struct {
-		MessageID string
-		No, Key   int
-		Data      []byte
-	}
-	chunks, err := pgx.CollectRows(rows, pgx.RowToStructByPos[chunkRow])
-	if err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	for _, c := range chunks {
-		ct, err := k.Reseal(ctx, tx, tenant, c.Key, version, chunkAAD(tenant, c.MessageID, c.No), c.Data)
-		if err != nil {
-			return 0, fmt.Errorf("chunk %d of %s: %w", c.No, c.MessageID, err)
-		}
-		b.Queue(`UPDATE osci_chunk SET key_version = $4, data = $5 WHERE tenant_id = $1 AND message_id = $2 AND chunk_no = $3`, tenant, c.MessageID, c.No, version, ct)
-	}
-	return len(chunks), tx.SendBatch(ctx, b).Close()
-}
-
-func resealAssemblies(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenant string, version, limit int) (int, error) {
-	rows, err := tx.Query(ctx, `SELECT conversation_id, key_version, envelope FROM osci_fetch_assembly
-		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenant, version, limit)
-	if err != nil {
-		return 0, err
-	}
-	type assemblyRow struct {
-		Conversation string
-		Key          int
-		Envelope     []byte
-	}
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[assemblyRow])
-	if err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	for _, a := range list {
-		ct, err := k.Reseal(ctx, tx, tenant, a.Key, version, assemblyAAD(tenant, a.Conversation), a.Envelope)
-		if err != nil {
-			return 0, fmt.Errorf("response in chunks of dialog %s: %w", a.Conversation, err)
-		}
-		b.Queue(`UPDATE osci_fetch_assembly SET key_version = $3, envelope = $4 WHERE tenant_id = $1 AND conversation_id = $2`, tenant, a.Conversation, version, ct)
-	}
-	return len(list), tx.SendBatch(ctx, b).Close()
-}

@@ -10,12 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parzelle/parzelle/db"
 	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/osci/oscitest"
+	"github.com/parzelle/parzelle/sealing"
 )
 
 const ns2017 = `xmlns:osci2017="http://xoev.de/transport/osci12/7"`
@@ -50,8 +52,8 @@ func (c *testClient) chunkRequest(t testing.TB, order string, chunk []byte, read
 }
 
 // partialStore sends a whole message in chunks of sizeKB and returns the
-// answer to the last.
-func (c *testClient) partialStore(t testing.TB, messageID string, whole io.ReaderAt, length int64, sizeKB int, reader *x509.Certificate) *answer {
+// answer to the last; after, if given, runs after each chunk's answer.
+func (c *testClient) partialStore(t testing.TB, messageID string, whole io.ReaderAt, length int64, sizeKB int, reader *x509.Certificate, after ...func(no int)) *answer {
 	t.Helper()
 	size := int64(sizeKB) << 10
 	total := int((length + size - 1) / size)
@@ -70,22 +72,26 @@ func (c *testClient) partialStore(t testing.TB, messageID string, whole io.Reade
 		if want := strings.Fields(strings.Repeat("x ", no)); len(strings.Fields(received)) != len(want) {
 			t.Errorf("chunk %d: ReceivedChunks %q", no, received)
 		}
+		for _, f := range after {
+			f(no)
+		}
 	}
 	return a
 }
 
 // partialFetch collects the next delivery in chunks of sizeKB and returns
 // the responseToFetchDelivery they make up, read as an answer.
-func (c *testClient) partialFetch(t testing.TB, sizeKB int) *answer {
+func (c *testClient) partialFetch(t testing.TB, sizeKB int, after ...func(no int)) *answer {
 	t.Helper()
 	var whole bytes.Buffer
-	c.partialFetchTo(t, sizeKB, &whole)
+	c.partialFetchTo(t, sizeKB, &whole, after...)
 	return check(t, osci.OrderFetchDelivery, http.StatusOK, whole.Bytes())
 }
 
 // partialFetchTo collects the next delivery in chunks of sizeKB, writing
-// them to whole, and returns how many there were.
-func (c *testClient) partialFetchTo(t testing.TB, sizeKB int, whole io.Writer) int {
+// them to whole, and returns how many there were; after, if given, runs
+// after each chunk's answer.
+func (c *testClient) partialFetchTo(t testing.TB, sizeKB int, whole io.Writer, after ...func(no int)) int {
 	t.Helper()
 	withFeatures := *c
 	var received []string
@@ -109,6 +115,9 @@ func (c *testClient) partialFetchTo(t testing.TB, sizeKB int, whole io.Writer) i
 			t.Fatal(err)
 		}
 		received = append(received, strconv.Itoa(no))
+		for _, f := range after {
+			f(no)
+		}
 	}
 	return len(received)
 }
@@ -176,6 +185,75 @@ func TestPartialDelivery(t *testing.T) {
 	if err != nil || assemblies != 0 {
 		t.Errorf("%d responses in chunks kept after the reception (%v)", assemblies, err)
 	}
+}
+
+// TestPartialKeyRotation: a rotation of the tenant's data key while a
+// delivery waits in chunks, and again while its response is handed out in
+// chunks, seals the kept chunks and the kept response under the new key;
+// the delivery completes, and the response reassembles, verifies and
+// opens as if nothing had happened.
+func TestPartialKeyRotation(t *testing.T) {
+	// A rotation ends once every node can have seen the new key: soon.
+	ttl := sealing.CurrentTTL
+	sealing.CurrentTTL = 50 * time.Millisecond
+	t.Cleanup(func() { sealing.CurrentTTL = ttl })
+	ix := startIntermediary(t)
+	bobCipher := oscitest.Certificate(t, "bob_cipher_4096")
+	alice, bob := newClient(t, ix, "alice"), newClient(t, ix, "bob")
+	attachment := make([]byte, 5<<10)
+	_, _ = rand.NewChaCha8([32]byte{9}).Read(attachment)
+	// rotate rotates bremen's data key and waits until the rotation is
+	// done: the table has rows, all under the new key.
+	rotate := func(table string) {
+		ctx := t.Context()
+		rot, err := ix.Store.RotateKey(ctx, ix.Jobs, "bremen", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			rs, err := ix.Store.Rotations(ctx, "bremen")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) > 0 && rs[0].KeyVersion == rot.KeyVersion && rs[0].FinishedAt != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the rotation to key %d has not finished after a minute: %+v", rot.KeyVersion, rs)
+			}
+		}
+		var rows, older int
+		err = ix.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE key_version <> $1) FROM `+table, rot.KeyVersion).Scan(&rows, &older)
+		if err != nil || rows == 0 || older != 0 {
+			t.Fatalf("%s after the rotation to key %d: %d rows, %d under another key (%v)", table, rot.KeyVersion, rows, older, err)
+		}
+	}
+	once := func(table string) func(int) {
+		return func(no int) {
+			if no == 1 {
+				rotate(table)
+			}
+		}
+	}
+
+	alice.initDialog(t)
+	id := alice.getMessageID(t)
+	whole := alice.wholeStoreDelivery(t, id, "Gedreht", "Inhalt über die Drehung", attachment, bobCipher)
+	last := alice.partialStore(t, id, bytes.NewReader(whole), int64(len(whole)), 1, bobCipher, once("osci_chunk"))
+	if got := strings.Join(last.feedback, " "); got != "0801 0801" {
+		t.Fatalf("last chunk: feedback %v, want 0801 0801", got)
+	}
+	alice.exitDialog(t)
+
+	bob.initDialog(t)
+	got := bob.partialFetch(t, 1, once("osci_fetch_assembly"))
+	if a := got.msg.Part("anlage"); a == nil || !bytes.Equal(a.Body, attachment) {
+		t.Fatal("the attachment did not come back as sent")
+	}
+	if text := opened(t, got, oscitest.Key(t, "bob_cipher_4096"), oscitest.Certificate(t, "alice_signature_4096")); text != "Inhalt über die Drehung" {
+		t.Errorf("bob read %q", text)
+	}
+	bob.exitDialog(t)
 }
 
 // chunksKept counts the chunks the intermediary holds.

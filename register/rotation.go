@@ -186,93 +186,65 @@ func (s *Store) reencrypt(ctx context.Context, tenantID string, version int) (in
 
 // registerTables are the register's sealed tables.
 var registerTables = []sealing.Table{
-	{Name: "register versions", SQL: "register_version", Reseal: resealVersions},
-	{Name: "access log", SQL: "register_access_log", Reseal: resealAccessLog},
-	{Name: "register facts", SQL: "register_fact", Reseal: resealFacts},
+	{Name: "register versions", SQL: "register_version", Reseal: sealing.Rows[versionRow]{
+		Select: `SELECT v.record_id::text, v.seq, v.key_version, v.payload, r.register
+			FROM register_version v JOIN register_record r ON r.tenant_id = v.tenant_id AND r.id = v.record_id
+			WHERE v.tenant_id = $1 AND v.key_version < $2 LIMIT $3 FOR UPDATE OF v SKIP LOCKED`,
+		Fields: func(tenantID string, v versionRow) (int, []sealing.Field) {
+			return v.Key, []sealing.Field{{AAD: aad(tenantID, v.Register, v.ID, v.Seq), Sealed: v.Payload}}
+		},
+		Update: func(b *pgx.Batch, tenantID string, v versionRow, version int, sealed [][]byte) {
+			b.Queue(`UPDATE register_version SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND record_id = $2 AND seq = $3`,
+				tenantID, v.ID, v.Seq, version, sealed[0])
+		},
+		Name: func(v versionRow) string { return fmt.Sprintf("version %d of record %s", v.Seq, v.ID) },
+	}.Reseal},
+	{Name: "access log", SQL: "register_access_log", Reseal: sealing.Rows[logRow]{
+		Select: `SELECT id, key_version, idnr FROM register_access_log
+			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`,
+		Fields: func(tenantID string, l logRow) (int, []sealing.Field) {
+			return l.Key, []sealing.Field{{AAD: accessAAD(tenantID, l.ID), Sealed: l.IDNr}}
+		},
+		Update: func(b *pgx.Batch, tenantID string, l logRow, version int, sealed [][]byte) {
+			b.Queue(`UPDATE register_access_log SET key_version = $3, idnr = $4 WHERE tenant_id = $1 AND id = $2`, tenantID, l.ID, version, sealed[0])
+		},
+		Name: func(l logRow) string { return fmt.Sprintf("access log entry %d", l.ID) },
+	}.Reseal},
+	{Name: "register facts", SQL: "register_fact", Reseal: sealing.Rows[factRow]{
+		Select: `SELECT register, event_index, key_version, payload FROM register_fact
+			WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`,
+		Fields: func(tenantID string, f factRow) (int, []sealing.Field) {
+			return f.Key, []sealing.Field{{AAD: factAAD(tenantID, f.Register, f.Event), Sealed: f.Payload}}
+		},
+		Update: func(b *pgx.Batch, tenantID string, f factRow, version int, sealed [][]byte) {
+			b.Queue(`UPDATE register_fact SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND register = $2 AND event_index = $3`,
+				tenantID, f.Register, f.Event, version, sealed[0])
+		},
+		Name: func(factRow) string { return "a fact" },
+	}.Reseal},
 }
 
-func resealVersions(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
-	rows, err := tx.Query(ctx, `SELECT v.record_id::text, v.seq, v.key_version, v.payload, r.register
-		FROM register_version v JOIN register_record r ON r.tenant_id = v.tenant_id AND r.id = v.record_id
-		WHERE v.tenant_id = $1 AND v.key_version < $2 LIMIT $3 FOR UPDATE OF v SKIP LOCKED`, tenantID, version, limit)
-	if err != nil {
-		return 0, err
-	}
-	type versionRow struct {
-		ID       string
-		Seq      int
-		Key      int
-		Payload  []byte
-		Register string
-	}
-	versions, err := pgx.CollectRows(rows, pgx.RowToStructByPos[versionRow])
-	if err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	for _, v := range versions {
-		ct, err := k.Reseal(ctx, tx, tenantID, v.Key, version, aad(tenantID, v.Register, v.ID, v.Seq), v.Payload)
-		if err != nil {
-			return 0, fmt.Errorf("version %d of record %s: %w", v.Seq, v.ID, err)
-		}
-		b.Queue(`UPDATE register_version SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND record_id = $2 AND seq = $3`,
-			tenantID, v.ID, v.Seq, version, ct)
-	}
-	return len(versions), tx.SendBatch(ctx, b).Close()
+// versionRow, logRow and factRow are sealed rows as key rotation reads
+// them.
+type versionRow struct {
+	ID       string
+	Seq      int
+	Key      int
+	Payload  []byte
+	Register string
 }
 
-func resealAccessLog(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
-	rows, err := tx.Query(ctx, `SELECT id, key_version, idnr FROM register_access_log
-		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, limit)
-	if err != nil {
-		return 0, err
-	}
-	type logRow struct {
-		ID   int64
-		Key  int
-		IDNr []byte
-	}
-	logs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[logRow])
-	if err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	for _, l := range logs {
-		ct, err := k.Reseal(ctx, tx, tenantID, l.Key, version, accessAAD(tenantID, l.ID), l.IDNr)
-		if err != nil {
-			return 0, fmt.Errorf("access log entry %d: %w", l.ID, err)
-		}
-		b.Queue(`UPDATE register_access_log SET key_version = $3, idnr = $4 WHERE tenant_id = $1 AND id = $2`, tenantID, l.ID, version, ct)
-	}
-	return len(logs), tx.SendBatch(ctx, b).Close()
+type logRow struct {
+	ID   int64
+	Key  int
+	IDNr []byte
 }
 
-func resealFacts(ctx context.Context, tx pgx.Tx, k *sealing.Keyring, tenantID string, version, limit int) (int, error) {
-	rows, err := tx.Query(ctx, `SELECT register, event_index, key_version, payload FROM register_fact
-		WHERE tenant_id = $1 AND key_version < $2 LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, version, limit)
-	if err != nil {
-		return 0, err
-	}
-	type factRow struct {
-		Register string
-		Event    []byte
-		Key      int
-		Payload  []byte
-	}
-	facts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[factRow])
-	if err != nil {
-		return 0, err
-	}
-	b := &pgx.Batch{}
-	for _, f := range facts {
-		ct, err := k.Reseal(ctx, tx, tenantID, f.Key, version, factAAD(tenantID, f.Register, f.Event), f.Payload)
-		if err != nil {
-			return 0, fmt.Errorf("a fact: %w", err)
-		}
-		b.Queue(`UPDATE register_fact SET key_version = $4, payload = $5 WHERE tenant_id = $1 AND register = $2 AND event_index = $3`,
-			tenantID, f.Register, f.Event, version, ct)
-	}
-	return len(facts), tx.SendBatch(ctx, b).Close()
+type factRow struct {
+	Register string
+	Event    []byte
+	Key      int
+	Payload  []byte
 }
 
 // finishRotation marks the rotation done and deletes the data keys older
