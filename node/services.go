@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -275,23 +273,9 @@ func every(ctx context.Context, interval time.Duration, fn func(context.Context)
 // server certificates from the config (osci:), else none and the
 // system's.
 func osciClientHTTP(c config.OSCIClient) (*http.Client, error) {
-	tcfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.ClientCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("osci.clientCert: %w", err)
-		}
-		tcfg.Certificates = []tls.Certificate{cert}
-	}
-	if c.ServerCA != "" {
-		cas, err := pki.LoadCertificates(c.ServerCA)
-		if err != nil {
-			return nil, fmt.Errorf("osci.serverCA: %w", err)
-		}
-		tcfg.RootCAs = x509.NewCertPool()
-		for _, ca := range cas {
-			tcfg.RootCAs.AddCert(ca)
-		}
+	tcfg, _, err := pki.ClientTLS(c.ClientCert, c.ClientKey, c.ServerCA)
+	if err != nil {
+		return nil, fmt.Errorf("osci (clientCert, clientKey, serverCA): %w", err)
 	}
 	return &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: tcfg}}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -244,4 +245,31 @@ func ParseKey(data []byte, source string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("pki: %s: key type %T cannot sign", source, key)
 	}
 	return signer, nil
+}
+
+// ClientTLS is the TLS configuration of a client: the client certificate
+// (none when certFile is empty) and, when caFile is given, its
+// certificates as the only roots for the server (else the system's),
+// which it returns too.
+func ClientTLS(certFile, keyFile, caFile string) (*tls.Config, []*x509.Certificate, error) {
+	tcfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tcfg.Certificates = []tls.Certificate{cert}
+	}
+	if caFile == "" {
+		return tcfg, nil, nil
+	}
+	cas, err := LoadCertificates(caFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	tcfg.RootCAs = x509.NewCertPool()
+	for _, c := range cas {
+		tcfg.RootCAs.AddCert(c)
+	}
+	return tcfg, cas, nil
 }

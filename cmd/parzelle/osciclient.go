@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -93,20 +92,9 @@ func osciClient(sub string, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	tcfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if *tlsCert != "" {
-		if tcfg, _, err = clientTLS(*tlsCert, *tlsKey, *caFile); err != nil {
-			return err
-		}
-	} else if *caFile != "" {
-		cas, err := pki.LoadCertificates(*caFile)
-		if err != nil {
-			return err
-		}
-		tcfg.RootCAs = x509.NewCertPool()
-		for _, ca := range cas {
-			tcfg.RootCAs.AddCert(ca)
-		}
+	tcfg, _, err := pki.ClientTLS(*tlsCert, *tlsKey, *caFile)
+	if err != nil {
+		return err
 	}
 	c.HTTP = &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{TLSClientConfig: tcfg}}
 	ctx := context.Background()

@@ -156,7 +156,7 @@ func xnachweisRequest(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	tcfg, trust, err := clientTLS(*certFile, *keyFile, *caFile)
+	tcfg, trust, err := pki.ClientTLS(*certFile, *keyFile, *caFile)
 	if err != nil {
 		return fmt.Errorf("xnachweis request: %w", err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -81,7 +80,7 @@ func cmdXTA(args []string) error {
 	if *certFile == "" || *keyFile == "" || *account == "" {
 		return fmt.Errorf("--cert, --key and --account are required (parzelle xta %s --help lists the flags)", sub)
 	}
-	tcfg, _, err := clientTLS(*certFile, *keyFile, *caFile)
+	tcfg, _, err := pki.ClientTLS(*certFile, *keyFile, *caFile)
 	if err != nil {
 		return fmt.Errorf("xta: %w", err)
 	}
@@ -223,29 +222,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string) error {
 		args = fs.Args()[1:]
 	}
 	return fs.Parse(append([]string{"--"}, pos...))
-}
-
-// clientTLS is the TLS configuration of a command's client: the client
-// certificate and, when caFile is given, its certificates as the only
-// roots for the server (else the system's); it returns those too.
-func clientTLS(certFile, keyFile, caFile string) (*tls.Config, []*x509.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("client certificate: %w", err)
-	}
-	tcfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return tcfg, nil, nil
-	}
-	cas, err := pki.LoadCertificates(caFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	tcfg.RootCAs = x509.NewCertPool()
-	for _, c := range cas {
-		tcfg.RootCAs.AddCert(c)
-	}
-	return tcfg, cas, nil
 }
 
 // explainConnection adds what to do to the errors an operator meets first
