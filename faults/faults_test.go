@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,12 +8,10 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,7 +51,7 @@ type world struct {
 	bin     string
 	cluster *pgcluster.Cluster
 	dbURL   string
-	nodes   []*nodeProc
+	nodes   []*nodetest.Process
 	client  *http.Client
 	doc     []byte // the message template
 
@@ -62,24 +59,6 @@ type world struct {
 	accepted map[string]string // XTA message id → the person's family name
 	seq      atomic.Int64
 }
-
-// nodeProc is a running `parzelle serve`.
-type nodeProc struct {
-	cmd       *exec.Cmd
-	transport string
-	ops       string
-	done      chan error
-	log       *bytes.Buffer
-	logMu     sync.Mutex
-}
-
-func (p *nodeProc) Write(b []byte) (int, error) {
-	p.logMu.Lock()
-	defer p.logMu.Unlock()
-	return p.log.Write(b)
-}
-
-var bannerURL = regexp.MustCompile(`https?://([0-9.:]+)/`)
 
 func TestFaults(t *testing.T) {
 	name := os.Getenv("PARZELLE_FAULTS")
@@ -119,7 +98,7 @@ func TestFaults(t *testing.T) {
 	}
 	w.checkDump()
 	if failed {
-		t.Logf("node log:\n%s", w.nodes[0].log)
+		t.Logf("node log:\n%s", w.nodes[0].Log())
 	}
 }
 
@@ -157,7 +136,7 @@ func (w *world) command(args ...string) *exec.Cmd {
 
 // start starts the first node, which creates and starts the cluster.
 func (w *world) start() {
-	w.nodes = []*nodeProc{w.serve()}
+	w.nodes = []*nodetest.Process{w.serve()}
 	c, err := pgcluster.New(filepath.Join(w.root, "var", "pg"))
 	if err != nil {
 		w.t.Fatal(err)
@@ -170,49 +149,18 @@ func (w *world) start() {
 	w.dbURL = strings.TrimSpace(string(url))
 	w.t.Cleanup(func() {
 		for _, n := range w.nodes {
-			n.cmd.Process.Kill()
+			n.Kill()
 		}
 		c.Stop(context.Background())
 	})
 }
 
 // serve starts a node and waits for its banner.
-func (w *world) serve(env ...string) *nodeProc {
+func (w *world) serve(env ...string) *nodetest.Process {
 	w.t.Helper()
-	p := &nodeProc{cmd: w.command("serve", "--config", "fixtures/node.yaml"), done: make(chan error, 1), log: &bytes.Buffer{}}
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stderr = p
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		w.t.Fatal(err)
-	}
-	up := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if m := bannerURL.FindStringSubmatch(line); m != nil && strings.Contains(line, "transport") {
-				p.transport = m[1]
-			}
-			if m := bannerURL.FindStringSubmatch(line); m != nil && strings.Contains(line, "console") {
-				p.ops = m[1]
-				close(up)
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	go func() { p.done <- p.cmd.Wait() }()
-	select {
-	case <-up:
-	case err := <-p.done:
-		w.t.Fatalf("serve exited before serving: %v\n%s", err, p.log)
-	case <-time.After(2 * time.Minute):
-		w.t.Fatalf("no banner within two minutes\n%s", p.log)
-	}
-	return p
+	cmd := w.command("serve", "--config", "fixtures/node.yaml")
+	cmd.Env = append(cmd.Env, env...)
+	return nodetest.Serve(w.t, cmd)
 }
 
 func (w *world) httpClient() *http.Client {
@@ -246,8 +194,8 @@ func (w *world) message() ([]byte, string) {
 
 // send sends one message through the node; an acknowledged one counts as
 // accepted.
-func (w *world) send(ctx context.Context, p *nodeProc, attach []byte) (string, error) {
-	c := &xta.Client{HTTP: w.client, BaseURL: "https://" + p.transport, Account: "ags:05111000"}
+func (w *world) send(ctx context.Context, p *nodetest.Process, attach []byte) (string, error) {
+	c := &xta.Client{HTTP: w.client, BaseURL: "https://" + p.Transport, Account: "ags:05111000"}
 	id, err := c.CreateMessageID(ctx)
 	if err != nil {
 		return "", err
@@ -466,8 +414,7 @@ func (w *world) connect(ctx context.Context) *pgx.Conn {
 // killNode kills the node with SIGKILL and starts it again.
 func (w *world) killNode() time.Time {
 	p := w.nodes[0]
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	p.Kill()
 	next := w.serve()
 	w.mu.Lock()
 	w.nodes[0] = next
@@ -523,8 +470,8 @@ func (w *world) spoolFull() time.Time {
 		w.t.Fatal(err)
 	}
 	p := w.nodes[0]
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	<-p.done
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	<-p.Exited()
 	next := w.serve("TMPDIR=" + spool)
 	w.mu.Lock()
 	w.nodes[0] = next
@@ -541,7 +488,7 @@ func (w *world) spoolFull() time.Time {
 	if _, err := w.send(ctx, next, big); err == nil {
 		w.t.Error("a message larger than memory was accepted with an unwritable spool")
 	}
-	if resp, err := http.Get("http://" + next.ops + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+	if resp, err := http.Get("http://" + next.Ops + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
 		w.t.Errorf("the node is not healthy after a spool failure: %v", err)
 	}
 	if err := os.Remove(spool); err != nil {
@@ -567,8 +514,8 @@ func (w *world) twoNodes() time.Time {
 	w.mu.Lock()
 	w.nodes = w.nodes[:1]
 	w.mu.Unlock()
-	_ = second.cmd.Process.Signal(syscall.SIGTERM)
-	<-second.done
+	_ = second.Cmd.Process.Signal(syscall.SIGTERM)
+	<-second.Exited()
 	return time.Now()
 }
 

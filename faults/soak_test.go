@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/xta"
 )
 
@@ -116,7 +117,7 @@ func TestSoak(t *testing.T) {
 	}
 	// Message box: send to the Fachverfahren's own account, list, fetch,
 	// close.
-	box := &xta.Client{HTTP: w.client, BaseURL: "https://" + p.transport, Account: "ags:05111000"}
+	box := &xta.Client{HTTP: w.client, BaseURL: "https://" + p.Transport, Account: "ags:05111000"}
 	every(boxRate, func() {
 		timed("xta send/list/fetch/close (box)", func() error {
 			id, err := box.CreateMessageID(ctx)
@@ -149,7 +150,7 @@ func TestSoak(t *testing.T) {
 		})
 	})
 	// Register API: search a person the pipeline made, read the record.
-	api := "https://" + p.transport + "/api/v1/tenants/duesseldorf/registers/melderegister/records"
+	api := "https://" + p.Transport + "/api/v1/tenants/duesseldorf/registers/melderegister/records"
 	get := func(u string, v any) error {
 		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
 		req.Header.Set("Parzelle-Purpose", "meldewesen")
@@ -245,9 +246,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // nodeMetrics reads the node's /metrics: the unlabelled values, and
 // parzelle_pipeline_messages_total summed.
-func nodeMetrics(t *testing.T, p *nodeProc) map[string]float64 {
+func nodeMetrics(t *testing.T, p *nodetest.Process) map[string]float64 {
 	out := map[string]float64{}
-	resp, err := http.Get("http://" + p.ops + "/metrics")
+	resp, err := http.Get("http://" + p.Ops + "/metrics")
 	if err != nil {
 		t.Logf("metrics: %v", err)
 		return out

@@ -1,7 +1,6 @@
 package osci_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -12,11 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -184,13 +181,9 @@ func (k *killRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type processNode struct {
 	bin, config, dbURL string
 	pki                *nodetest.PKI
-	cmd                *exec.Cmd
-	done               chan error
-	transport          string
-	log                *syncBuffer
+	proc               *nodetest.Process
+	earlier            string // the logs of the processes before
 }
-
-var transportBanner = regexp.MustCompile(`transport .*https://([0-9.:]+)/`)
 
 func startProcessNode(t *testing.T, b *nodetest.Node, relay string) *processNode {
 	dir := t.TempDir()
@@ -200,7 +193,7 @@ func startProcessNode(t *testing.T, b *nodetest.Node, relay string) *processNode
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	a := &processNode{bin: bin, config: filepath.Join(dir, "node.yaml"), dbURL: dbtest.NewURL(t), pki: nodetest.NewPKI(t, dir, "fachverfahren"), log: &syncBuffer{}}
+	a := &processNode{bin: bin, config: filepath.Join(dir, "node.yaml"), dbURL: dbtest.NewURL(t), pki: nodetest.NewPKI(t, dir, "fachverfahren")}
 	tenants := filepath.Join(dir, "tenants")
 	if err := os.MkdirAll(tenants, 0o755); err != nil {
 		t.Fatal(err)
@@ -233,61 +226,29 @@ log: {format: text, level: info}
 		}
 	}
 	a.start(t)
-	t.Cleanup(a.kill)
 	return a
 }
 
-// start starts the process and waits for its banner.
+// start starts the process and waits for its banner; it is killed when
+// the test ends.
 func (a *processNode) start(t *testing.T) {
 	t.Helper()
-	a.cmd = exec.Command(a.bin, "serve", "--config", a.config)
-	a.cmd.Env = append(os.Environ(), "DATABASE_URL="+a.dbURL, "PARZELLE_CONFIG=")
-	a.cmd.Stderr = a.log
-	stdout, err := a.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	a.done = make(chan error, 1)
-	up := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := transportBanner.FindStringSubmatch(sc.Text()); m != nil {
-				up <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	done := a.done
-	go func() { done <- a.cmd.Wait() }()
-	select {
-	case a.transport = <-up:
-	case err := <-done:
-		t.Fatalf("serve exited before serving: %v\n%s", err, a.logs())
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("no banner within two minutes\n%s", a.logs())
-	}
+	cmd := exec.Command(a.bin, "serve", "--config", a.config)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+a.dbURL, "PARZELLE_CONFIG=")
+	a.proc = nodetest.Serve(t, cmd)
 }
 
 // kill kills the process with SIGKILL and waits for it to end.
-func (a *processNode) kill() {
-	if a.cmd == nil || a.cmd.ProcessState != nil {
-		return
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGKILL)
-	<-a.done
-}
+func (a *processNode) kill() { a.proc.Kill() }
 
 func (a *processNode) restart(t *testing.T) {
 	a.kill()
+	a.earlier += a.proc.Log()
 	a.start(t)
 }
 
 func (a *processNode) client() *xta.Client {
-	return &xta.Client{HTTP: a.pki.HTTP("fachverfahren"), BaseURL: "https://" + a.transport, Account: "ags:05315000"}
+	return &xta.Client{HTTP: a.pki.HTTP("fachverfahren"), BaseURL: "https://" + a.proc.Transport, Account: "ags:05315000"}
 }
 
 func (a *processNode) send(ctx context.Context, doc []byte) (string, error) {
@@ -316,23 +277,4 @@ func (a *processNode) awaitReport(t *testing.T, id string) *xta.Report {
 	return nil
 }
 
-func (a *processNode) logs() string { return a.log.String() }
-
-// syncBuffer is a buffer the process writes its log to while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func (a *processNode) logs() string { return a.earlier + a.proc.Log() }

@@ -56,7 +56,7 @@ func TestKeysList(t *testing.T) {
 func TestServeExportsCertificateExpiry(t *testing.T) {
 	root := demoCheckout(t)
 	s := serve(t, root, "DATABASE_URL="+dbtest.NewURL(t))
-	code, body := getBody(t, &http.Client{Timeout: 10 * time.Second}, "http://"+s.ops+"/metrics")
+	code, body := getBody(t, &http.Client{Timeout: 10 * time.Second}, "http://"+s.Ops+"/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
@@ -71,10 +71,10 @@ func TestServeExportsCertificateExpiry(t *testing.T) {
 			t.Errorf("%s/%s: %s seconds (%.1f days)", m[1], m[2], m[3], days)
 		}
 	}
-	if strings.Contains(s.log(), "certificate expires soon") || strings.Contains(s.log(), "certificate has expired") {
-		t.Errorf("fresh demo certificates were warned about:\n%s", s.log())
+	if strings.Contains(s.Log(), "certificate expires soon") || strings.Contains(s.Log(), "certificate has expired") {
+		t.Errorf("fresh demo certificates were warned about:\n%s", s.Log())
 	}
-	s.interrupt(t)
+	interrupt(t, s)
 }
 
 // lineOf returns the number of the first line of file that contains s.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -13,9 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,81 +58,23 @@ func demoCheckout(t *testing.T) string {
 	return root
 }
 
-// server is a running `parzelle serve`.
-type server struct {
-	cmd            *exec.Cmd
-	transport, ops string
-	mu             sync.Mutex
-	stderr         bytes.Buffer
-	done           chan error
-}
-
-func (s *server) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stderr.Write(p)
-}
-
-func (s *server) log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stderr.String()
-}
-
-var bannerURL = regexp.MustCompile(`https?://([0-9.:]+)/`)
-
 // serve starts the node and waits for its banner.
-func serve(t *testing.T, root string, env ...string) *server {
+func serve(t *testing.T, root string, env ...string) *nodetest.Process {
 	t.Helper()
-	s := &server{cmd: parzelle(root, env, "serve", "--config", "fixtures/node.yaml"), done: make(chan error, 1)}
-	s.cmd.Stderr = s
-	stdout, err := s.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	banner := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if m := bannerURL.FindStringSubmatch(line); m != nil && strings.Contains(line, "transport") {
-				s.transport = m[1]
-			}
-			if m := bannerURL.FindStringSubmatch(line); m != nil && strings.Contains(line, "console") {
-				s.ops = m[1]
-				banner <- line
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(func() { s.cmd.Process.Kill() })
-	select {
-	case <-banner:
-		t.Logf("serve printed its banner after %.1fs", time.Since(start).Seconds())
-	case err := <-s.done:
-		t.Fatalf("serve exited before serving: %v\n%s", err, s.log())
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("no banner within two minutes\n%s", s.log())
-	}
-	return s
+	return nodetest.Serve(t, parzelle(root, env, "serve", "--config", "fixtures/node.yaml"))
 }
 
 // interrupt sends SIGINT, as Ctrl-C does, and waits for a clean exit.
-func (s *server) interrupt(t *testing.T) {
+func interrupt(t *testing.T, s *nodetest.Process) {
 	t.Helper()
-	s.cmd.Process.Signal(syscall.SIGINT)
+	s.Cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Fatalf("serve exited with %v after SIGINT\n%s", err, s.log())
+	case <-s.Exited():
+		if err := s.Err(); err != nil {
+			t.Fatalf("serve exited with %v after SIGINT\n%s", err, s.Log())
 		}
 	case <-time.After(time.Minute):
-		t.Fatalf("serve did not stop within a minute of SIGINT\n%s", s.log())
+		t.Fatalf("serve did not stop within a minute of SIGINT\n%s", s.Log())
 	}
 }
 
@@ -174,13 +113,13 @@ func TestServeWithEmbeddedDatabase(t *testing.T) {
 	root := demoCheckout(t)
 	s := serve(t, root)
 	plain := &http.Client{Timeout: 10 * time.Second}
-	if code, body := getBody(t, plain, "http://"+s.ops+"/healthz"); code != 200 || body != "ok\n" {
+	if code, body := getBody(t, plain, "http://"+s.Ops+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz: %d %q", code, body)
 	}
-	if code, body := getBody(t, plain, "http://"+s.ops+"/readyz"); code != 200 {
+	if code, body := getBody(t, plain, "http://"+s.Ops+"/readyz"); code != 200 {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
-	if code, body := getBody(t, demoClient(t, root, "koeln"), "https://"+s.transport+"/whoami"); code != 200 || !strings.Contains(body, "ags:05315000") {
+	if code, body := getBody(t, demoClient(t, root, "koeln"), "https://"+s.Transport+"/whoami"); code != 200 || !strings.Contains(body, "ags:05315000") {
 		t.Fatalf("/whoami as koeln: %d %s", code, body)
 	}
 
@@ -196,16 +135,16 @@ func TestServeWithEmbeddedDatabase(t *testing.T) {
 	}
 	wantErr := "koeln.yaml:7: identities[0].kategorie: unknown field"
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(s.log(), wantErr) {
+	for !strings.Contains(s.Log(), wantErr) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the broken file was not reported within 30s\n%s", s.log())
+			t.Fatalf("the broken file was not reported within 30s\n%s", s.Log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if code, body := getBody(t, demoClient(t, root, "koeln"), "https://"+s.transport+"/whoami"); code != 200 {
+	if code, body := getBody(t, demoClient(t, root, "koeln"), "https://"+s.Transport+"/whoami"); code != 200 {
 		t.Errorf("koeln after its file broke: %d %s", code, body)
 	}
-	if _, page := nodetest.ConsoleGet(t, "http://"+s.ops, "betrieb", "betrieb-demo-2026", "/console/tenants"); !strings.Contains(page, wantErr) {
+	if _, page := nodetest.ConsoleGet(t, "http://"+s.Ops, "betrieb", "betrieb-demo-2026", "/console/tenants"); !strings.Contains(page, wantErr) {
 		t.Errorf("the console does not show the rejected file")
 	}
 	out, err := parzelle(root, nil, "tenant", "check", "fixtures/tenants").CombinedOutput()
@@ -228,9 +167,9 @@ func TestServeWithEmbeddedDatabase(t *testing.T) {
 		t.Errorf("pg_dump with var/pg/url: %v\n%.500s", err, dump)
 	}
 
-	s.interrupt(t)
-	if !strings.Contains(s.log(), "stopping the embedded PostgreSQL cluster") || c.Running(context.Background()) {
-		t.Errorf("the embedded cluster was not stopped\n%s", s.log())
+	interrupt(t, s)
+	if !strings.Contains(s.Log(), "stopping the embedded PostgreSQL cluster") || c.Running(context.Background()) {
+		t.Errorf("the embedded cluster was not stopped\n%s", s.Log())
 	}
 
 	// The second start reuses the cluster and the recorded configuration.
@@ -238,14 +177,14 @@ func TestServeWithEmbeddedDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = serve(t, root)
-	if strings.Contains(s.log(), "creating the embedded PostgreSQL cluster") {
+	if strings.Contains(s.Log(), "creating the embedded PostgreSQL cluster") {
 		t.Error("the second start created the cluster again")
 	}
 	out, err = parzelle(root, nil, "tenant", "history").CombinedOutput()
 	if err != nil || strings.Count(string(out), "\nkoeln ") != 1 {
 		t.Errorf("tenant history after a broken and restored file: want one koeln version\n%s %v", out, err)
 	}
-	s.interrupt(t)
+	interrupt(t, s)
 }
 
 // TestServeWithDatabaseURL: with DATABASE_URL set the node uses it and
@@ -253,10 +192,10 @@ func TestServeWithEmbeddedDatabase(t *testing.T) {
 func TestServeWithDatabaseURL(t *testing.T) {
 	root := demoCheckout(t)
 	s := serve(t, root, "DATABASE_URL="+dbtest.NewURL(t))
-	if code, body := getBody(t, &http.Client{Timeout: 10 * time.Second}, "http://"+s.ops+"/readyz"); code != 200 {
+	if code, body := getBody(t, &http.Client{Timeout: 10 * time.Second}, "http://"+s.Ops+"/readyz"); code != 200 {
 		t.Errorf("/readyz: %d %s", code, body)
 	}
-	s.interrupt(t)
+	interrupt(t, s)
 	if _, err := os.Stat(filepath.Join(root, "var", "pg")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("with DATABASE_URL the node still made var/pg: %v", err)
 	}
@@ -310,8 +249,8 @@ func TestXTACommandLine(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"plain HTTP to the TLS port", []string{"list", "--url", "http://" + s.transport, "--ca", filepath.Join(pki, "ca.crt")}, "speaks HTTPS: use --url https://" + s.transport},
-		{"no --ca", []string{"list", "--url", "https://" + s.transport}, "give its CA with --ca"},
+		{"plain HTTP to the TLS port", []string{"list", "--url", "http://" + s.Transport, "--ca", filepath.Join(pki, "ca.crt")}, "speaks HTTPS: use --url https://" + s.Transport},
+		{"no --ca", []string{"list", "--url", "https://" + s.Transport}, "give its CA with --ca"},
 	} {
 		if out, code := xta(c.args...); code != 1 || !strings.Contains(out, c.want) {
 			t.Errorf("%s: exit %d, want 1 and %q\n%s", c.name, code, c.want, out)
@@ -321,7 +260,7 @@ func TestXTACommandLine(t *testing.T) {
 	if out, code := run("pki", "demo", "--out", other); code != 0 {
 		t.Fatalf("pki demo: %s", out)
 	}
-	out, code := run("xta", "list", "--url", "https://"+s.transport, "--ca", filepath.Join(pki, "ca.crt"), "--account", "ags:05111000",
+	out, code := run("xta", "list", "--url", "https://"+s.Transport, "--ca", filepath.Join(pki, "ca.crt"), "--account", "ags:05111000",
 		"--cert", filepath.Join(other, "clients", "duesseldorf.crt"), "--key", filepath.Join(other, "clients", "duesseldorf.key"))
 	if code != 1 || !strings.Contains(out, "the node does not accept this client certificate") {
 		t.Errorf("an untrusted client certificate: exit %d\n%s", code, out)
@@ -341,7 +280,7 @@ func TestXTACommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := []string{"--url", "https://" + s.transport, "--ca", filepath.Join(pki, "ca.crt")}
+	at := []string{"--url", "https://" + s.Transport, "--ca", filepath.Join(pki, "ca.crt")}
 	if out, code := xta(append([]string{"send", "--reader", "ags:05111000", "--service", "urn:test", "--message-type", "test", msg, "--attach", attachment}, at...)...); code != 0 {
 		t.Fatalf("send: %s", out)
 	}
