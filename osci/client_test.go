@@ -7,14 +7,15 @@ import (
 	"testing"
 
 	"github.com/parzelle/parzelle/keys"
+	"github.com/parzelle/parzelle/node/nodetest"
 	"github.com/parzelle/parzelle/osci"
 	"github.com/parzelle/parzelle/osci/oscitest"
 )
 
 // client is the OSCI client role of who (the demo PKI's alice or bob)
-// towards the test intermediary.
-func client(t *testing.T, ix *intermediary, who string) *osci.Client {
-	return &osci.Client{URL: ix.Base + "/osci", HTTP: ix.client,
+// towards the intermediary of node n (the osci-client TLS certificate).
+func client(t testing.TB, n *nodetest.Node, who string) *osci.Client {
+	return &osci.Client{URL: n.Base + "/osci", HTTP: n.HTTP("osci-client"),
 		IntermediaryCipher: oscitest.Certificate(t, "osci_manager_cipher_4096"), IntermediarySignature: oscitest.Certificate(t, "osci_manager_signature_4096"),
 		Signer: oscitest.Key(t, who+"_signature_4096"), Cipher: oscitest.Key(t, who+"_cipher_4096")}
 }
@@ -30,7 +31,7 @@ func TestClient(t *testing.T) {
 	ix := startIntermediary(t)
 	bobCipher := oscitest.Certificate(t, "bob_cipher_4096")
 
-	alice := client(t, ix, "alice")
+	alice := client(t, ix.Node, "alice")
 	s, err := alice.Open(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestClient(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bob := client(t, ix, "bob")
+	bob := client(t, ix.Node, "bob")
 	bob.URL, bob.Plain = ix.Base+"/osci/bremen", true
 	s, err = bob.Open(ctx)
 	if err != nil {
@@ -98,13 +99,13 @@ func TestClient(t *testing.T) {
 	}
 
 	// An answer not signed by the intermediary the client expects.
-	wrong := client(t, ix, "alice")
+	wrong := client(t, ix.Node, "alice")
 	wrong.IntermediarySignature = bob.Signer.Certificate()
 	if _, err := wrong.Open(ctx); err == nil || !strings.Contains(err.Error(), "intermediary's signature") {
 		t.Errorf("an answer signed by another: %v", err)
 	}
 	// A refusal is an *osci.Error with its code.
-	nobody := client(t, ix, "alice")
+	nobody := client(t, ix.Node, "alice")
 	nobody.URL, nobody.Plain = ix.Base+"/osci/nobody", true
 	var oe *osci.Error
 	if _, err := nobody.Open(ctx); !errors.As(err, &oe) || oe.Code != osci.CodeNoDecryptionKey {

@@ -86,9 +86,7 @@ func TestSenderXTAToOSCI(t *testing.T) {
 		t.Fatalf("the author's report: status %d\n%s", out.Status, records(out))
 	}
 
-	bob := &osci.Client{URL: n.Base + "/osci", HTTP: n.HTTP("osci-client"),
-		IntermediaryCipher: oscitest.Certificate(t, "osci_manager_cipher_4096"), IntermediarySignature: oscitest.Certificate(t, "osci_manager_signature_4096"),
-		Signer: oscitest.Key(t, "bob_signature_4096"), Cipher: oscitest.Key(t, "bob_cipher_4096")}
+	bob := client(t, n, "bob")
 	s, err := bob.Open(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -470,9 +468,7 @@ trust:
 	a.Sender.HTTP = b.HTTP("osci-node-a")
 	writeDirectory(t, directory, "ags:05315000", b.Base+"/osci", "alice_cipher_4096", "osci_manager")
 
-	bob := &osci.Client{URL: b.Base + "/osci", HTTP: b.HTTP("osci-client"),
-		IntermediaryCipher: oscitest.Certificate(t, "osci_manager_cipher_4096"), IntermediarySignature: oscitest.Certificate(t, "osci_manager_signature_4096"),
-		Signer: oscitest.Key(t, "bob_signature_4096"), Cipher: oscitest.Key(t, "bob_cipher_4096")}
+	bob := client(t, b, "bob")
 	s, err := bob.Open(ctx)
 	if err != nil {
 		t.Fatal(err)
