@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parzelle/parzelle/db"
+	"github.com/parzelle/parzelle/sealing"
 )
 
 // Forwarder takes over the messages whose reader no tenant of this node
@@ -74,17 +75,26 @@ type Progress struct {
 
 // Forwarded records progress in the author's report of an outbox message.
 func (s *Store) Forwarded(ctx context.Context, tenantID string, outbox int64, p Progress) error {
-	return db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error { return s.ForwardedTx(ctx, tx, tenantID, outbox, p) })
+	key, err := s.keyring.Current(ctx, s.pool, tenantID)
+	if err != nil {
+		return err
+	}
+	return db.InTenant(ctx, s.pool, tenantID, func(tx pgx.Tx) error { return forwarded(ctx, tx, key, tenantID, outbox, p) })
 }
 
 // ForwardedTx is Forwarded in tx, which must be in the author's tenant.
-// A message delivered (green) loses its content: it is at the reader's
-// intermediary now, and the node has no business keeping it.
 func (s *Store) ForwardedTx(ctx context.Context, tx pgx.Tx, tenantID string, outbox int64, p Progress) error {
 	key, err := s.keyring.Current(ctx, s.pool, tenantID)
 	if err != nil {
 		return err
 	}
+	return forwarded(ctx, tx, key, tenantID, outbox, p)
+}
+
+// forwarded records the progress in tx. A message delivered (green)
+// loses its content: it is at the reader's intermediary now, and the node
+// has no business keeping it.
+func forwarded(ctx context.Context, tx pgx.Tx, key *sealing.DataKey, tenantID string, outbox int64, p Progress) error {
 	tag, err := tx.Exec(ctx, `UPDATE xta_message SET status = coalesce($2, status), delivered_at = coalesce($3, delivered_at),
 		fetched_at = coalesce($4, fetched_at), closed_at = coalesce($5, closed_at) WHERE id = $1 AND box = 'outbox'`,
 		outbox, p.Status, p.Delivered, p.Fetched, p.Closed)
