@@ -489,6 +489,20 @@ trust:
 		Content: carolContent}); err != nil || !ans.OK() {
 		t.Fatalf("the delivery signed by carol: %v %v", ans, err)
 	}
+	// Second: one whose content is encrypted to bob, not to koeln's key.
+	misdirected, _, err := osci.SealContent([]byte(`<nachricht xmlns="urn:test">an bob verschlüsselt</nachricht>`), nil, bob.Signer,
+		[]*x509.Certificate{oscitest.Certificate(t, "bob_cipher_4096")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	misID, err := s.MessageID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans, err := s.Store(ctx, osci.Outgoing{MessageID: misID, Subject: "an bob verschlüsselt", Reader: aliceCipher, CustomHeaders: []string{metaData("ags:04011000", "ags:05315000", "nachricht")},
+		Content: misdirected}); err != nil || !ans.OK() {
+		t.Fatalf("the delivery encrypted to bob: %v %v", ans, err)
+	}
 	id, err := s.MessageID(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -547,17 +561,45 @@ trust:
 		t.Errorf("a second collection stored %d more messages", after-before)
 	}
 
-	// The delivery carol signed did not hold up bob's: it is a dead
-	// letter of koeln, taken off the postbox (its card shows the
-	// reception). Once A trusts carol for ags:04011000, an operator's
-	// retry opens it, and A's Fachverfahren fetches it.
+	// The deliveries carol signed and the one encrypted to bob did not
+	// hold up bob's: they are dead letters of koeln, taken off the
+	// postbox (carol's card shows the reception). An operator's retry
+	// before A trusts carol opens the dead letter again; once A trusts
+	// carol for ags:04011000, the retry opens the delivery, and A's
+	// Fachverfahren fetches it.
 	letters, err := a.Letters.List(ctx, "koeln", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(letters) != 1 || letters[0].Step != jobs.StepCollect || letters[0].Cause != jobs.CauseSignature || letters[0].Reader != "ags:05315000" ||
-		!strings.Contains(letters[0].Reason, "signature") {
+	var carolLetter int64
+	causes := map[string]string{}
+	for _, l := range letters {
+		causes[l.MessageID] = l.Step + " " + l.Cause
+		if l.MessageID == "osci-unopened:"+carolID && l.Reader == "ags:05315000" && strings.Contains(l.Reason, "signature") {
+			carolLetter = l.ID
+		}
+	}
+	if len(letters) != 2 || carolLetter == 0 || causes["osci-unopened:"+carolID] != "collect signature" || causes["osci-unopened:"+misID] != "collect unreadable" {
 		t.Fatalf("koeln's dead letters: %+v", letters)
+	}
+	operator := tenant.Actor{Tenant: "koeln", Kind: "operator", Subject: "ops@test", Role: "operator", Purpose: "betrieb"}
+	if err := a.Letters.Retry(ctx, operator, "koeln", carolLetter); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		l, err := a.Letters.Show(ctx, "koeln", carolLetter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.ResolvedAt == nil && len(l.History) == 2 {
+			if l.History[1].Cause != jobs.CauseSignature {
+				t.Errorf("the retry's failure: %+v", l.History[1])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead letter retried before the trust was fixed is not open again: %+v", l)
+		}
 	}
 	s, err = bob.Open(ctx)
 	if err != nil {
@@ -579,8 +621,7 @@ trust:
 	if rep, err := a.Tenants.Reload(ctx); err != nil || len(rep.Rejected) > 0 {
 		t.Fatalf("A's tenants: %v %v", err, rep.Rejected)
 	}
-	operator := tenant.Actor{Tenant: "koeln", Kind: "operator", Subject: "ops@test", Role: "operator", Purpose: "betrieb"}
-	if err := a.Letters.Retry(ctx, operator, "koeln", letters[0].ID); err != nil {
+	if err := a.Letters.Retry(ctx, operator, "koeln", carolLetter); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
